@@ -1,0 +1,30 @@
+# The two commands: `make demo` and `make test`. Both install what is missing first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint sysdeps clean
+
+sysdeps:
+	@PYTHON=$(PYTHON) bash scripts/sysdeps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: sysdeps $(STAMP)
+	$(BIN)/firesentry demo $(DEMO_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: sysdeps $(STAMP) lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	-$(BIN)/firesentry down 2>/dev/null
+	rm -rf $(VENV) .firesentry .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,144 @@
+"""Turn rule transitions into alert rows, history lines and outbox rows, in the caller's transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import structlog
+
+from alerts.types import Receiver
+from devices.registry import Registry
+from rules.engine import Transition
+from store import alerts as store_alerts
+
+log = structlog.get_logger("alerts")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What applying a batch of transitions did."""
+
+    opened: int = 0
+    repeated: int = 0
+    cleared: int = 0
+    notifications: int = 0
+
+
+def _fmt(template: str, **values: Any) -> str:
+    try:
+        return template.format(**values)
+    except (KeyError, ValueError, IndexError):
+        return template  # a broken template must not lose the alert
+
+
+def _iso(ts_ms: int) -> str:
+    return dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def alert_payload(
+    status: str, alert_id: int, tr: Transition, registry: Registry, count: int, en: str, zh: str
+) -> dict[str, Any]:
+    """Build the JSON body sent to receivers for one alert change."""
+    device = registry.by_num.get(tr.device_num)
+    rule = tr.rule
+    return {
+        "version": "1",
+        "status": status,
+        "alert": {
+            "id": alert_id,
+            "rule_id": rule.id,
+            "severity": str(rule.severity),
+            "device_id": device.id if device else None,
+            "device_type": str(rule.device_type),
+            "unit_id": device.unit_id if device else None,
+            "unit_name": device.unit_name if device else None,
+            "metric": rule.metric or (str(rule.event) if rule.event else None),
+            "value": tr.value if rule.kind != "event" else None,
+            "threshold": None if tr.threshold != tr.threshold else tr.threshold,
+            "at": _iso(tr.ts_ms),
+            "count": count,
+            "message": {"en": en, "zh-CN": zh},
+        },
+    }
+
+
+def apply_transitions(
+    conn: psycopg.Connection[Any],
+    transitions: Sequence[Transition],
+    registry: Registry,
+    receivers: Sequence[Receiver],
+) -> Outcome:
+    """Record each transition on its alert and queue notifications for the receivers."""
+    out = Outcome()
+    for tr in transitions:
+        device = registry.by_num.get(tr.device_num)
+        if device is None:
+            continue
+        rule = tr.rule
+        at = dt.datetime.fromtimestamp(tr.ts_ms / 1000, dt.UTC)
+        values = {
+            "device": device.id,
+            "unit": device.unit_name or device.unit_id,
+            "metric": rule.metric or "",
+            "value": tr.value,
+            "threshold": tr.threshold if tr.threshold == tr.threshold else 0.0,
+        }
+        en = _fmt(rule.message.en, **values)
+        zh = _fmt(rule.message.zh_cn, **values)
+        value = tr.value if rule.kind != "event" else None
+        if tr.opened:
+            row = store_alerts.open_or_repeat(
+                conn,
+                store_alerts.AlertOpen(
+                    tr.device_num,
+                    device.unit_id,
+                    rule.id,
+                    str(rule.severity),
+                    rule.metric,
+                    tr.threshold if tr.threshold == tr.threshold else None,
+                    value,
+                    at,
+                    en,
+                    zh,
+                ),
+            )
+            if row.previous_state in (None, "resolved"):
+                kind = "opened" if row.previous_state is None else "refired"
+                out.opened += 1
+                store_alerts.record_event(conn, row.id, kind, value=value)
+                payload = alert_payload("firing", row.id, tr, registry, row.count, en, zh)
+                for rc in receivers:
+                    store_alerts.enqueue_notification(conn, row.id, rc.channel, rc.name, payload)
+                    out.notifications += 1
+                log.info(
+                    "alert opened",
+                    alert_id=row.id,
+                    rule_id=rule.id,
+                    device_id=device.id,
+                    severity=str(rule.severity),
+                    value=value,
+                    kind=kind,
+                )
+            else:
+                out.repeated += 1
+        else:
+            cleared = store_alerts.clear(conn, tr.device_num, rule.id, at, tr.value)
+            if cleared is None:
+                continue
+            out.cleared += 1
+            store_alerts.record_event(conn, cleared.id, "cleared", value=value)
+            payload = alert_payload("resolved", cleared.id, tr, registry, cleared.count, en, zh)
+            for rc in receivers:
+                if rc.send_resolved:
+                    store_alerts.enqueue_notification(
+                        conn, cleared.id, rc.channel, rc.name, payload
+                    )
+                    out.notifications += 1
+            log.info("alert cleared", alert_id=cleared.id, rule_id=rule.id, device_id=device.id)
+    if out.notifications:
+        conn.execute("SELECT pg_notify('firesentry_outbox', '')")
+    return out

@@ -1,0 +1,39 @@
+"""The in-memory view of registered devices that ingest and the rule engine index by number."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from devices.catalog import DeviceType
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A registered device as ingest needs it."""
+
+    num: int
+    id: str
+    unit_id: str
+    type: DeviceType
+    attributes: dict[str, Any] = field(default_factory=dict)
+    heartbeat_s: int = 60
+    unit_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """Devices by MQTT id and by dense number (index into rule-state arrays)."""
+
+    by_id: dict[str, Device]
+    by_num: dict[int, Device]
+    max_num: int
+
+    @classmethod
+    def of(cls, devices: list[Device]) -> Registry:
+        """Build the lookup tables from a list of devices."""
+        return cls(
+            by_id={d.id: d for d in devices},
+            by_num={d.num: d for d in devices},
+            max_num=max((d.num for d in devices), default=0),
+        )

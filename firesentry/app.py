@@ -1,0 +1,215 @@
+"""The composition root: builds ingest, rules, alerts and the outbox worker from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import psycopg
+import structlog
+
+from alerts.notify.webhook import WebhookNotifier, WebhookTarget
+from alerts.outbox import Notifier, OutboxOptions, OutboxWorker
+from alerts.types import Receiver
+from devices.registry import Registry
+from firesentry.config import Settings
+from firesentry.embedded import EmbeddedServices, Endpoints
+from ingest.consumer import Consumer, ConsumerOptions
+from ingest.decode import BatchDecoder, Limits
+from ingest.pipeline import BatchResult, Pipeline
+from rules.engine import RuleEngine
+from rules.loader import load_rules
+
+log = structlog.get_logger("firesentry")
+
+
+def embedded_services(settings: Settings, durable: bool = True) -> EmbeddedServices:
+    """The private services described by the embedded section."""
+    e = settings.embedded
+    return EmbeddedServices(
+        e.dir, mosquitto_bin=e.mosquitto_bin, pg_bin_dir=e.pg_bin_dir, durable=durable
+    )
+
+
+def resolve_endpoints(settings: Settings, *, start: bool = False) -> Endpoints:
+    """Return where the broker and database are: embedded (started if asked) or configured."""
+    if settings.embedded.enabled:
+        svc = embedded_services(settings)
+        ep = svc.endpoints()
+        if ep is None:
+            if not start:
+                raise RuntimeError("embedded services are not running; run `firesentry up` first")
+            log.info("starting embedded services", dir=str(svc.root))
+            ep = svc.up()
+        return ep
+    db, mq = settings.database, settings.mqtt
+    return Endpoints(
+        mq.host,
+        mq.port,
+        db.host,
+        db.port,
+        db.dbname,
+        db.user,
+        db.password.get_secret_value() if db.password else "",
+    )
+
+
+class Engine:
+    """ingest + rules + alerts + outbox, started and stopped as one."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        endpoints: Endpoints,
+        *,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.dsn = endpoints.dsn()
+        rule_file = load_rules(settings.rules.file)
+        hooks = settings.notify.webhooks
+        self.receivers = [
+            Receiver(name, "webhook", w.send_resolved, w.max_attempts) for name, w in hooks.items()
+        ]
+        ing = settings.ingest
+        decoder = BatchDecoder(
+            settings.mqtt.topic_prefix,
+            Limits(
+                max_payload_bytes=ing.max_payload_bytes,
+                max_future_ms=ing.max_future_s * 1000,
+                max_age_ms=settings.storage.retention_days * 86_400_000,
+            ),
+        )
+        empty = Registry.of([])
+        self.pipeline = Pipeline(
+            decoder,
+            RuleEngine(rule_file, empty),
+            empty,
+            self.receivers,
+            registry_refresh_s=ing.registry_refresh_s,
+            partitions_ahead_days=settings.storage.partitions_ahead_days,
+            retention_days=settings.storage.retention_days,
+        )
+        mq = settings.mqtt
+        self.consumer = Consumer(
+            ConsumerOptions(
+                host=endpoints.mqtt_host,
+                port=endpoints.mqtt_port,
+                client_id=mq.client_id,
+                topic_prefix=mq.topic_prefix,
+                username=mq.username,
+                password=mq.password.get_secret_value() if mq.password else None,
+                keepalive_s=mq.keepalive_s,
+                session_expiry_s=mq.session_expiry_s,
+                receive_maximum=mq.receive_maximum,
+                shared_group=mq.shared_group,
+                batch_max=ing.batch_max,
+                batch_wait_ms=ing.batch_wait_ms,
+                retry_max_s=ing.retry_max_s,
+            ),
+            self.pipeline,
+            self._connect_db,
+            on_batch=on_batch,
+        )
+        n = settings.notify
+        self._outbox_opts = OutboxOptions(
+            poll_interval_s=n.poll_interval_s,
+            backoff_base_s=n.backoff_base_s,
+            backoff_max_s=n.backoff_max_s,
+            lease_s=n.lease_s,
+        )
+        self._outbox: OutboxWorker | None = None
+        self._outbox_loop: asyncio.AbstractEventLoop | None = None
+        self._outbox_thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    def _connect_db(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            self.dsn,
+            autocommit=True,
+            connect_timeout=int(self.settings.database.connect_timeout_s),
+            application_name="firesentry-ingest",
+        )
+
+    def _webhook_targets(self) -> dict[str, WebhookTarget]:
+        return {
+            name: WebhookTarget(
+                str(w.url), w.secret.get_secret_value().encode() if w.secret else None, w.timeout_s
+            )
+            for name, w in self.settings.notify.webhooks.items()
+        }
+
+    def _run_outbox(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._outbox_loop = loop
+
+        async def main() -> None:
+            async with aiohttp.ClientSession() as session:
+                notifiers: dict[str, Notifier] = {
+                    "webhook": WebhookNotifier(self._webhook_targets(), session)
+                }
+                self._outbox = OutboxWorker(
+                    self.dsn,
+                    notifiers,
+                    {r.name: r.max_attempts for r in self.receivers},
+                    self._outbox_opts,
+                )
+                ready.set()
+                await self._outbox.run()
+
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    def start(self) -> None:
+        """Start the consumer and the outbox worker; returns when both are running."""
+        self.consumer.start()
+        ready = threading.Event()
+        self._outbox_thread = threading.Thread(
+            target=self._run_outbox, args=(ready,), name="outbox", daemon=True
+        )
+        self._outbox_thread.start()
+        ready.wait(10)
+        log.info(
+            "engine running",
+            mqtt=f"{self.endpoints.mqtt_host}:{self.endpoints.mqtt_port}",
+            database=f"{self.endpoints.db_host}:{self.endpoints.db_port}/{self.endpoints.db_name}",
+            webhooks=[r.name for r in self.receivers],
+        )
+
+    def stop(self) -> None:
+        """Drain the current batch, ack it, stop the outbox worker."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        log.info("stopping engine")
+        self.consumer.stop()
+        if self._outbox is not None and self._outbox_loop is not None:
+            self._outbox_loop.call_soon_threadsafe(self._outbox.stop)
+        if self._outbox_thread is not None:
+            self._outbox_thread.join(15)
+
+    def run_until_signal(self, extra_stop: threading.Event | None = None) -> None:
+        """Run until SIGTERM or SIGINT (or extra_stop), then stop gracefully."""
+        stop = extra_stop or threading.Event()
+
+        def handler(signum: int, frame: object) -> None:
+            log.info("signal received", signal=signal.Signals(signum).name)
+            stop.set()
+
+        old_term = signal.signal(signal.SIGTERM, handler)
+        old_int = signal.signal(signal.SIGINT, handler)
+        try:
+            self.start()
+            while not stop.wait(0.5):
+                pass
+        finally:
+            self.stop()
+            signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGINT, old_int)

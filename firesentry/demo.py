@@ -1,0 +1,172 @@
+"""`firesentry demo`: private services, a seeded fleet, the engine, a simulator and a receiver."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import psycopg
+import structlog
+from pydantic import SecretStr
+
+from alerts.testing import Received, WebhookReceiver
+from devices.catalog import DeviceType
+from firesentry.app import Engine, resolve_endpoints
+from firesentry.config import Settings
+from firesentry.config import WebhookReceiver as WebhookConfig
+from simulators.demo_fleet import DemoFleet, SimDevice
+from store import registry as reg
+from store.migrate import migrate
+
+log = structlog.get_logger("demo")
+
+UNITS = [
+    ("demo-u1", "Riverside Mall", "Jinjiang", 30.657, 104.081, "high_rise"),
+    ("demo-u2", "No. 3 Primary School", "Jinjiang", 30.642, 104.095, "school"),
+    ("demo-u3", "Hongxing Textile Plant", "Chenghua", 30.690, 104.120, "factory"),
+]
+
+
+def seed(conn: psycopg.Connection[Any]) -> list[SimDevice]:
+    """Create the demo units, devices of all four types and contacts of every role."""
+    devices: list[SimDevice] = []
+    with conn.transaction():
+        for i, (uid, name, district, lat, lon, cat) in enumerate(UNITS, start=1):
+            reg.add_unit(
+                conn,
+                uid,
+                name,
+                district=district,
+                grid=f"{district}-G{i}",
+                lat=lat,
+                lon=lon,
+                category=cat,
+                address=f"{i} Demo Road",
+            )
+            faulty = i == 1
+            for typ, suffix, attrs in (
+                (DeviceType.UTD, "utd", {}),
+                (DeviceType.ELECTRICAL, "em", {}),
+                (DeviceType.WATER_LEVEL, "wl", {"tank_depth_m": 3.0}),
+                (DeviceType.WATER_PRESSURE, "wp", {"min_pressure_mpa": 0.10}),
+            ):
+                dev_id = f"{uid}-{suffix}"
+                reg.add_device(
+                    conn,
+                    dev_id,
+                    uid,
+                    typ,
+                    model="demo",
+                    attributes=attrs,
+                    location=f"{name} plant room",
+                )
+                fault = {
+                    DeviceType.ELECTRICAL: 6.0,
+                    DeviceType.WATER_LEVEL: 10.0,
+                    DeviceType.WATER_PRESSURE: 14.0,
+                    DeviceType.UTD: 18.0,
+                }[typ]
+                devices.append(
+                    SimDevice(
+                        dev_id, typ, fault if faulty else None, fault + 40 if faulty else None
+                    )
+                )
+            conn.execute("DELETE FROM contacts WHERE unit_id = %s", (uid,))
+            for role, who in (
+                ("fire_safety_manager", "Wang Fang"),
+                ("property_manager", "Li Wei"),
+                ("grid_worker", "Zhang Min"),
+            ):
+                reg.add_contact(
+                    conn,
+                    f"{who} ({name})",
+                    role,
+                    unit_id=uid,
+                    phone=f"+86 138 0000 {i:02d}{len(role):02d}",
+                    locale="zh-CN",
+                )
+    return devices
+
+
+def _printer(r: Received) -> None:
+    a = r.body.get("alert", {})
+    status = str(r.body.get("status", "?")).upper()
+    sig = "signature ok" if r.signature_ok else "BAD SIGNATURE"
+    print(
+        f"[webhook] {status:8} {a.get('severity', '?'):8} {a.get('rule_id')} at "
+        f"{a.get('unit_name')}: {a.get('message', {}).get('en')} / "
+        f"{a.get('message', {}).get('zh-CN')} ({sig})",
+        flush=True,
+    )
+
+
+def run_demo(settings: Settings, duration_s: float | None = None) -> int:
+    """Run the demo until Ctrl-C (or for duration_s); return an exit code."""
+    t0 = time.monotonic()
+    print("firesentry demo: starting private Mosquitto and PostgreSQL ...", flush=True)
+    ep = resolve_endpoints(settings, start=True)
+    applied = migrate(ep.dsn())
+    print(
+        f"  broker 127.0.0.1:{ep.mqtt_port}, database 127.0.0.1:{ep.db_port} "
+        f"(migrations applied: {len(applied)})",
+        flush=True,
+    )
+    with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+        devices = seed(conn)
+    print(f"  seeded {len(UNITS)} units and {len(devices)} devices of all four types", flush=True)
+    secret = secrets.token_hex(16)
+    first_alert = threading.Event()
+
+    def on_receive(r: Received) -> None:
+        if not first_alert.is_set():
+            first_alert.set()
+            print(f"  first alert received {time.monotonic() - t0:.1f}s after start", flush=True)
+        _printer(r)
+
+    receiver = WebhookReceiver(secret.encode(), on_receive).start()
+    hook = WebhookConfig.model_validate({"url": receiver.url, "secret": SecretStr(secret)})
+    demo_settings = settings.model_copy(
+        update={"notify": settings.notify.model_copy(update={"webhooks": {"demo": hook}})}
+    )
+    engine = Engine(demo_settings, ep)
+    fleet = DemoFleet(
+        ep.mqtt_host, ep.mqtt_port, devices, interval_s=2.0, prefix=settings.mqtt.topic_prefix
+    )
+    stop = threading.Event()
+    if duration_s is not None:
+        timer = threading.Timer(duration_s, stop.set)
+        timer.daemon = True
+        timer.start()
+    print(
+        f"  webhook receiver on {receiver.url}; simulator publishing every 2 s; "
+        "thresholds are crossed from 6 s on. Ctrl-C stops.",
+        flush=True,
+    )
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        engine.start()
+        fleet.start()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        # Stop the devices first so that the engine drains everything they sent.
+        fleet.stop()
+        engine.stop()
+        receiver.stop()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    print(
+        f"demo stopped: {fleet.published} messages published, "
+        f"{len(receiver.received)} webhook notifications received.",
+        flush=True,
+    )
+    print("Services keep running for the next demo; `firesentry down` stops them.", flush=True)
+    return 0 if receiver.received or duration_s is None else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_demo(Settings()))

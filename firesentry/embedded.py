@@ -1,0 +1,402 @@
+"""Private Mosquitto and PostgreSQL under one folder, on free loopback ports (`firesentry up`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+LOOPBACK = "127.0.0.1"
+DB_NAME = "firesentry"
+DB_USER = "firesentry"
+
+
+class EmbeddedError(RuntimeError):
+    """A private service could not be started or reached; the message says what to check."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the running services listen and how to log in."""
+
+    mqtt_host: str
+    mqtt_port: int
+    db_host: str
+    db_port: int
+    db_name: str
+    db_user: str
+    db_password: str
+
+    def dsn(self, dbname: str | None = None) -> str:
+        """Return a libpq connection string for the database (or another one on the cluster)."""
+        return psycopg.conninfo.make_conninfo(
+            host=self.db_host,
+            port=self.db_port,
+            dbname=dbname or self.db_name,
+            user=self.db_user,
+            password=self.db_password,
+        )
+
+
+def free_port() -> int:
+    """Return a loopback TCP port that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = LOOPBACK) -> bool:
+    """Tell whether something accepts TCP connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def find_pg_bin(configured: str | None = None) -> Path:
+    """Find the folder holding initdb and pg_ctl (newest PostgreSQL under /usr/lib/postgresql)."""
+    candidates: list[Path] = []
+    if configured:
+        candidates.append(Path(configured))
+    root = Path("/usr/lib/postgresql")
+    if root.is_dir():
+        versions = sorted(
+            (p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name), reverse=True
+        )
+        candidates.extend(v / "bin" for v in versions)
+    found = shutil.which("initdb")
+    if found:
+        candidates.append(Path(found).resolve().parent)
+    for c in candidates:
+        if (c / "initdb").exists() and (c / "pg_ctl").exists():
+            return c
+    raise EmbeddedError(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found; install the 'postgresql' "
+        "package (make demo does) or set embedded.pg_bin_dir"
+    )
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    info = pwd.getpwnam(user)
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, info.pw_uid, info.pw_gid, follow_symlinks=False)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait(predicate: object, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise EmbeddedError(f"{what} did not come up within {timeout:.0f}s; log {log}:\n{_tail(log)}")
+
+
+class _Postgres:
+    """A private PostgreSQL cluster; as root it runs as the `postgres` user, which PostgreSQL needs."""
+
+    def __init__(self, root: Path, bin_dir: Path, durable: bool) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.log = root / "postgres.log"
+        self.bin = bin_dir
+        self.durable = durable
+        self.run_as = "postgres" if _is_root() else None
+
+    def _cmd(self, *args: str) -> list[str]:
+        prefix = ["runuser", "-u", self.run_as, "--"] if self.run_as else []
+        return [*prefix, *args]
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self._cmd(*args), capture_output=True, text=True, check=False)
+
+    def initialised(self) -> bool:
+        return (self.data / "PG_VERSION").exists()
+
+    def init(self, password: str) -> None:
+        if self.run_as and not _user_exists(self.run_as):
+            raise EmbeddedError("running as root needs a 'postgres' user; install 'postgresql'")
+        self.root.mkdir(parents=True, exist_ok=True)
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        if self.run_as:
+            _chown_tree(self.root, self.run_as)
+        args = [str(self.bin / "initdb"), "-D", str(self.data), "-U", DB_USER, "-E", "UTF8"]
+        args += ["--no-locale", "--auth=scram-sha-256", f"--pwfile={pwfile}"]
+        if not self.durable:
+            args.append("--no-sync")
+        res = self._run(*args)
+        pwfile.unlink(missing_ok=True)
+        if res.returncode != 0:
+            raise EmbeddedError(f"initdb failed in {self.data}:\n{res.stderr[-2000:]}")
+        conf = self.data / "postgresql.conf"
+        with conf.open("a") as f:
+            f.write("\ninclude_if_exists = 'firesentry.conf'\n")
+
+    def running(self) -> bool:
+        if not self.initialised():
+            return False
+        return self._run(str(self.bin / "pg_ctl"), "status", "-D", str(self.data)).returncode == 0
+
+    def start(self, port: int) -> None:
+        settings = {
+            "listen_addresses": f"'{LOOPBACK}'",
+            "port": str(port),
+            # No socket in /var/run/postgresql: a system cluster may own it.
+            "unix_socket_directories": "''",
+            "max_connections": "60",
+            "fsync": "on" if self.durable else "off",
+            "synchronous_commit": "on" if self.durable else "off",
+            "full_page_writes": "on" if self.durable else "off",
+        }
+        text = "".join(f"{k} = {v}\n" for k, v in settings.items())
+        conf = self.data / "firesentry.conf"
+        conf.write_text(text)
+        if self.run_as:
+            _chown_tree(self.root, self.run_as)
+        res = self._run(
+            str(self.bin / "pg_ctl"),
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+        )
+        if res.returncode != 0:
+            raise EmbeddedError(f"PostgreSQL did not start; log {self.log}:\n{_tail(self.log)}")
+
+    def stop(self) -> None:
+        if self.running():
+            self._run(str(self.bin / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.data))
+
+
+class _Mosquitto:
+    """A private Mosquitto with persistence and in-flight limits that ack-after-commit needs."""
+
+    def __init__(self, root: Path, binary: str) -> None:
+        self.root = root
+        self.conf = root / "mosquitto.conf"
+        self.data = root / "data"
+        self.log = root / "mosquitto.log"
+        self.pidfile = root / "mosquitto.pid"
+        self.binary = binary
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self, port: int) -> None:
+        binary = shutil.which(self.binary) or (
+            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+        )
+        if binary is None:
+            raise EmbeddedError(
+                "mosquitto not found; install the 'mosquitto' package (make demo does)"
+            )
+        self.data.mkdir(parents=True, exist_ok=True)
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        if _is_root() and _user_exists("mosquitto"):
+            user = "mosquitto"  # drop privileges as Mosquitto does by default
+        lines = [
+            "# written by firesentry up; edits are overwritten at the next start",
+            "per_listener_settings false",
+            f"listener {port} {LOOPBACK}",
+            f"user {user}",
+            "persistence true",
+            f"persistence_location {self.data}/",
+            "autosave_interval 30",
+            # MQTT 3.1.1 peers get 20 in flight by default; ingest holds acks for a whole batch.
+            "max_inflight_messages 65535",
+            # Default is 1000 queued per session: far too few while ingest restarts.
+            "max_queued_messages 10000000",
+            "set_tcp_nodelay true",
+            f"log_dest file {self.log}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+            f"pid_file {self.pidfile}",
+        ]
+        auth = self.root / "auth.conf"
+        if auth.exists():
+            lines.extend(auth.read_text().splitlines())
+        else:
+            lines.append("allow_anonymous true")
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.pidfile.unlink(missing_ok=True)
+        if user != pwd.getpwuid(os.geteuid()).pw_name:
+            _chown_tree(self.root, user)
+        res = subprocess.run(
+            [binary, "-c", str(self.conf), "-d"], capture_output=True, text=True, check=False
+        )
+        if res.returncode != 0:
+            raise EmbeddedError(
+                f"mosquitto failed to start: {res.stderr.strip()}\n{_tail(self.log)}"
+            )
+        _wait(lambda: port_open(port), 15, "Mosquitto", self.log)
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.05)
+        if self.pid() is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def reload(self) -> None:
+        """Make Mosquitto re-read its password and ACL files."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
+
+
+class EmbeddedServices:
+    """Start, reuse, stop and describe the private broker and database under `root`."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        mosquitto_bin: str = "mosquitto",
+        pg_bin_dir: str | None = None,
+        durable: bool = True,
+    ) -> None:
+        self.root = root.resolve()
+        self.state_file = self.root / "state.json"
+        self.mosquitto = _Mosquitto(self.root / "mqtt", mosquitto_bin)
+        self._pg_bin_dir = pg_bin_dir
+        self._durable = durable
+
+    @property
+    def postgres(self) -> _Postgres:
+        """The private PostgreSQL cluster."""
+        return _Postgres(self.root / "pg", find_pg_bin(self._pg_bin_dir), self._durable)
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_state(self, ep: Endpoints) -> None:
+        self.state_file.write_text(json.dumps(asdict(ep), indent=2))
+        self.state_file.chmod(0o600)
+
+    def up(self) -> Endpoints:
+        """Start whatever is not running (reusing what is) and return the endpoints."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        # postgres/mosquitto users must be able to reach their folders below ours.
+        self.root.chmod(0o755)
+        state = self._load_state()
+        password = str(state.get("db_password") or secrets.token_urlsafe(24))
+        pg = self.postgres
+        if not pg.initialised():
+            pg.init(password)
+        pg_port = int(state.get("db_port") or 0)
+        if not pg.running():
+            if not pg_port or port_open(pg_port):
+                pg_port = free_port()
+            pg.start(pg_port)
+        mqtt_port = int(state.get("mqtt_port") or 0)
+        if not self.mosquitto.running():
+            if not mqtt_port or port_open(mqtt_port):
+                mqtt_port = free_port()
+            self.mosquitto.start(mqtt_port)
+        ep = Endpoints(LOOPBACK, mqtt_port, LOOPBACK, pg_port, DB_NAME, DB_USER, password)
+        self._save_state(ep)
+        _ensure_database(ep)
+        return ep
+
+    def endpoints(self) -> Endpoints | None:
+        """Return the endpoints of running services, or None when they are not up."""
+        state = self._load_state()
+        if not state or not self.mosquitto.running() or not self.postgres.running():
+            return None
+        fields = {k: state[k] for k in Endpoints.__dataclass_fields__ if k in state}
+        return Endpoints(**fields)
+
+    def down(self) -> None:
+        """Stop both services; data stays for the next `up`."""
+        self.mosquitto.stop()
+        if (self.root / "pg" / "data").exists():
+            self.postgres.stop()
+
+    def status(self) -> dict[str, str]:
+        """Describe each service in a line."""
+        state = self._load_state()
+        pid = self.mosquitto.pid()
+        mq = f"running pid {pid} on {LOOPBACK}:{state.get('mqtt_port')}" if pid else "stopped"
+        try:
+            pg_running = self.postgres.running()
+        except EmbeddedError as exc:
+            return {"mosquitto": mq, "postgresql": str(exc)}
+        pgs = f"running on {LOOPBACK}:{state.get('db_port')}" if pg_running else "stopped"
+        return {"mosquitto": mq, "postgresql": pgs, "dir": str(self.root)}
+
+
+def _ensure_database(ep: Endpoints) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with psycopg.connect(ep.dsn("postgres"), autocommit=True, connect_timeout=5) as conn:
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (ep.db_name,)
+                ).fetchone()
+                if not exists:
+                    conn.execute(f'CREATE DATABASE "{ep.db_name}"')
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

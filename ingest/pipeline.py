@@ -1,0 +1,205 @@
+"""One batch, start to finish: decode, evaluate rules, store everything in one transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import psycopg
+import structlog
+
+from alerts.lifecycle import Outcome, apply_transitions
+from alerts.types import Receiver
+from devices.registry import Registry
+from ingest.decode import BatchDecoder, Decoded, RawMessage
+from rules.engine import RuleEngine, Transition
+from store import alerts as store_alerts
+from store import registry as store_registry
+from store.partitions import PartitionManager, day_of_ms, is_partitioned
+from store.telemetry import TelemetryWriter
+
+log = structlog.get_logger("ingest")
+_DAY_MS = 86_400_000
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A decoded and evaluated batch, ready to be written (and re-written after a failure)."""
+
+    messages: list[RawMessage]
+    decoded: Decoded
+    transitions: list[Transition]
+    registry: Registry
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one committed batch did."""
+
+    messages: int = 0
+    readings: int = 0
+    inserted: int = 0
+    events: int = 0
+    rejected: int = 0
+    alerts: Outcome = field(default_factory=Outcome)
+
+
+class Pipeline:
+    """Holds the registry, the rule engine and the writers for one ingest worker."""
+
+    def __init__(
+        self,
+        decoder: BatchDecoder,
+        engine: RuleEngine,
+        registry: Registry,
+        receivers: Sequence[Receiver],
+        *,
+        registry_refresh_s: float = 10.0,
+        partitions_ahead_days: int = 3,
+        retention_days: int = 400,
+        last_seen_flush_s: float = 5.0,
+    ) -> None:
+        self.decoder = decoder
+        self.engine = engine
+        self.registry = registry
+        self.receivers = list(receivers)
+        self.writer = TelemetryWriter()
+        self.partitions = PartitionManager()
+        self.partitioned: bool | None = None
+        self.registry_refresh_s = registry_refresh_s
+        self.partitions_ahead_days = partitions_ahead_days
+        self.retention_days = retention_days
+        self.last_seen_flush_s = last_seen_flush_s
+        self._registry_at = time.monotonic()
+        self._maintained_day: dt.date | None = None
+        self._pending_seen: dict[int, int] = {}
+        self._seen_flushed_at = 0.0
+
+    def start(self, conn: psycopg.Connection[Any]) -> None:
+        """Learn partitions and restore rule state from alerts that are still open."""
+        self.partitioned = is_partitioned(conn)
+        if self.partitioned:
+            self.partitions.load(conn)
+        self._maintain(conn)
+        restored = 0
+        for rule_id, num, last_seen in store_alerts.open_breaches(conn):
+            self.engine.restore(rule_id, num, int(last_seen.timestamp() * 1000))
+            restored += 1
+        log.info(
+            "pipeline ready",
+            devices=len(self.registry.by_id),
+            open_breaches=restored,
+            backend="native" if self.partitioned else "timescale",
+        )
+
+    def refresh_registry(self, conn: psycopg.Connection[Any]) -> None:
+        """Reload devices (new ones, changed attributes) and re-resolve thresholds."""
+        self.registry = store_registry.load_registry(conn)
+        self.engine.update_registry(self.registry)
+        self._registry_at = time.monotonic()
+
+    def _maintain(self, conn: psycopg.Connection[Any]) -> None:
+        today = dt.datetime.now(dt.UTC).date()
+        if not self.partitioned or self._maintained_day == today:
+            return
+        self.partitions.ensure_ahead(conn, today, self.partitions_ahead_days)
+        dropped = self.partitions.drop_expired(conn, today, self.retention_days)
+        if dropped:
+            log.info("dropped partitions past retention", partitions=dropped)
+        self._maintained_day = today
+
+    def prepare(self, conn: psycopg.Connection[Any], messages: list[RawMessage]) -> Prepared:
+        """Decode and evaluate; runs once per batch, whatever happens to the write."""
+        if time.monotonic() - self._registry_at > self.registry_refresh_s:
+            self.refresh_registry(conn)
+        now_ms = int(time.time() * 1000)
+        decoded = self.decoder.decode(messages, self.registry, now_ms)
+        if any(r.reason == "unknown_device" for r in decoded.rejections) and (
+            time.monotonic() - self._registry_at > 1.0
+        ):
+            # A device registered since the last refresh must not be dead-lettered.
+            self.refresh_registry(conn)
+            decoded = self.decoder.decode(messages, self.registry, now_ms)
+        ev = decoded.events
+        transitions = self.engine.evaluate(
+            decoded.dev,
+            decoded.metric,
+            decoded.ts,
+            decoded.value,
+            np.fromiter((e.device_num for e in ev), np.int32, len(ev)),
+            np.fromiter((e.kind for e in ev), np.int16, len(ev)),
+            np.fromiter((e.ts_ms for e in ev), np.int64, len(ev)),
+        )
+        for r in decoded.rejections:
+            log.warning(
+                "message rejected",
+                device_id=r.device_id,
+                topic=r.topic,
+                reason=r.reason,
+                detail=r.detail,
+            )
+        return Prepared(messages, decoded, transitions, self.registry)
+
+    def write(self, conn: psycopg.Connection[Any], p: Prepared) -> BatchResult:
+        """Store a prepared batch in one transaction (idempotent: safe to repeat after a failure)."""
+        d = p.decoded
+        self._maintain(conn)
+        if self.partitioned:
+            days = {day_of_ms(int(x)) for x in np.unique(d.ts // _DAY_MS) * _DAY_MS}
+            days.update(day_of_ms(e.ts_ms) for e in d.events)
+            self.partitions.ensure(conn, days)
+        for num, ts in d.last_seen.items():
+            if ts > self._pending_seen.get(num, 0):
+                self._pending_seen[num] = ts
+        res = BatchResult(messages=len(p.messages), readings=d.readings, rejected=len(d.rejections))
+        with conn.transaction():
+            res.inserted = self.writer.write_readings(conn, d.dev, d.metric, d.ts, d.value)
+            if d.events:
+                res.events = self.writer.write_events(
+                    conn,
+                    [
+                        (
+                            dt.datetime.fromtimestamp(e.ts_ms / 1000, dt.UTC),
+                            e.device_num,
+                            e.seq,
+                            e.kind,
+                            e.loop,
+                            e.point,
+                            e.text,
+                        )
+                        for e in d.events
+                    ],
+                )
+            if d.rejections:
+                with (
+                    conn.cursor() as cur,
+                    cur.copy(
+                        "COPY rejected_messages (topic, device_id, reason, detail, payload) FROM STDIN"
+                    ) as cp,
+                ):
+                    for r in d.rejections:
+                        cp.write_row((r.topic, r.device_id, r.reason, r.detail, r.payload))
+            if d.statuses:
+                store_registry.set_status(conn, d.statuses)
+            now = time.monotonic()
+            if self._pending_seen and now - self._seen_flushed_at >= self.last_seen_flush_s:
+                store_registry.touch_last_seen(conn, self._pending_seen)
+                flushed = True
+            else:
+                flushed = False
+            res.alerts = apply_transitions(conn, p.transitions, p.registry, self.receivers)
+        if flushed:
+            self._pending_seen = {}
+            self._seen_flushed_at = now
+        return res
+
+    def flush_last_seen(self, conn: psycopg.Connection[Any]) -> None:
+        """Write pending last_seen times now (at shutdown)."""
+        if self._pending_seen:
+            with conn.transaction():
+                store_registry.touch_last_seen(conn, self._pending_seen)
+            self._pending_seen = {}

@@ -1,0 +1,108 @@
+"""Rule definitions as read from the YAML rule file."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from devices.catalog import EVENT_KINDS_BY_TYPE, METRIC_BY_NAME, DeviceType, EventKind
+
+
+class Severity(StrEnum):
+    """How bad an alert is; routing maps it to parties."""
+
+    CRITICAL = "critical"
+    MAJOR = "major"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class AttributeThreshold(BaseModel):
+    """A threshold read from a device attribute (times factor), with a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attribute: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    default: float
+    factor: float = 1.0
+
+
+Threshold = float | AttributeThreshold
+
+
+class Messages(BaseModel):
+    """Message templates; placeholders: {device}, {unit}, {metric}, {value}, {threshold}."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    en: str
+    zh_cn: str = Field(alias="zh-CN")
+
+
+class Rule(BaseModel):
+    """One rule: a condition on a metric (or an event kind) of one device type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    device_type: DeviceType
+    kind: Literal["above", "below", "outside", "event"]
+    metric: str | None = None
+    threshold: Threshold | None = None
+    low: Threshold | None = None
+    high: Threshold | None = None
+    clear: Threshold | None = Field(
+        default=None, description="hysteresis: the level at which an open alert clears"
+    )
+    event: EventKind | None = None
+    clear_event: EventKind | None = EventKind.RESET
+    severity: Severity
+    message: Messages
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rule:
+        if self.kind == "event":
+            if self.event is None:
+                raise ValueError("an event rule needs 'event' (an event kind)")
+            if self.metric is not None:
+                raise ValueError("an event rule takes no 'metric'")
+            allowed = EVENT_KINDS_BY_TYPE[self.device_type]
+            for k in (self.event, self.clear_event):
+                if k is not None and k not in allowed:
+                    raise ValueError(f"event {k} is not reported by {self.device_type}")
+            return self
+        if self.metric is None:
+            raise ValueError(f"a {self.kind} rule needs 'metric'")
+        spec = METRIC_BY_NAME.get(self.metric)
+        if spec is None:
+            raise ValueError(f"unknown metric {self.metric!r}")
+        if self.device_type not in spec.device_types:
+            raise ValueError(f"metric {self.metric} is not reported by {self.device_type}")
+        if self.kind == "outside":
+            if self.low is None or self.high is None:
+                raise ValueError("an outside rule needs 'low' and 'high'")
+            if self.threshold is not None or self.clear is not None:
+                raise ValueError("an outside rule takes low/high, not threshold/clear")
+        elif self.threshold is None:
+            raise ValueError(f"a {self.kind} rule needs 'threshold'")
+        return self
+
+
+class RuleFile(BaseModel):
+    """The whole rule file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    rules: list[Rule]
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> RuleFile:
+        seen: set[str] = set()
+        for r in self.rules:
+            if r.id in seen:
+                raise ValueError(f"rule id {r.id!r} appears twice")
+            seen.add(r.id)
+        return self

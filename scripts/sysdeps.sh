@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what firesentry needs from Debian when it is missing: Mosquitto, the PostgreSQL
+# server and Python's venv module. Idempotent; does nothing when all are present.
+set -euo pipefail
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+PY="${PYTHON:-python3}"
+"$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install: ${need[*]}" >&2; exit 1; }
+    SUDO=sudo
+fi
+echo "installing from Debian: ${need[*]}"
+# Installing must not start system services that could clash with anything (policy-rc.d).
+$SUDO apt-get update
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${need[@]}"

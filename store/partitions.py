@@ -1,0 +1,84 @@
+"""Daily range partitions of telemetry and events on plain PostgreSQL (TimescaleDB does its own)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+TABLES = ("telemetry", "events")
+_DAY_MS = 86_400_000
+
+
+def day_of_ms(ts_ms: int) -> dt.date:
+    """Return the UTC day that holds an epoch-ms timestamp."""
+    return dt.date(1970, 1, 1) + dt.timedelta(days=ts_ms // _DAY_MS)
+
+
+def is_partitioned(conn: psycopg.Connection[Any]) -> bool:
+    """Tell whether telemetry is a native partitioned table (False under TimescaleDB)."""
+    row = conn.execute(
+        "SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass('telemetry')"
+    ).fetchone()
+    return bool(row and row[0] == "p")
+
+
+class PartitionManager:
+    """Creates the day partitions a batch needs (once each) and drops those past retention."""
+
+    def __init__(self) -> None:
+        self._known: set[tuple[str, dt.date]] = set()
+
+    def load(self, conn: psycopg.Connection[Any]) -> None:
+        """Learn which partitions exist already."""
+        rows = conn.execute(
+            "SELECT p.relname, parent.relname FROM pg_inherits i"
+            " JOIN pg_class p ON p.oid = i.inhrelid JOIN pg_class parent ON parent.oid = i.inhparent"
+            " WHERE parent.relname = ANY(%s)",
+            (list(TABLES),),
+        ).fetchall()
+        for child, parent in rows:
+            try:
+                day = dt.datetime.strptime(str(child).rsplit("_p", 1)[1], "%Y%m%d").date()
+            except (IndexError, ValueError):
+                continue
+            self._known.add((str(parent), day))
+
+    def ensure(self, conn: psycopg.Connection[Any], days: Iterable[dt.date]) -> None:
+        """Create missing partitions for these days, in autocommit (DDL outside the batch)."""
+        for day in sorted(set(days)):
+            for table in TABLES:
+                if (table, day) in self._known:
+                    continue
+                name = f"{table}_p{day:%Y%m%d}"
+                start = dt.datetime.combine(day, dt.time(), dt.UTC)
+                end = start + dt.timedelta(days=1)
+                stmt = sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})"
+                ).format(sql.Identifier(name), sql.Identifier(table), start, end)
+                # Another worker may create it between our check and our CREATE.
+                with contextlib.suppress(psycopg.errors.DuplicateTable):
+                    conn.execute(stmt)
+                self._known.add((table, day))
+
+    def ensure_ahead(self, conn: psycopg.Connection[Any], today: dt.date, ahead: int) -> None:
+        """Create partitions from yesterday to `ahead` days from today."""
+        self.ensure(conn, (today + dt.timedelta(days=k) for k in range(-1, ahead + 1)))
+
+    def drop_expired(
+        self, conn: psycopg.Connection[Any], today: dt.date, keep_days: int
+    ) -> list[str]:
+        """Drop partitions wholly older than the retention; return their names."""
+        cutoff = today - dt.timedelta(days=keep_days)
+        dropped = []
+        for table, day in sorted(self._known):
+            if day < cutoff:
+                name = f"{table}_p{day:%Y%m%d}"
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+                self._known.discard((table, day))
+                dropped.append(name)
+        return dropped

@@ -1,0 +1,135 @@
+"""Registry queries: load devices for ingest, add units/devices/contacts, liveness updates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from devices.catalog import DeviceType
+from devices.registry import Device, Registry
+
+
+def load_registry(conn: psycopg.Connection[Any]) -> Registry:
+    """Read every device with its unit name."""
+    rows = conn.execute(
+        "SELECT d.num, d.id, d.unit_id, d.type, d.attributes, d.heartbeat_s, u.name"
+        " FROM devices d JOIN units u ON u.id = d.unit_id"
+    ).fetchall()
+    return Registry.of(
+        [
+            Device(
+                int(r[0]),
+                str(r[1]),
+                str(r[2]),
+                DeviceType(r[3]),
+                dict(r[4] or {}),
+                int(r[5]),
+                str(r[6]),
+            )
+            for r in rows
+        ]
+    )
+
+
+def add_unit(
+    conn: psycopg.Connection[Any],
+    unit_id: str,
+    name: str,
+    *,
+    address: str = "",
+    district: str = "",
+    grid: str = "",
+    lat: float | None = None,
+    lon: float | None = None,
+    category: str = "small_venue",
+) -> None:
+    """Insert or update a unit."""
+    conn.execute(
+        "INSERT INTO units (id, name, address, district, grid, lat, lon, category)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, address = EXCLUDED.address,"
+        " district = EXCLUDED.district, grid = EXCLUDED.grid, lat = EXCLUDED.lat,"
+        " lon = EXCLUDED.lon, category = EXCLUDED.category",
+        (unit_id, name, address, district, grid, lat, lon, category),
+    )
+
+
+def add_device(
+    conn: psycopg.Connection[Any],
+    device_id: str,
+    unit_id: str,
+    device_type: DeviceType,
+    *,
+    model: str = "",
+    location: str = "",
+    attributes: dict[str, Any] | None = None,
+    heartbeat_s: int = 60,
+) -> int:
+    """Insert or update a device; return its internal number."""
+    row = conn.execute(
+        "INSERT INTO devices (id, unit_id, type, model, location, attributes, heartbeat_s)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (id) DO UPDATE SET unit_id = EXCLUDED.unit_id, type = EXCLUDED.type,"
+        " model = EXCLUDED.model, location = EXCLUDED.location, attributes = EXCLUDED.attributes,"
+        " heartbeat_s = EXCLUDED.heartbeat_s RETURNING num",
+        (
+            device_id,
+            unit_id,
+            str(device_type),
+            model,
+            location,
+            Jsonb(attributes or {}),
+            heartbeat_s,
+        ),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def add_contact(
+    conn: psycopg.Connection[Any],
+    name: str,
+    role: str,
+    *,
+    unit_id: str | None = None,
+    district: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+    locale: str = "zh-CN",
+    channels: Iterable[str] = (),
+) -> int:
+    """Insert a contact of a unit (or of a whole district); return its id."""
+    row = conn.execute(
+        "INSERT INTO contacts (unit_id, district, name, role, phone, email, locale, channels)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (unit_id, district, name, role, phone, email, locale, list(channels)),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def touch_last_seen(conn: psycopg.Connection[Any], last_seen: dict[int, int]) -> None:
+    """Advance devices.last_seen (epoch ms per device number); never moves it back."""
+    if not last_seen:
+        return
+    nums = list(last_seen)
+    times = [dt.datetime.fromtimestamp(last_seen[n] / 1000, dt.UTC) for n in nums]
+    conn.execute(
+        "UPDATE devices d SET last_seen = greatest(d.last_seen, v.ts),"
+        " status = CASE WHEN d.status = 'offline' THEN 'online' ELSE d.status END"
+        " FROM unnest(%s::integer[], %s::timestamptz[]) AS v(num, ts) WHERE d.num = v.num",
+        (nums, times),
+    )
+
+
+def set_status(conn: psycopg.Connection[Any], statuses: dict[int, tuple[str, int]]) -> None:
+    """Record online/offline from the devices' status topic."""
+    for num, (status, at_ms) in statuses.items():
+        conn.execute(
+            "UPDATE devices SET status = %s, status_at = %s WHERE num = %s",
+            (status, dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC), num),
+        )
