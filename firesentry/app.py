@@ -31,7 +31,11 @@ def embedded_services(settings: Settings, durable: bool = True) -> EmbeddedServi
     """The private services described by the embedded section."""
     e = settings.embedded
     return EmbeddedServices(
-        e.dir, mosquitto_bin=e.mosquitto_bin, pg_bin_dir=e.pg_bin_dir, durable=durable
+        e.dir,
+        mosquitto_bin=e.mosquitto_bin,
+        pg_bin_dir=e.pg_bin_dir,
+        durable=durable,
+        timescaledb=e.timescaledb,
     )
 
 

@@ -57,7 +57,7 @@ def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from store.migrate import migrate
 
     ep = resolve_endpoints(settings, start=True)
-    applied = migrate(ep.dsn())
+    applied = migrate(ep.dsn(), settings.storage.backend)
     print("\n".join(f"applied {a}" for a in applied) or "schema is up to date")
     return 0
 
@@ -67,7 +67,7 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from store.migrate import migrate
 
     ep = resolve_endpoints(settings, start=True)
-    migrate(ep.dsn())
+    migrate(ep.dsn(), settings.storage.backend)
     Engine(settings, ep).run_until_signal()
     return 0
 

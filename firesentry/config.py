@@ -44,6 +44,9 @@ class EmbeddedConfig(_Section):
     pg_bin_dir: str | None = Field(
         default=None, description="folder with initdb/pg_ctl; found under /usr/lib/postgresql"
     )
+    timescaledb: bool = Field(
+        default=False, description="preload the timescaledb extension (must be installed)"
+    )
 
 
 class MqttConfig(_Section):
@@ -91,6 +94,9 @@ class IngestConfig(_Section):
 class StorageConfig(_Section):
     """Partitioning and retention of the time series."""
 
+    backend: Literal["auto", "native", "timescale"] = Field(
+        default="auto", description="auto: TimescaleDB when the server has it preloaded"
+    )
     retention_days: int = Field(default=400, ge=1)
     partitions_ahead_days: int = Field(default=3, ge=1, le=60)
 

@@ -87,6 +87,15 @@ def find_pg_bin(configured: str | None = None) -> Path:
     )
 
 
+def timescaledb_installed(bin_dir: Path) -> bool:
+    """Tell whether the timescaledb extension is installed for the PostgreSQL in bin_dir."""
+    res = subprocess.run(
+        [str(bin_dir / "pg_config"), "--sharedir"], capture_output=True, text=True, check=False
+    )
+    share = Path(res.stdout.strip()) if res.returncode == 0 else bin_dir.parent / "share"
+    return (share / "extension" / "timescaledb.control").exists()
+
+
 def _is_root() -> bool:
     return os.geteuid() == 0
 
@@ -124,8 +133,9 @@ def _wait(predicate: object, timeout: float, what: str, log: Path) -> None:
 class _Postgres:
     """A private PostgreSQL cluster; as root it runs as the `postgres` user, which PostgreSQL needs."""
 
-    def __init__(self, root: Path, bin_dir: Path, durable: bool) -> None:
+    def __init__(self, root: Path, bin_dir: Path, durable: bool, timescaledb: bool = False) -> None:
         self.root = root
+        self.timescaledb = timescaledb
         self.data = root / "data"
         self.log = root / "postgres.log"
         self.bin = bin_dir
@@ -179,6 +189,14 @@ class _Postgres:
             "synchronous_commit": "on" if self.durable else "off",
             "full_page_writes": "on" if self.durable else "off",
         }
+        if self.timescaledb:
+            if not timescaledb_installed(self.bin):
+                raise EmbeddedError(
+                    "embedded.timescaledb is true but the timescaledb extension is not installed "
+                    f"for {self.bin.parent.name}; install it or set embedded.timescaledb: false"
+                )
+            settings["shared_preload_libraries"] = "'timescaledb'"
+            settings["timescaledb.telemetry_level"] = "off"  # no phoning home from an offline site
         text = "".join(f"{k} = {v}\n" for k, v in settings.items())
         conf = self.data / "firesentry.conf"
         conf.write_text(text)
@@ -310,17 +328,21 @@ class EmbeddedServices:
         mosquitto_bin: str = "mosquitto",
         pg_bin_dir: str | None = None,
         durable: bool = True,
+        timescaledb: bool = False,
     ) -> None:
         self.root = root.resolve()
         self.state_file = self.root / "state.json"
         self.mosquitto = _Mosquitto(self.root / "mqtt", mosquitto_bin)
         self._pg_bin_dir = pg_bin_dir
         self._durable = durable
+        self._timescaledb = timescaledb
 
     @property
     def postgres(self) -> _Postgres:
         """The private PostgreSQL cluster."""
-        return _Postgres(self.root / "pg", find_pg_bin(self._pg_bin_dir), self._durable)
+        return _Postgres(
+            self.root / "pg", find_pg_bin(self._pg_bin_dir), self._durable, self._timescaledb
+        )
 
     def _load_state(self) -> dict[str, Any]:
         try:

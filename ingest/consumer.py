@@ -119,7 +119,6 @@ class Consumer:
         )
         # Subscribe every time: harmless with a session present, needed without one.
         client.subscribe(self._topics())
-        self._connected.set()
 
     def _on_subscribe(
         self,
@@ -132,6 +131,8 @@ class Consumer:
         for rc in reasons:
             if rc.is_failure:
                 log.warning("subscription refused", reason=str(rc))
+        log.info("subscribed", topics=[t for t, _ in self._topics()])
+        self._connected.set()
 
     def _on_disconnect(
         self,
@@ -180,7 +181,7 @@ class Consumer:
         self._thread.start()
 
     def wait_connected(self, timeout: float) -> bool:
-        """Wait until the broker connection is up."""
+        """Wait until the broker connection is up and the subscriptions are acknowledged."""
         return self._connected.wait(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -19,7 +19,12 @@ from ingest.decode import BatchDecoder, Decoded, RawMessage
 from rules.engine import RuleEngine, Transition
 from store import alerts as store_alerts
 from store import registry as store_registry
-from store.partitions import PartitionManager, day_of_ms, is_partitioned
+from store.partitions import (
+    PartitionManager,
+    apply_timescale_retention,
+    day_of_ms,
+    is_partitioned,
+)
 from store.telemetry import TelemetryWriter
 
 log = structlog.get_logger("ingest")
@@ -84,6 +89,8 @@ class Pipeline:
         self.partitioned = is_partitioned(conn)
         if self.partitioned:
             self.partitions.load(conn)
+        else:
+            apply_timescale_retention(conn, self.retention_days)
         self._maintain(conn)
         restored = 0
         for rule_id, num, last_seen in store_alerts.open_breaches(conn):
@@ -195,6 +202,10 @@ class Pipeline:
         if flushed:
             self._pending_seen = {}
             self._seen_flushed_at = now
+        duplicates = d.readings - res.inserted
+        if duplicates:
+            # Expected after a crash or reconnect: the broker redelivers what was never acked.
+            log.info("redelivered readings skipped", duplicates=duplicates, readings=d.readings)
         return res
 
     def flush_last_seen(self, conn: psycopg.Connection[Any]) -> None:

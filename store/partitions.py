@@ -82,3 +82,12 @@ class PartitionManager:
                 self._known.discard((table, day))
                 dropped.append(name)
         return dropped
+
+
+def apply_timescale_retention(conn: psycopg.Connection[Any], keep_days: int) -> None:
+    """Set TimescaleDB's retention policy on telemetry and events to keep_days."""
+    for table in TABLES:
+        conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (table,))
+        conn.execute(
+            "SELECT add_retention_policy(%s, make_interval(days => %s))", (table, keep_days)
+        )

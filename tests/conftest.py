@@ -1,0 +1,55 @@
+"""Session services: a private Mosquitto and PostgreSQL in a temporary folder, one database per test."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from firesentry.embedded import EmbeddedServices, Endpoints
+from firesentry.logs import configure_logging
+from store.migrate import migrate
+
+TEMPLATE_DB = "fs_template"
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Endpoints]:
+    """Start private services for the whole test session; never the system ones."""
+    configure_logging("info", "json")
+    root = Path(tempfile.mkdtemp(prefix="firesentry-test-"))
+    svc = EmbeddedServices(root, durable=False)
+    try:
+        ep = svc.up()
+        migrate(ep.dsn())
+        with psycopg.connect(ep.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}" TEMPLATE "{ep.db_name}"')
+        yield ep
+    finally:
+        svc.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture()
+def db(services: Endpoints) -> Iterator[Endpoints]:
+    """A fresh, migrated database for one test (cloned from a template)."""
+    name = f"fs_test_{next(_counter)}"
+    with psycopg.connect(services.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    yield dataclasses.replace(services, db_name=name)
+    with psycopg.connect(services.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def prefix() -> str:
+    """A topic prefix of this test only, so that tests never see each other's messages."""
+    return f"t{uuid.uuid4().hex[:8]}/v1"

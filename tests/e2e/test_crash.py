@@ -1,0 +1,227 @@
+"""Ack after commit, proven with a real engine process that is killed at the worst moments."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from firesentry.embedded import Endpoints
+from tests.helpers import Publisher, scalar, wait_until
+from tests.netproxy import Proxy
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class EngineProcess:
+    """`firesentry run` in a subprocess, configured through FIRESENTRY_* variables."""
+
+    def __init__(
+        self, ep: Endpoints, prefix: str, client_id: str, log: Path, mqtt_port: int
+    ) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FIRESENTRY_")}
+        env.update(
+            {
+                "FIRESENTRY_EMBEDDED__ENABLED": "false",
+                "FIRESENTRY_MQTT__HOST": ep.mqtt_host,
+                "FIRESENTRY_MQTT__PORT": str(mqtt_port),
+                "FIRESENTRY_MQTT__TOPIC_PREFIX": prefix,
+                "FIRESENTRY_MQTT__CLIENT_ID": client_id,
+                "FIRESENTRY_DATABASE__HOST": ep.db_host,
+                "FIRESENTRY_DATABASE__PORT": str(ep.db_port),
+                "FIRESENTRY_DATABASE__DBNAME": ep.db_name,
+                "FIRESENTRY_DATABASE__USER": ep.db_user,
+                "FIRESENTRY_DATABASE__PASSWORD": ep.db_password,
+                "FIRESENTRY_INGEST__BATCH_MAX": "50",
+                "FIRESENTRY_INGEST__BATCH_WAIT_MS": "20",
+                "FIRESENTRY_LOG__FORMAT": "json",
+            }
+        )
+        self.log = log
+        self.handle = log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "firesentry.cli", "--config", str(ROOT / "config.yaml"), "run"],
+            env=env,
+            cwd=log.parent,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_subscribed(self, marks: int = 1) -> None:
+        wait_until(
+            lambda: self.log_text().count('"subscribed"') >= marks or self.proc.poll() is not None,
+            30,
+            "engine subscribed",
+        )
+        assert self.proc.poll() is None, self.log_text()[-3000:]
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self.handle.close()
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(60)
+        self.handle.close()
+        return code
+
+
+@pytest.fixture()
+def seeded(db: Endpoints) -> Endpoints:
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        conn.execute("INSERT INTO units (id, name) VALUES ('u1', 'Crash Test Unit')")
+        conn.execute(
+            "INSERT INTO devices (id, unit_id, type) VALUES ('em-1', 'u1', 'electrical_monitor')"
+        )
+    return db
+
+
+@pytest.fixture()
+def pub(services: Endpoints) -> Iterator[Publisher]:
+    p = Publisher(services, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    yield p
+    p.close()
+
+
+def publish_readings(pub: Publisher, prefix: str, n: int, start_ms: int) -> None:
+    for i in range(n):
+        pub.publish(
+            f"{prefix}/em-1/telemetry",
+            {"ts": start_ms + i, "seq": i, "metrics": {"residual_current_ma": 40.0 + i % 7}},
+        )
+
+
+def readings(ep: Endpoints) -> int:
+    return int(scalar(ep.dsn(), "SELECT count(*) FROM telemetry"))
+
+
+def now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def test_kill_before_commit_loses_nothing(
+    seeded: Endpoints, services: Endpoints, prefix: str, pub: Publisher, tmp_path: Path
+) -> None:
+    """Killed while its batch waits on the database, the engine acked nothing: all is redelivered."""
+    client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+    eng = EngineProcess(seeded, prefix, client_id, tmp_path / "engine.log", services.mqtt_port)
+    eng.wait_subscribed()
+    blocker = psycopg.connect(seeded.dsn())
+    blocker.execute("LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
+    start = now_ms()
+    publish_readings(pub, prefix, 200, start)
+    wait_until(
+        lambda: scalar(
+            seeded.dsn(),
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND application_name = 'firesentry-ingest'",
+        ),
+        20,
+        "engine blocked inside its write",
+    )
+    eng.kill()
+    blocker.rollback()
+    blocker.close()
+    assert readings(seeded) == 0
+
+    eng2 = EngineProcess(seeded, prefix, client_id, tmp_path / "engine2.log", services.mqtt_port)
+    try:
+        eng2.wait_subscribed()
+        wait_until(lambda: readings(seeded) == 200, 30, "all 200 readings after restart")
+        publish_readings(pub, prefix, 1, start + 10_000)
+        wait_until(lambda: readings(seeded) == 201, 30, "sentinel stored")
+        dup = scalar(
+            seeded.dsn(),
+            "SELECT count(*) FROM (SELECT device_num, metric_id, ts FROM telemetry"
+            " GROUP BY 1, 2, 3 HAVING count(*) > 1) x",
+        )
+        assert dup == 0
+    finally:
+        assert eng2.terminate() == 0
+
+
+def test_commit_without_ack_is_not_stored_twice(
+    seeded: Endpoints, services: Endpoints, prefix: str, pub: Publisher, tmp_path: Path
+) -> None:
+    """Committed but the acks never reached the broker: the redelivery is recognised and skipped."""
+    proxy = Proxy(services.mqtt_port)
+    client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+    try:
+        eng = EngineProcess(seeded, prefix, client_id, tmp_path / "engine.log", proxy.port)
+        eng.wait_subscribed()
+        proxy.hold_upstream.set()  # from now on the engine's PUBACKs are lost on the way
+        start = now_ms()
+        publish_readings(pub, prefix, 100, start)
+        wait_until(lambda: readings(seeded) == 100, 30, "100 readings committed")
+        wait_until(lambda: proxy.held_bytes > 0, 10, "acks sent (and held)")
+        eng.kill()
+        proxy.cut()
+        proxy.hold_upstream.clear()
+
+        eng2 = EngineProcess(seeded, prefix, client_id, tmp_path / "engine2.log", proxy.port)
+        try:
+            eng2.wait_subscribed()
+            wait_until(
+                lambda: "redelivered readings skipped" in eng2.log_text(),
+                30,
+                "the broker's redelivery reached the engine",
+            )
+            publish_readings(pub, prefix, 1, start + 10_000)
+            wait_until(lambda: readings(seeded) == 101, 30, "sentinel stored")
+            assert readings(seeded) == 101
+        finally:
+            assert eng2.terminate() == 0
+    finally:
+        proxy.close()
+
+
+def test_sigterm_drains_the_current_batch(
+    seeded: Endpoints, services: Endpoints, prefix: str, pub: Publisher, tmp_path: Path
+) -> None:
+    """SIGTERM during a blocked write waits for it to commit, acks it and exits cleanly."""
+    client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+    eng = EngineProcess(seeded, prefix, client_id, tmp_path / "engine.log", services.mqtt_port)
+    eng.wait_subscribed()
+    blocker = psycopg.connect(seeded.dsn())
+    blocker.execute("LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
+    publish_readings(pub, prefix, 30, now_ms())
+    wait_until(
+        lambda: scalar(
+            seeded.dsn(),
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND application_name = 'firesentry-ingest'",
+        ),
+        20,
+        "engine blocked inside its write",
+    )
+    eng.proc.send_signal(signal.SIGTERM)
+    blocker.rollback()
+    blocker.close()
+    assert eng.proc.wait(60) == 0
+    eng.handle.close()
+    assert readings(seeded) == 30
+    assert '"ingest stopped"' in eng.log_text()
+
+    # Everything was acked before exit: a restart receives no redelivery.
+    eng2 = EngineProcess(seeded, prefix, client_id, tmp_path / "engine2.log", services.mqtt_port)
+    try:
+        eng2.wait_subscribed()
+        publish_readings(pub, prefix, 1, now_ms() + 10_000)
+        wait_until(lambda: readings(seeded) == 31, 30, "sentinel stored")
+        assert "redelivered readings skipped" not in eng2.log_text()
+    finally:
+        assert eng2.terminate() == 0
