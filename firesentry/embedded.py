@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pwd
@@ -106,6 +107,15 @@ def _user_exists(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+def _reachable_by(user: str, path: Path) -> bool:
+    """Tell whether `user` can enter every folder down to path (root's home often is 0700)."""
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    res = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(probe)], check=False)
+    return res.returncode == 0
 
 
 def _chown_tree(path: Path, user: str) -> None:
@@ -258,7 +268,7 @@ class _Mosquitto:
             )
         self.data.mkdir(parents=True, exist_ok=True)
         user = pwd.getpwuid(os.geteuid()).pw_name
-        if _is_root() and _user_exists("mosquitto"):
+        if _is_root() and _user_exists("mosquitto") and _reachable_by("mosquitto", self.root):
             user = "mosquitto"  # drop privileges as Mosquitto does by default
         lines = [
             "# written by firesentry up; edits are overwritten at the next start",
@@ -337,11 +347,20 @@ class EmbeddedServices:
         self._durable = durable
         self._timescaledb = timescaledb
 
+    def _pg_root(self) -> Path:
+        here = self.root / "pg"
+        if not _is_root() or not _user_exists("postgres") or _reachable_by("postgres", self.root):
+            return here
+        # PostgreSQL refuses to run as root, and the postgres user cannot reach this folder
+        # (say, under /root): keep the cluster in a folder of its own, named after ours.
+        digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:12]
+        return Path("/var/tmp") / f"firesentry-pg-{digest}"
+
     @property
     def postgres(self) -> _Postgres:
         """The private PostgreSQL cluster."""
         return _Postgres(
-            self.root / "pg", find_pg_bin(self._pg_bin_dir), self._durable, self._timescaledb
+            self._pg_root(), find_pg_bin(self._pg_bin_dir), self._durable, self._timescaledb
         )
 
     def _load_state(self) -> dict[str, Any]:
@@ -391,8 +410,9 @@ class EmbeddedServices:
     def down(self) -> None:
         """Stop both services; data stays for the next `up`."""
         self.mosquitto.stop()
-        if (self.root / "pg" / "data").exists():
-            self.postgres.stop()
+        pg = self.postgres
+        if pg.initialised():
+            pg.stop()
 
     def status(self) -> dict[str, str]:
         """Describe each service in a line."""
