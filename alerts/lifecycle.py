@@ -45,6 +45,7 @@ def alert_payload(
     """Build the JSON body sent to receivers for one alert change."""
     device = registry.by_num.get(tr.device_num)
     rule = tr.rule
+    # Event rules have no measured value; rate and deadman report the rate and the silence.
     return {
         "version": "1",
         "status": status,
@@ -53,7 +54,7 @@ def alert_payload(
             "rule_id": rule.id,
             "severity": str(rule.severity),
             "device_id": device.id if device else None,
-            "device_type": str(rule.device_type),
+            "device_type": str(device.type) if device else None,
             "unit_id": device.unit_id if device else None,
             "unit_name": device.unit_name if device else None,
             "metric": rule.metric or (str(rule.event) if rule.event else None),

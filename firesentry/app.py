@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -98,16 +100,23 @@ class Engine:
             registry_refresh_s=ing.registry_refresh_s,
             partitions_ahead_days=settings.storage.partitions_ahead_days,
             retention_days=settings.storage.retention_days,
+            silence_check_s=settings.rules.silence_check_s,
         )
         mq = settings.mqtt
+        # A configured account wins; otherwise the one `broker sync` made for the private broker.
+        username, password = (
+            (mq.username, mq.password.get_secret_value() if mq.password else None)
+            if mq.username
+            else (endpoints.mqtt_username, endpoints.mqtt_password)
+        )
         self.consumer = Consumer(
             ConsumerOptions(
                 host=endpoints.mqtt_host,
                 port=endpoints.mqtt_port,
                 client_id=mq.client_id,
                 topic_prefix=mq.topic_prefix,
-                username=mq.username,
-                password=mq.password.get_secret_value() if mq.password else None,
+                username=username,
+                password=password,
                 keepalive_s=mq.keepalive_s,
                 session_expiry_s=mq.session_expiry_s,
                 receive_maximum=mq.receive_maximum,
@@ -199,8 +208,19 @@ class Engine:
         if self._outbox_thread is not None:
             self._outbox_thread.join(15)
 
+    def reload_rules(self) -> None:
+        """Re-read the rule file and swap it in between two batches (state of kept rules stays)."""
+        path = self.settings.rules.file
+        log.info("rule reload requested", file=str(path) if path else "(default)")
+        self.consumer.request_reload(lambda: load_rules(path))
+
+    @property
+    def pid_file(self) -> Path:
+        """Where the running engine leaves its pid, for `firesentry rules reload`."""
+        return self.settings.embedded.dir / "engine.pid"
+
     def run_until_signal(self, extra_stop: threading.Event | None = None) -> None:
-        """Run until SIGTERM or SIGINT (or extra_stop), then stop gracefully."""
+        """Run until SIGTERM or SIGINT (or extra_stop), then stop gracefully; SIGHUP reloads rules."""
         stop = extra_stop or threading.Event()
 
         def handler(signum: int, frame: object) -> None:
@@ -209,11 +229,16 @@ class Engine:
 
         old_term = signal.signal(signal.SIGTERM, handler)
         old_int = signal.signal(signal.SIGINT, handler)
+        old_hup = signal.signal(signal.SIGHUP, lambda *_: self.reload_rules())
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write_text(f"{os.getpid()}\n")
         try:
             self.start()
             while not stop.wait(0.5):
                 pass
         finally:
             self.stop()
+            self.pid_file.unlink(missing_ok=True)
             signal.signal(signal.SIGTERM, old_term)
             signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGHUP, old_hup)

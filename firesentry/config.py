@@ -102,9 +102,10 @@ class StorageConfig(_Section):
 
 
 class RulesConfig(_Section):
-    """Where the rule file lives (the shipped default when unset)."""
+    """Where the rule file lives (the shipped default when unset) and how often silence is checked."""
 
     file: Path | None = None
+    silence_check_s: float = Field(default=5.0, gt=0, le=3600)
 
 
 class WebhookReceiver(_Section):

@@ -15,9 +15,12 @@ from pydantic import SecretStr
 
 from alerts.testing import Received, WebhookReceiver
 from devices.catalog import DeviceType
+from devices.credentials import mosquitto_hash, new_password
 from firesentry.app import Engine, resolve_endpoints
+from firesentry.broker import sync
 from firesentry.config import Settings
 from firesentry.config import WebhookReceiver as WebhookConfig
+from firesentry.embedded import Endpoints
 from simulators.demo_fleet import DemoFleet, SimDevice
 from store import registry as reg
 from store.migrate import migrate
@@ -92,6 +95,19 @@ def seed(conn: psycopg.Connection[Any]) -> list[SimDevice]:
     return devices
 
 
+def _device_passwords(
+    settings: Settings, ep: Endpoints, devices: list[SimDevice]
+) -> dict[str, str]:
+    """Fresh passwords for the demo devices, installed in the broker (after `broker sync`)."""
+    passwords = {d.id: new_password() for d in devices}
+    with psycopg.connect(ep.dsn(), autocommit=True) as conn, conn.transaction():
+        for dev_id, password in passwords.items():
+            reg.set_password_hash(conn, dev_id, mosquitto_hash(password))
+    res = sync(settings)
+    print(f"  broker auth is on: demo devices log in with new passwords ({res.action})", flush=True)
+    return passwords
+
+
 def _printer(r: Received) -> None:
     a = r.body.get("alert", {})
     status = str(r.body.get("status", "?")).upper()
@@ -118,6 +134,7 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
     with psycopg.connect(ep.dsn(), autocommit=True) as conn:
         devices = seed(conn)
     print(f"  seeded {len(UNITS)} units and {len(devices)} devices of all four types", flush=True)
+    passwords = _device_passwords(settings, ep, devices) if ep.mqtt_username else None
     secret = secrets.token_hex(16)
     first_alert = threading.Event()
 
@@ -134,7 +151,12 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
     )
     engine = Engine(demo_settings, ep)
     fleet = DemoFleet(
-        ep.mqtt_host, ep.mqtt_port, devices, interval_s=2.0, prefix=settings.mqtt.topic_prefix
+        ep.mqtt_host,
+        ep.mqtt_port,
+        devices,
+        interval_s=2.0,
+        prefix=settings.mqtt.topic_prefix,
+        passwords=passwords,
     )
     stop = threading.Event()
     if duration_s is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -39,6 +40,9 @@ class Endpoints:
     db_name: str
     db_user: str
     db_password: str
+    # ingest's broker account once `firesentry broker sync` has turned authentication on.
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
 
     def dsn(self, dbname: str | None = None) -> str:
         """Return a libpq connection string for the database (or another one on the cluster)."""
@@ -258,6 +262,35 @@ class _Mosquitto:
     def running(self) -> bool:
         return self.pid() is not None
 
+    def run_user(self) -> str:
+        """The user the broker runs as: `mosquitto` when started by root and it can reach root."""
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        if _is_root() and _user_exists("mosquitto") and _reachable_by("mosquitto", self.root):
+            user = "mosquitto"  # drop privileges as Mosquitto does by default
+        return user
+
+    def owner(self) -> tuple[int, int] | None:
+        """(uid, gid) files must belong to so the broker can re-read them; None: ours will do."""
+        user = self.run_user()
+        if user == pwd.getpwuid(os.geteuid()).pw_name:
+            return None
+        info = pwd.getpwnam(user)
+        return info.pw_uid, info.pw_gid
+
+    @property
+    def auth_conf(self) -> Path:
+        """Authentication settings written by `firesentry broker sync`; absent: anonymous."""
+        return self.root / "auth.conf"
+
+    def auth_in_effect(self) -> bool:
+        """Tell whether the config the broker was last started with has auth.conf's settings."""
+        try:
+            conf = self.conf.read_text().splitlines()
+            auth = self.auth_conf.read_text().splitlines()
+        except OSError:
+            return False
+        return bool(auth) and all(line in conf for line in auth)
+
     def start(self, port: int) -> None:
         binary = shutil.which(self.binary) or (
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
@@ -267,9 +300,7 @@ class _Mosquitto:
                 "mosquitto not found; install the 'mosquitto' package (make demo does)"
             )
         self.data.mkdir(parents=True, exist_ok=True)
-        user = pwd.getpwuid(os.geteuid()).pw_name
-        if _is_root() and _user_exists("mosquitto") and _reachable_by("mosquitto", self.root):
-            user = "mosquitto"  # drop privileges as Mosquitto does by default
+        user = self.run_user()
         lines = [
             "# written by firesentry up; edits are overwritten at the next start",
             "per_listener_settings false",
@@ -290,9 +321,8 @@ class _Mosquitto:
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             f"pid_file {self.pidfile}",
         ]
-        auth = self.root / "auth.conf"
-        if auth.exists():
-            lines.extend(auth.read_text().splitlines())
+        if self.auth_conf.exists():
+            lines.extend(self.auth_conf.read_text().splitlines())
         else:
             lines.append("allow_anonymous true")
         self.conf.write_text("\n".join(lines) + "\n")
@@ -370,9 +400,55 @@ class EmbeddedServices:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def _write_state(self, state: dict[str, Any]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(state, indent=2))
+        os.replace(tmp, self.state_file)
+
     def _save_state(self, ep: Endpoints) -> None:
-        self.state_file.write_text(json.dumps(asdict(ep), indent=2))
-        self.state_file.chmod(0o600)
+        # Keep ingest's broker account even while auth is off: the next sync reuses it.
+        state = self._load_state()
+        state.update({k: v for k, v in asdict(ep).items() if v is not None})
+        self._write_state(state)
+
+    def _with_broker_account(self, ep: Endpoints, state: dict[str, Any]) -> Endpoints:
+        if not self.mosquitto.auth_conf.exists() or not state.get("mqtt_username"):
+            return dataclasses.replace(ep, mqtt_username=None, mqtt_password=None)
+        return dataclasses.replace(
+            ep,
+            mqtt_username=str(state["mqtt_username"]),
+            mqtt_password=str(state.get("mqtt_password") or ""),
+        )
+
+    def ingest_account(self, username: str) -> tuple[str, str]:
+        """ingest's broker account (username, password), generated and kept in state.json."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        state = self._load_state()
+        if state.get("mqtt_username") != username or not state.get("mqtt_password"):
+            state["mqtt_username"] = username
+            state["mqtt_password"] = secrets.token_urlsafe(24)
+            self._write_state(state)
+        return str(state["mqtt_username"]), str(state["mqtt_password"])
+
+    def apply_auth(self) -> str:
+        """Make a running broker use auth.conf and its files; say "reloaded", "restarted" or "written".
+
+        SIGHUP re-reads the password and ACL files, and Mosquitto 2.0 also applies a changed
+        allow_anonymous to new connections, but clients already connected anonymously would stay
+        connected; so the first time authentication is turned on the broker is restarted
+        (sessions and queued messages persist across the restart).
+        """
+        if not self.mosquitto.running():
+            return "written"
+        if self.mosquitto.auth_in_effect():
+            self.mosquitto.reload()
+            return "reloaded"
+        port = int(self._load_state().get("mqtt_port") or 0)
+        self.mosquitto.stop()
+        self.mosquitto.start(port or free_port())
+        return "restarted"
 
     def up(self) -> Endpoints:
         """Start whatever is not running (reusing what is) and return the endpoints."""
@@ -397,7 +473,7 @@ class EmbeddedServices:
         ep = Endpoints(LOOPBACK, mqtt_port, LOOPBACK, pg_port, DB_NAME, DB_USER, password)
         self._save_state(ep)
         _ensure_database(ep)
-        return ep
+        return self._with_broker_account(ep, self._load_state())
 
     def endpoints(self) -> Endpoints | None:
         """Return the endpoints of running services, or None when they are not up."""
@@ -405,7 +481,7 @@ class EmbeddedServices:
         if not state or not self.mosquitto.running() or not self.postgres.running():
             return None
         fields = {k: state[k] for k in Endpoints.__dataclass_fields__ if k in state}
-        return Endpoints(**fields)
+        return self._with_broker_account(Endpoints(**fields), state)
 
     def down(self) -> None:
         """Stop both services; data stays for the next `up`."""

@@ -21,6 +21,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.decode import RawMessage
 from ingest.pipeline import BatchResult, Pipeline
+from rules.model import RuleFile
 
 log = structlog.get_logger("ingest")
 
@@ -74,6 +75,7 @@ class Consumer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection[Any] | None = None
+        self._reload: Callable[[], RuleFile] | None = None
         self.committed_messages = 0
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -222,10 +224,30 @@ class Consumer:
                 break
         return batch
 
+    def request_reload(self, load: Callable[[], RuleFile]) -> None:
+        """Ask the batch thread to load and swap in new rules between two batches."""
+        self._reload = load
+
+    def _between_batches(self) -> None:
+        load, self._reload = self._reload, None
+        if load is not None:
+            try:
+                self.pipeline.reload_rules(load())
+            except Exception as exc:
+                # A broken rule file must not stop ingest: keep the rules that work.
+                log.error("rule reload failed; keeping the current rules", error=str(exc))
+        if self._conn is None or self._conn.closed:
+            return
+        try:
+            self.pipeline.tick(self._conn)
+        except psycopg.Error as exc:
+            log.warning("periodic checks failed; will retry", error=str(exc).strip()[:200])
+
     def _run(self) -> None:
         while True:
             if self._stop.is_set() and self._queue.empty():
                 return
+            self._between_batches()
             batch = self._collect()
             if not batch:
                 continue

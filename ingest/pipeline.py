@@ -16,9 +16,11 @@ from alerts.lifecycle import Outcome, apply_transitions
 from alerts.types import Receiver
 from devices.registry import Registry
 from ingest.decode import BatchDecoder, Decoded, RawMessage
-from rules.engine import RuleEngine, Transition
+from rules.engine import RuleEngine, StateRow, Transition
+from rules.model import RuleFile
 from store import alerts as store_alerts
 from store import registry as store_registry
+from store import rule_state as store_state
 from store.partitions import (
     PartitionManager,
     apply_timescale_retention,
@@ -39,6 +41,7 @@ class Prepared:
     decoded: Decoded
     transitions: list[Transition]
     registry: Registry
+    state: list[StateRow]
 
 
 @dataclass(slots=True)
@@ -67,6 +70,7 @@ class Pipeline:
         partitions_ahead_days: int = 3,
         retention_days: int = 400,
         last_seen_flush_s: float = 5.0,
+        silence_check_s: float = 5.0,
     ) -> None:
         self.decoder = decoder
         self.engine = engine
@@ -83,6 +87,10 @@ class Pipeline:
         self._maintained_day: dt.date | None = None
         self._pending_seen: dict[int, int] = {}
         self._seen_flushed_at = 0.0
+        self.silence_check_s = silence_check_s
+        self._silence_checked_at = time.monotonic()
+        self._pending_silence: list[Transition] = []
+        self._pending_state: list[StateRow] = []
 
     def start(self, conn: psycopg.Connection[Any]) -> None:
         """Learn partitions and restore rule state from alerts that are still open."""
@@ -92,16 +100,50 @@ class Pipeline:
         else:
             apply_timescale_retention(conn, self.retention_days)
         self._maintain(conn)
+        self.engine.silence_from_ms = int(time.time() * 1000)
+        rows = store_state.load(conn)
+        loaded = self.engine.load_state(StateRow(*r) for r in rows)
+        seen = store_state.device_last_seen(conn)
+        if seen:
+            nums, times = zip(*seen, strict=True)
+            self.engine.seen(np.asarray(nums, np.int32), np.asarray(times, np.int64))
+        # Alerts opened before rule state was kept (or by an older version) still count as open.
+        known = {(r[0], r[1]) for r in rows}
         restored = 0
         for rule_id, num, last_seen in store_alerts.open_breaches(conn):
-            self.engine.restore(rule_id, num, int(last_seen.timestamp() * 1000))
-            restored += 1
+            if (rule_id, num) not in known:
+                self.engine.restore(rule_id, num, int(last_seen.timestamp() * 1000))
+                restored += 1
         log.info(
             "pipeline ready",
             devices=len(self.registry.by_id),
-            open_breaches=restored,
+            rule_states=loaded,
+            restored_from_alerts=restored,
+            rules=len(self.engine.rules),
             backend="native" if self.partitioned else "timescale",
         )
+
+    def reload_rules(self, rule_file: RuleFile) -> None:
+        """Swap in an engine for a new rule file, carrying state of the rules that remain."""
+        self.engine = self.engine.reloaded(rule_file, self.registry)
+        log.info("rules reloaded", rules=len(self.engine.rules))
+
+    def tick(self, conn: psycopg.Connection[Any]) -> Outcome | None:
+        """Periodic work between batches: deadman checks (in their own transaction)."""
+        now = time.monotonic()
+        if now - self._silence_checked_at < self.silence_check_s and not self._pending_silence:
+            return None
+        self._silence_checked_at = now
+        # Transitions of a failed write are kept and written first next time: never lost.
+        self._pending_silence += self.engine.check_silence(int(time.time() * 1000))
+        self._pending_state += self.engine.take_dirty()
+        if not self._pending_silence and not self._pending_state:
+            return None
+        with conn.transaction():
+            store_state.save(conn, [_state_tuple(r) for r in self._pending_state])
+            out = apply_transitions(conn, self._pending_silence, self.registry, self.receivers)
+        self._pending_silence, self._pending_state = [], []
+        return out
 
     def refresh_registry(self, conn: psycopg.Connection[Any]) -> None:
         """Reload devices (new ones, changed attributes) and re-resolve thresholds."""
@@ -141,6 +183,12 @@ class Pipeline:
             np.fromiter((e.kind for e in ev), np.int16, len(ev)),
             np.fromiter((e.ts_ms for e in ev), np.int64, len(ev)),
         )
+        if decoded.last_seen:
+            # Heartbeats (telemetry with no metrics) and status messages count as signs of life.
+            nums = np.fromiter(decoded.last_seen.keys(), np.int32, len(decoded.last_seen))
+            times = np.fromiter(decoded.last_seen.values(), np.int64, len(decoded.last_seen))
+            transitions += self.engine.heard(nums, times)
+            transitions.sort(key=lambda tr: tr.ts_ms)
         for r in decoded.rejections:
             log.warning(
                 "message rejected",
@@ -149,7 +197,7 @@ class Pipeline:
                 reason=r.reason,
                 detail=r.detail,
             )
-        return Prepared(messages, decoded, transitions, self.registry)
+        return Prepared(messages, decoded, transitions, self.registry, self.engine.take_dirty())
 
     def write(self, conn: psycopg.Connection[Any], p: Prepared) -> BatchResult:
         """Store a prepared batch in one transaction (idempotent: safe to repeat after a failure)."""
@@ -199,6 +247,7 @@ class Pipeline:
             else:
                 flushed = False
             res.alerts = apply_transitions(conn, p.transitions, p.registry, self.receivers)
+            store_state.save(conn, [_state_tuple(r) for r in p.state])
         if flushed:
             self._pending_seen = {}
             self._seen_flushed_at = now
@@ -214,3 +263,7 @@ class Pipeline:
             with conn.transaction():
                 store_registry.touch_last_seen(conn, self._pending_seen)
             self._pending_seen = {}
+
+
+def _state_tuple(r: StateRow) -> store_state.Row:
+    return (r.rule_id, r.device_num, r.raw, r.active, r.since_ms, r.last_ts)

@@ -1,7 +1,25 @@
-"""The vectorised rule engine: whole batches as numpy arrays, per-(rule, device) state between them."""
+"""The vectorised rule engine: whole batches as numpy arrays, per-(rule, device) state between them.
+
+Semantics (the reference evaluator in tests/rules/reference.py implements the same, one reading
+at a time):
+
+- Readings of one (rule, device) are taken in timestamp order. A reading not newer than the
+  last one evaluated is late (store-and-forward) and is not evaluated; neither is a second
+  reading with the same timestamp.
+- Each reading gives a decision: breach, clear, or hold (between the clear level and the
+  threshold of a hysteresis rule). The raw condition is the last decision (held over).
+- With `for`, the alert opens at the first reading at which the raw condition has held since a
+  reading at least `for` seconds earlier; it clears as soon as the raw condition clears.
+- Rate rules compare a reading with the oldest reading of the device inside `window_s` before
+  it (history carried across batches); with none there, the reading holds.
+- Deadman rules open on a timer when a device has been silent longer than the threshold and
+  clear at its next reading or event.
+- Only transitions (opened, cleared) are emitted, oldest first.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +30,8 @@ from devices.registry import Registry
 from rules.model import AttributeThreshold, Rule, RuleFile, Threshold
 
 _HOLD = np.int8(-1)
+_NONE = np.int64(-1)
+_PER_MS = {"second": 1000.0, "minute": 60_000.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +46,18 @@ class Transition:
     opened: bool
 
 
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    """The persisted state of one (rule, device)."""
+
+    rule_id: str
+    device_num: int
+    raw: bool
+    active: bool
+    since_ms: int
+    last_ts: int
+
+
 def _resolve(th: Threshold | None, attrs: dict[str, object]) -> float:
     if th is None:
         return np.nan
@@ -38,27 +70,77 @@ def _resolve(th: Threshold | None, attrs: dict[str, object]) -> float:
     return float(th)
 
 
+def _group_starts(d: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+    start = np.empty(d.size, dtype=bool)
+    if d.size:
+        start[0] = True
+        np.not_equal(d[1:], d[:-1], out=start[1:])
+    return start
+
+
+def _ffill_index(defined: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """For each position, the index of the last defined position at or before it (-1: none)."""
+    pos = np.where(defined, np.arange(defined.size), -1)
+    return np.maximum.accumulate(pos) if pos.size else pos
+
+
+@dataclass(frozen=True, slots=True)
+class _Groups:
+    """Where each device's run of readings starts and ends in arrays sorted by (device, ts)."""
+
+    gstart: npt.NDArray[np.int64]
+    gid: npt.NDArray[np.int64]
+    gend: npt.NDArray[np.int64]
+    first_of_ts: npt.NDArray[np.bool_]
+
+    @classmethod
+    def of(cls, d: npt.NDArray[np.int32], t: npt.NDArray[np.int64]) -> _Groups:
+        start = _group_starts(d)
+        gstart = np.flatnonzero(start)
+        first = np.ones(d.size, dtype=bool)
+        if d.size > 1:
+            first[1:] = start[1:] | (t[1:] != t[:-1])
+        return cls(gstart, np.cumsum(start) - 1, np.r_[gstart[1:] - 1, d.size - 1], first)
+
+
 class RuleEngine:
     """Evaluates a rule file over batches; emits only transitions, never steady states."""
 
     def __init__(self, rule_file: RuleFile, registry: Registry) -> None:
+        self.rule_file = rule_file
         self.rules = list(rule_file.rules)
         self.index = {r.id: i for i, r in enumerate(self.rules)}
         self._metric_rules: dict[int, list[int]] = {}
         self._event_rules: list[int] = []
+        self._deadman_rules: list[int] = []
         for i, r in enumerate(self.rules):
             if r.kind == "event":
                 self._event_rules.append(i)
+            elif r.kind == "deadman":
+                self._deadman_rules.append(i)
             else:
                 assert r.metric is not None
                 self._metric_rules.setdefault(METRIC_BY_NAME[r.metric].id, []).append(i)
-        self._cap = 0
         n = len(self.rules)
+        self._cap = 0
+        self.raw = np.zeros((n, 0), dtype=bool)
         self.active = np.zeros((n, 0), dtype=bool)
+        self.since = np.zeros((n, 0), dtype=np.int64)
         self.last_ts = np.zeros((n, 0), dtype=np.int64)
+        self.last_seen = np.zeros(0, dtype=np.int64)
         self._a = np.zeros((n, 0))
         self._b = np.zeros((n, 0))
+        # Rate rules look back over a window: recent (ts, value) per device, by rule index.
+        self._history: dict[
+            int, dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]
+        ] = {i: {} for i, r in enumerate(self.rules) if r.kind == "rate"}
+        self._dirty: list[tuple[int, npt.NDArray[np.int32]]] = []
+        # Silence is counted from here at the earliest: after a restart the broker's backlog
+        # must get a chance to arrive before a device is called silent.
+        self.silence_from_ms = 0
         self.update_registry(registry)
+
+    # --- set-up ---
 
     def update_registry(self, registry: Registry) -> None:
         """Resolve thresholds per device (attribute overrides) and grow state for new devices."""
@@ -66,8 +148,11 @@ class RuleEngine:
         if cap > self._cap:
             cap = max(cap, int(self._cap * 1.5) + 64)
             grow = cap - self._cap
+            self.raw = np.pad(self.raw, ((0, 0), (0, grow)))
             self.active = np.pad(self.active, ((0, 0), (0, grow)))
+            self.since = np.pad(self.since, ((0, 0), (0, grow)))
             self.last_ts = np.pad(self.last_ts, ((0, 0), (0, grow)))
+            self.last_seen = np.pad(self.last_seen, (0, grow))
             self._cap = cap
         n = len(self.rules)
         a = np.full((n, cap), np.nan)
@@ -77,29 +162,95 @@ class RuleEngine:
         for d in registry.by_num.values():
             nums_by_type.setdefault(d.type, []).append(d.num)
         for i, r in enumerate(self.rules):
-            nums = np.asarray(nums_by_type.get(r.device_type, []), dtype=np.int64)
+            types = [str(r.device_type)] if r.device_type is not None else list(nums_by_type)
+            nums = np.asarray([x for t in types for x in nums_by_type.get(t, [])], dtype=np.int64)
             if r.kind == "event":
                 a[i, nums] = 0.0
                 continue
             first, second = (r.low, r.high) if r.kind == "outside" else (r.threshold, r.clear)
+            if second is None:
+                second = first
             a[i, nums] = _resolve(first, {})
-            b[i, nums] = _resolve(second if second is not None else first, {})
+            b[i, nums] = _resolve(second, {})
             attrs_used = {t.attribute for t in (first, second) if isinstance(t, AttributeThreshold)}
             if not attrs_used:
                 continue
             for num in nums.tolist():
-                attrs = registry.by_num[num].attributes
-                if attrs and not attrs_used.isdisjoint(attrs):
+                dev = registry.by_num[num]
+                attrs = {**dev.attributes, "heartbeat_s": dev.heartbeat_s}
+                if not attrs_used.isdisjoint(attrs):
                     a[i, num] = _resolve(first, attrs)
-                    b[i, num] = _resolve(second if second is not None else first, attrs)
+                    b[i, num] = _resolve(second, attrs)
         self._a, self._b = a, b
 
     def restore(self, rule_id: str, device_num: int, last_ts_ms: int) -> None:
         """Mark a (rule, device) as breached, as when an open alert is found at start."""
         i = self.index.get(rule_id)
         if i is not None and 0 <= device_num < self._cap:
+            self.raw[i, device_num] = True
             self.active[i, device_num] = True
+            if not self.since[i, device_num]:
+                self.since[i, device_num] = last_ts_ms
             self.last_ts[i, device_num] = max(int(self.last_ts[i, device_num]), last_ts_ms)
+
+    def load_state(self, rows: Iterable[StateRow]) -> int:
+        """Load persisted state (unknown rules and devices are skipped); return rows loaded."""
+        loaded = 0
+        for row in rows:
+            i = self.index.get(row.rule_id)
+            if i is None or not 0 <= row.device_num < self._cap:
+                continue
+            d = row.device_num
+            self.raw[i, d], self.active[i, d] = row.raw, row.active
+            self.since[i, d], self.last_ts[i, d] = row.since_ms, row.last_ts
+            loaded += 1
+        return loaded
+
+    def seen(self, device_nums: npt.NDArray[np.int32], ts_ms: npt.NDArray[np.int64]) -> None:
+        """Record when devices were last heard of (from the registry at start)."""
+        np.maximum.at(self.last_seen, device_nums, ts_ms)
+
+    def take_dirty(self) -> list[StateRow]:
+        """Return the (rule, device) states that changed since the last call."""
+        chunks, self._dirty = self._dirty, []
+        pairs = {(i, int(d)) for i, arr in chunks for d in arr.tolist()}
+        return [self._row(i, d) for i, d in sorted(pairs)]
+
+    def all_state(self) -> list[StateRow]:
+        """Every (rule, device) state worth keeping: breached, active, or evaluated at least once."""
+        rows = []
+        for i in range(len(self.rules)):
+            for d in np.flatnonzero(self.raw[i] | self.active[i] | (self.last_ts[i] > 0)).tolist():
+                rows.append(self._row(i, d))
+        return rows
+
+    def _row(self, i: int, d: int) -> StateRow:
+        return StateRow(
+            self.rules[i].id,
+            d,
+            bool(self.raw[i, d]),
+            bool(self.active[i, d]),
+            int(self.since[i, d]),
+            int(self.last_ts[i, d]),
+        )
+
+    def reloaded(self, rule_file: RuleFile, registry: Registry) -> RuleEngine:
+        """Build an engine for a new rule file, carrying the state of rules that still exist."""
+        new = RuleEngine(rule_file, registry)
+        new.last_seen[: self.last_seen.size] = self.last_seen[: new.last_seen.size]
+        new.silence_from_ms = self.silence_from_ms
+        width = min(self._cap, new._cap)
+        for j, r in enumerate(new.rules):
+            i = self.index.get(r.id)
+            if i is None or self.rules[i].shape() != r.shape():
+                continue  # a new rule, or one that now means something else: start afresh
+            for name in ("raw", "active", "since", "last_ts"):
+                getattr(new, name)[j, :width] = getattr(self, name)[i, :width]
+            if j in new._history and i in self._history:
+                new._history[j] = dict(self._history[i])
+        return new
+
+    # --- evaluation ---
 
     def evaluate(
         self,
@@ -117,12 +268,21 @@ class RuleEngine:
             order = np.lexsort((ts, dev, metric))
             m_s, d_s, t_s, v_s = metric[order], dev[order], ts[order], value[order]
             present = np.unique(m_s)
-            bounds = np.searchsorted(m_s, present, side="left")
-            ends = np.searchsorted(m_s, present, side="right")
-            for mid, lo, hi in zip(present.tolist(), bounds.tolist(), ends.tolist(), strict=True):
-                for i in self._metric_rules.get(mid, ()):
-                    self._run(i, d_s[lo:hi], t_s[lo:hi], v_s[lo:hi], out)
-        if ev_dev is not None and ev_kind is not None and ev_ts is not None and ev_dev.size:
+            los = np.searchsorted(m_s, present, side="left")
+            his = np.searchsorted(m_s, present, side="right")
+            for mid, lo, hi in zip(present.tolist(), los.tolist(), his.tolist(), strict=True):
+                rules = self._metric_rules.get(mid, ())
+                if not rules:
+                    continue
+                d, t, v = d_s[lo:hi], t_s[lo:hi], v_s[lo:hi]
+                groups = _Groups.of(d, t)  # shared by every rule on this metric
+                for i in rules:
+                    self._run(i, d, t, v, out, groups)
+        has_events = (
+            ev_dev is not None and ev_kind is not None and ev_ts is not None and ev_dev.size
+        )
+        if has_events:
+            assert ev_dev is not None and ev_kind is not None and ev_ts is not None
             order = np.lexsort((ev_ts, ev_dev))
             d_s, k_s, t_s = ev_dev[order], ev_kind[order], ev_ts[order]
             for i in self._event_rules:
@@ -134,16 +294,22 @@ class RuleEngine:
                 sel = np.isin(k_s, wanted)
                 if sel.any():
                     self._run(i, d_s[sel], t_s[sel], k_s[sel].astype(np.float64), out)
+        if self._deadman_rules:
+            parts_d = [dev] + ([ev_dev] if has_events and ev_dev is not None else [])
+            parts_t = [ts] + ([ev_ts] if has_events and ev_ts is not None else [])
+            self._heard(np.concatenate(parts_d), np.concatenate(parts_t), out)
         out.sort(key=lambda tr: tr.ts_ms)
         return out
 
     def _decide(
-        self, i: int, d: npt.NDArray[np.int32], v: npt.NDArray[np.float64]
-    ) -> npt.NDArray[np.int8]:
+        self, i: int, d: npt.NDArray[np.int32], t: npt.NDArray[np.int64], v: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64]]:
+        """Decisions per reading and the value to report (the rate, for rate rules)."""
         r = self.rules[i]
         a = self._a[i, d]
         b = self._b[i, d]
         dec = np.full(d.shape, _HOLD, dtype=np.int8)
+        shown = v
         if r.kind == "above":
             dec[v < b] = 0
             dec[v >= a] = 1
@@ -153,12 +319,72 @@ class RuleEngine:
         elif r.kind == "outside":
             dec[(v >= a) & (v <= b)] = 0
             dec[(v < a) | (v > b)] = 1
-        else:
+        elif r.kind == "event":
             assert r.event is not None
             if r.clear_event is not None:
                 dec[v == EVENT_KIND_IDS[r.clear_event]] = 0
             dec[v == EVENT_KIND_IDS[r.event]] = 1
-        return dec
+        else:  # rate
+            dec, shown = self._rate(i, d, t, v, a)
+        return dec, shown
+
+    def _rate(
+        self,
+        i: int,
+        d: npt.NDArray[np.int32],
+        t: npt.NDArray[np.int64],
+        v: npt.NDArray[np.float64],
+        a: npt.NDArray[np.float64],
+    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64]]:
+        r = self.rules[i]
+        window = int(r.window_s * 1000)
+        hist = self._history[i]
+        # Put each device's recent history in front of its readings, then look back by search.
+        hd, ht, hv = [], [], []
+        for num in np.unique(d).tolist():
+            h = hist.get(num)
+            if h is not None:
+                hd.append(np.full(h[0].size, num, np.int32))
+                ht.append(h[0])
+                hv.append(h[1])
+        if hd:
+            n_hist = sum(x.size for x in hd)
+            d = np.concatenate([*hd, d])
+            t = np.concatenate([*ht, t])
+            v = np.concatenate([*hv, v])
+            real = np.concatenate([np.zeros(n_hist, bool), np.ones(t.size - n_hist, bool)])
+            order = np.lexsort((t, d))
+            d, t, v, real = d[order], t[order], v[order], real[order]
+            a = self._a[i, d]
+        else:
+            real = np.ones(d.size, bool)
+        start = _group_starts(d)
+        gstart = np.flatnonzero(start)
+        gid = np.cumsum(start) - 1
+        base = int(t.min())
+        key = (d.astype(np.int64) << 42) | (t - base)
+        j = np.searchsorted(key, key - window, side="left")
+        j = np.maximum(j, gstart[gid])
+        idx = np.arange(d.size)
+        has_ref = j < idx
+        dt_ms = (t - t[j]).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(has_ref, (v - v[j]) / dt_ms * _PER_MS[r.per], 0.0)
+        if r.direction == "falling":
+            breach = rate <= -a
+        elif r.direction == "rising":
+            breach = rate >= a
+        else:
+            breach = np.abs(rate) >= a
+        dec = np.where(has_ref, breach.astype(np.int8), _HOLD).astype(np.int8)
+        # Keep what the next batch needs to look back over the window.
+        gend = np.r_[gstart[1:], d.size]
+        for g0, g1 in zip(gstart.tolist(), gend.tolist(), strict=True):
+            tl = t[g0:g1]
+            keep_from = g0 + int(np.searchsorted(tl, tl[-1] - window, side="left"))
+            hist[int(d[g0])] = (t[keep_from:g1].copy(), v[keep_from:g1].copy())
+        # History readings were only context: decisions are for the batch's own readings.
+        return dec[real], rate[real]
 
     def _run(
         self,
@@ -167,38 +393,128 @@ class RuleEngine:
         t: npt.NDArray[np.int64],
         v: npt.NDArray[np.float64],
         out: list[Transition],
+        groups: _Groups | None = None,
     ) -> None:
-        # Devices of another type have NaN thresholds; readings older than the state are late
-        # (store-and-forward) and must not open alerts for the past.
+        # Devices of another type have NaN thresholds; readings not newer than the state are
+        # late (store-and-forward) and must not open alerts for the past; equal timestamps are
+        # the same reading sent twice.
         keep = ~np.isnan(self._a[i, d]) & (t > self.last_ts[i, d])
+        if groups is None:
+            groups = _Groups.of(d, t)
+        keep &= groups.first_of_ts
         if not keep.all():
             d, t, v = d[keep], t[keep], v[keep]
+            groups = _Groups.of(d, t)
         n = d.size
         if n == 0:
             return
-        dec = self._decide(i, d, v)
-        start = np.empty(n, dtype=bool)
-        start[0] = True
-        np.not_equal(d[1:], d[:-1], out=start[1:])
-        gstart = np.flatnonzero(start)
-        gid = np.cumsum(start) - 1
-        carried = self.active[i, d[gstart]]
-        pos = np.where(dec >= 0, np.arange(n), -1)
-        last = np.maximum.accumulate(pos)
+        rule = self.rules[i]
+        dec, shown = self._decide(i, d, t, v)
+        gstart, gid, gend = groups.gstart, groups.gid, groups.gend
+        dg = d[gstart]
+        c_raw = self.raw[i, dg]
+        c_active = self.active[i, dg]
+        # Raw condition: the last decisive reading in the group, else the carried state.
+        last = _ffill_index(dec >= 0)
         within = last >= gstart[gid]
-        state = np.where(within, dec[np.maximum(last, 0)] == 1, carried[gid])
-        prev = np.empty(n, dtype=bool)
-        prev[1:] = state[:-1]
-        prev[gstart] = carried
-        changed = np.flatnonzero(state != prev)
-        gend = np.r_[gstart[1:] - 1, n - 1]
-        self.active[i, d[gend]] = state[gend]
-        self.last_ts[i, d[gend]] = t[gend]
+        raw = np.where(within, dec[np.maximum(last, 0)] == 1, c_raw[gid])
+        de = d[gend]
+        if rule.for_ms:
+            c_since = self.since[i, dg]
+            prev_raw = np.empty(n, dtype=bool)
+            prev_raw[1:] = raw[:-1]
+            prev_raw[gstart] = c_raw
+            # Start of the current breach: a reading where it began, or carried from earlier.
+            began = raw & ~prev_raw
+            carried = np.zeros(n, dtype=bool)
+            carried[gstart] = raw[gstart] & c_raw
+            since_at = np.where(began, t, 0)
+            since_at[gstart] = np.where(carried[gstart], c_since, since_at[gstart])
+            src = _ffill_index(began | carried)
+            since = np.where(raw, since_at[np.maximum(src, 0)], 0)
+            alert = raw & (t - since >= rule.for_ms)
+            new_since = since[gend]
+            self.since[i, de] = new_since
+            since_moved = new_since != c_since
+        else:
+            alert = raw
+            since_moved = None
+        prev_alert = np.empty(n, dtype=bool)
+        prev_alert[1:] = alert[:-1]
+        prev_alert[gstart] = c_active
+        changed = np.flatnonzero(alert != prev_alert)
+        new_raw, new_active = raw[gend], alert[gend]
+        self.raw[i, de] = new_raw
+        self.active[i, de] = new_active
+        self.last_ts[i, de] = t[gend]
+        moved = (new_raw != c_raw) | (new_active != c_active)
+        if since_moved is not None:
+            moved |= since_moved
+        if moved.any():
+            self._dirty.append((i, de[moved]))
         if changed.size == 0:
             return
-        rule = self.rules[i]
         thr = self._a[i, d[changed]] if rule.kind != "event" else np.full(changed.size, np.nan)
-        for k, c in enumerate(changed.tolist()):
-            out.append(
-                Transition(rule, int(d[c]), int(t[c]), float(v[c]), float(thr[k]), bool(state[c]))
-            )
+        dc, tc, vc, ac = (d[changed].tolist(), t[changed].tolist(), shown[changed].tolist(),
+                          alert[changed].tolist())
+        out.extend(
+            Transition(rule, dc[k], tc[k], vc[k], thr_k, ac[k])
+            for k, thr_k in enumerate(thr.tolist())
+        )
+
+    # --- silence ---
+
+    def heard(self, d: npt.NDArray[np.int32], t: npt.NDArray[np.int64]) -> list[Transition]:
+        """Note messages without readings (heartbeats); returns deadman alerts they clear."""
+        out: list[Transition] = []
+        if self._deadman_rules:
+            self._heard(d, t, out)
+        return out
+
+    def _heard(
+        self, d: npt.NDArray[np.int32], t: npt.NDArray[np.int64], out: list[Transition]
+    ) -> None:
+        """A device that speaks again clears its deadman alerts at its first message."""
+        if d.size == 0:
+            return
+        order = np.lexsort((t, d))
+        d, t = d[order], t[order]
+        first = _group_starts(d)
+        fd, ft = d[first], t[first]
+        for i in self._deadman_rules:
+            was = self.active[i, fd] & ~np.isnan(self._a[i, fd])
+            for num, when in zip(fd[was].tolist(), ft[was].tolist(), strict=True):
+                self.active[i, num] = False
+                self.raw[i, num] = False
+                self._dirty.append((i, np.array([num], np.int32)))
+                silent = (when - int(self.last_seen[num])) / 1000
+                out.append(
+                    Transition(self.rules[i], num, when, silent, float(self._a[i, num]), False)
+                )
+        np.maximum.at(self.last_seen, d, t)
+
+    def check_silence(self, now_ms: int) -> list[Transition]:
+        """Open deadman alerts for devices silent longer than their limit (run on a timer)."""
+        out: list[Transition] = []
+        for i in self._deadman_rules:
+            limit_ms = self._a[i] * 1000
+            seen = self.last_seen
+            since = np.maximum(seen, self.silence_from_ms)
+            silent = (seen > 0) & ~np.isnan(limit_ms) & ~self.active[i]
+            silent &= (now_ms - since) > np.nan_to_num(limit_ms, nan=np.inf)
+            for num in np.flatnonzero(silent).tolist():
+                self.active[i, num] = True
+                self.raw[i, num] = True
+                self.since[i, num] = int(seen[num])
+                self._dirty.append((i, np.array([num], np.int32)))
+                out.append(
+                    Transition(
+                        self.rules[i],
+                        num,
+                        now_ms,
+                        (now_ms - int(seen[num])) / 1000,
+                        float(self._a[i, num]),
+                        True,
+                    )
+                )
+        return out

@@ -42,13 +42,15 @@ class Messages(BaseModel):
 
 
 class Rule(BaseModel):
-    """One rule: a condition on a metric (or an event kind) of one device type."""
+    """One rule: a condition on a metric (or an event kind, or silence) of one device type."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-    device_type: DeviceType
-    kind: Literal["above", "below", "outside", "event"]
+    device_type: DeviceType | None = Field(
+        default=None, description="required except for deadman rules (None: every type)"
+    )
+    kind: Literal["above", "below", "outside", "event", "rate", "deadman"]
     metric: str | None = None
     threshold: Threshold | None = None
     low: Threshold | None = None
@@ -56,13 +58,32 @@ class Rule(BaseModel):
     clear: Threshold | None = Field(
         default=None, description="hysteresis: the level at which an open alert clears"
     )
+    for_s: float = Field(
+        default=0.0, ge=0, alias="for", description="the condition must hold this long to open"
+    )
+    per: Literal["second", "minute"] = "minute"
+    window_s: float = Field(default=60.0, gt=0, description="rate: look back this far")
+    direction: Literal["falling", "rising", "either"] = "either"
     event: EventKind | None = None
     clear_event: EventKind | None = EventKind.RESET
     severity: Severity
     message: Messages
 
+    @property
+    def for_ms(self) -> int:
+        """The duration in milliseconds."""
+        return int(self.for_s * 1000)
+
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
+        if self.kind == "deadman":
+            if self.metric is not None or self.event is not None:
+                raise ValueError("a deadman rule takes no metric or event")
+            if self.threshold is None:
+                raise ValueError("a deadman rule needs 'threshold' (seconds of silence)")
+            return self
+        if self.device_type is None:
+            raise ValueError(f"a {self.kind} rule needs 'device_type'")
         if self.kind == "event":
             if self.event is None:
                 raise ValueError("an event rule needs 'event' (an event kind)")
@@ -87,7 +108,22 @@ class Rule(BaseModel):
                 raise ValueError("an outside rule takes low/high, not threshold/clear")
         elif self.threshold is None:
             raise ValueError(f"a {self.kind} rule needs 'threshold'")
+        if self.kind == "rate" and self.clear is not None:
+            raise ValueError("a rate rule clears when the rate falls back; it takes no 'clear'")
         return self
+
+    def applies_to(self, device_type: DeviceType) -> bool:
+        """Tell whether devices of this type are checked by the rule."""
+        return self.device_type is None or self.device_type == device_type
+
+    def shape(self) -> tuple[str, str | None, str | None, str | None]:
+        """What identifies the rule's state: kind, metric or event, device type."""
+        return (
+            self.kind,
+            self.metric,
+            str(self.event) if self.event else None,
+            str(self.device_type) if self.device_type else None,
+        )
 
 
 class RuleFile(BaseModel):

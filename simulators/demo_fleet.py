@@ -54,7 +54,7 @@ def _faulty(dev: SimDevice, t: float, rng: random.Random) -> dict[str, float]:
 
 
 class DemoFleet:
-    """Publishes every `interval_s` for each device until stopped."""
+    """Publishes every `interval_s` for each device until stopped, one MQTT client per device."""
 
     def __init__(
         self,
@@ -63,6 +63,7 @@ class DemoFleet:
         devices: list[SimDevice],
         interval_s: float = 2.0,
         prefix: str = "fs/v1",
+        passwords: dict[str, str] | None = None,
     ) -> None:
         self.devices = devices
         self.interval_s = interval_s
@@ -70,11 +71,20 @@ class DemoFleet:
         self.published = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id="firesentry-demo-fleet", protocol=mqtt.MQTTv5
-        )
-        self.client.connect(host, port)
-        self.client.loop_start()
+        # One client each, as real devices: with broker auth the username must be the device id,
+        # and the ACL lets it write only below its own id.
+        self.clients: dict[str, mqtt.Client] = {}
+        for dev in devices:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=f"firesentry-demo-{dev.id}",
+                protocol=mqtt.MQTTv5,
+            )
+            if passwords is not None:
+                client.username_pw_set(dev.id, passwords[dev.id])
+            client.connect(host, port)
+            client.loop_start()
+            self.clients[dev.id] = client
 
     def _tick(self, t: float, seq: int, rng: random.Random, fired: set[str]) -> None:
         now_ms = int(time.time() * 1000)
@@ -106,7 +116,8 @@ class DemoFleet:
             self._publish(dev.id, "telemetry", {"ts": now_ms, "seq": seq, "metrics": metrics})
 
     def _publish(self, device_id: str, kind: str, body: dict[str, object]) -> None:
-        self.client.publish(f"{self.prefix}/{device_id}/{kind}", msgspec.json.encode(body), qos=1)
+        topic = f"{self.prefix}/{device_id}/{kind}"
+        self.clients[device_id].publish(topic, msgspec.json.encode(body), qos=1)
         self.published += 1
 
     def _run(self) -> None:
@@ -129,5 +140,6 @@ class DemoFleet:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in self.clients.values():
+            client.disconnect()
+            client.loop_stop()

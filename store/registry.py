@@ -1,9 +1,10 @@
-"""Registry queries: load devices for ingest, add units/devices/contacts, liveness updates."""
+"""Registry queries: load devices for ingest, add units/devices/contacts, liveness, passwords."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -133,3 +134,117 @@ def set_status(conn: psycopg.Connection[Any], statuses: dict[int, tuple[str, int
             "UPDATE devices SET status = %s, status_at = %s WHERE num = %s",
             (status, dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC), num),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceView:
+    """A device with its unit's name and its computed liveness (the device_liveness view)."""
+
+    num: int
+    id: str
+    unit_id: str
+    unit_name: str
+    type: str
+    model: str
+    location: str
+    attributes: dict[str, Any]
+    heartbeat_s: int
+    last_seen: dt.datetime | None
+    reported_status: str
+    status_at: dt.datetime | None
+    has_password: bool
+    created_at: dt.datetime
+    status: str
+
+
+_VIEW_COLUMNS = ", ".join(DeviceView.__dataclass_fields__)
+
+
+def list_devices(
+    conn: psycopg.Connection[Any], *, unit_id: str | None = None, status: str | None = None
+) -> list[DeviceView]:
+    """Devices ordered by id, optionally of one unit and/or with one computed status."""
+    rows = conn.execute(
+        f"SELECT {_VIEW_COLUMNS} FROM device_liveness"  # noqa: S608 (fixed column list)
+        " WHERE (%(unit)s::text IS NULL OR unit_id = %(unit)s)"
+        " AND (%(status)s::text IS NULL OR status = %(status)s) ORDER BY id",
+        {"unit": unit_id, "status": status},
+    ).fetchall()
+    return [DeviceView(*r) for r in rows]
+
+
+def get_device(conn: psycopg.Connection[Any], device_id: str) -> DeviceView | None:
+    """One device with its computed status, or None."""
+    row = conn.execute(
+        f"SELECT {_VIEW_COLUMNS} FROM device_liveness WHERE id = %s",  # noqa: S608
+        (device_id,),
+    ).fetchone()
+    return DeviceView(*row) if row else None
+
+
+def unit_exists(conn: psycopg.Connection[Any], unit_id: str) -> bool:
+    """Tell whether a unit is registered."""
+    return conn.execute("SELECT 1 FROM units WHERE id = %s", (unit_id,)).fetchone() is not None
+
+
+def existing_units(conn: psycopg.Connection[Any], unit_ids: Iterable[str]) -> set[str]:
+    """The subset of unit_ids that are registered."""
+    rows = conn.execute("SELECT id FROM units WHERE id = ANY(%s)", (list(unit_ids),)).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def devices_with_password(conn: psycopg.Connection[Any], device_ids: Iterable[str]) -> set[str]:
+    """The subset of device_ids that are registered and already have an MQTT password."""
+    rows = conn.execute(
+        "SELECT id FROM devices WHERE id = ANY(%s) AND password_hash IS NOT NULL",
+        (list(device_ids),),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def set_password_hash(conn: psycopg.Connection[Any], device_id: str, password_hash: str) -> bool:
+    """Replace a device's MQTT password hash; False when there is no such device."""
+    cur = conn.execute(
+        "UPDATE devices SET password_hash = %s WHERE id = %s", (password_hash, device_id)
+    )
+    return cur.rowcount == 1
+
+
+def password_hashes(conn: psycopg.Connection[Any]) -> tuple[list[tuple[str, str]], int]:
+    """(device id, hash) of every device with a password, and how many have none."""
+    rows = conn.execute(
+        "SELECT id, password_hash FROM devices WHERE password_hash IS NOT NULL ORDER BY id"
+    ).fetchall()
+    missing = conn.execute("SELECT count(*) FROM devices WHERE password_hash IS NULL").fetchone()
+    return [(str(r[0]), str(r[1])) for r in rows], int(missing[0]) if missing else 0
+
+
+def create_device(
+    conn: psycopg.Connection[Any],
+    device_id: str,
+    unit_id: str,
+    device_type: DeviceType,
+    *,
+    password_hash: str,
+    model: str = "",
+    location: str = "",
+    attributes: dict[str, Any] | None = None,
+    heartbeat_s: int = 60,
+) -> int | None:
+    """Insert a new device with its MQTT password hash; None when the id is taken."""
+    row = conn.execute(
+        "INSERT INTO devices (id, unit_id, type, model, location, attributes, heartbeat_s,"
+        " password_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (id) DO NOTHING RETURNING num",
+        (
+            device_id,
+            unit_id,
+            str(device_type),
+            model,
+            location,
+            Jsonb(attributes or {}),
+            heartbeat_s,
+            password_hash,
+        ),
+    ).fetchone()
+    return int(row[0]) if row else None

@@ -72,3 +72,21 @@ def test_up_reuses_running_services_and_down_stops_them(
     assert cli(workdir, "migrate").strip() == "schema is up to date"
     cli(workdir, "down")
     assert cli(workdir, "status").count("stopped") == 2
+
+
+def test_registry_commands_and_broker_auth_keep_the_demo_working(
+    workdir: tuple[Path, dict[str, str]],
+) -> None:
+    """import, sync (auth on, broker restarted), then the demo's devices log in with passwords."""
+    d, _ = workdir
+    (d / "units.csv").write_text("id,name,district,category\nshop-1,Corner Shop,D1,small_venue\n")
+    (d / "devices.csv").write_text("id,unit_id,type\nshop-1-em,shop-1,electrical_monitor\n")
+    out = cli(workdir, "devices", "import", "units.csv", "devices.csv")
+    assert "1 new device password(s) written to credentials.csv" in out
+    out = cli(workdir, "broker", "sync")
+    assert "1 device(s) + ingest" in out and "private broker restarted" in out
+    assert "private broker reloaded" in cli(workdir, "broker", "sync")
+    assert "shop-1-em" in cli(workdir, "devices", "list")
+    out = cli(workdir, "demo", "--duration", "20", timeout=120)
+    assert "broker auth is on" in out
+    assert "residual_current_high" in out and "signature ok" in out

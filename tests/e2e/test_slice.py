@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from alerts.testing import WebhookReceiver
+from alerts.testing import Received, WebhookReceiver
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
 from tests.helpers import Publisher, scalar, wait_until
@@ -122,10 +122,14 @@ def test_repeated_breach_updates_the_open_alert(
         pub.publish(
             f"{prefix}/wp-1/telemetry", {"ts": t + i * 1000, "metrics": {"pressure_mpa": v}}
         )
-    assert receiver.wait_for(lambda r: len(r) >= 3, 15)
-    assert count(db, "alerts") == 1
-    assert scalar(db.dsn(), "SELECT count FROM alerts") == 2
-    assert scalar(db.dsn(), "SELECT state FROM alerts") == "firing"
+
+    def low(received: list[Received]) -> list[Received]:
+        return [x for x in received if x.body["alert"]["rule_id"] == "pressure_low"]
+
+    assert receiver.wait_for(lambda r: len(low(r)) >= 3, 15)
+    assert count(db, "alerts", "rule_id = 'pressure_low'") == 1
+    assert scalar(db.dsn(), "SELECT count FROM alerts WHERE rule_id = 'pressure_low'") == 2
+    assert scalar(db.dsn(), "SELECT state FROM alerts WHERE rule_id = 'pressure_low'") == "firing"
 
 
 def test_redelivered_message_is_stored_once(

@@ -116,8 +116,10 @@ def test_fire_alarm_event_opens_and_reset_clears(engine: RuleEngine) -> None:
 
 def test_default_rules_cover_all_four_device_types() -> None:
     """The shipped rule file has rules for every device type."""
-    types = {r.device_type for r in load_rules().rules}
+    types = {r.device_type for r in load_rules().rules if r.device_type is not None}
     assert types == set(DeviceType)
+    kinds = {r.kind for r in load_rules().rules}
+    assert kinds == {"above", "below", "outside", "event", "rate", "deadman"}
 
 
 def test_bad_rule_file_names_rule_field_and_reason() -> None:

@@ -1,0 +1,104 @@
+"""WeCom (企业微信) group robot channel: JSON POSTs to a robot's webhook URL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+
+from alerts.errors import PermanentError, RetryableError
+from alerts.types import Notification
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# 45009: the robot's 20 messages a minute are used up; -1: WeCom says it is busy.
+RETRYABLE_CODES = frozenset({45009, -1})
+# WeCom refuses longer contents (bytes of UTF-8), it does not cut them.
+MAX_BYTES = {"markdown": 4096, "text": 2048}
+
+
+@dataclass(frozen=True, slots=True)
+class WeComOptions:
+    """Robots by name → (webhook URL with its key, secret); WeCom robots are not signed."""
+
+    robots: Mapping[str, tuple[str, str | None]]
+    msgtype: Literal["markdown", "text"] = "markdown"
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name, (_, secret) in self.robots.items():
+            if secret:
+                raise ValueError(f"WeCom robot {name!r} has a secret; WeCom robots take none")
+
+
+def clip_utf8(text: str, limit: int) -> str:
+    """Cut text to at most limit bytes of UTF-8, ending with "…" when cut."""
+    if len(text.encode()) <= limit:
+        return text
+    cut = text.encode()[: limit - len("…".encode())].decode(errors="ignore")
+    return cut + "…"
+
+
+def message_body(title: str, text: str, msgtype: str) -> dict[str, Any]:
+    """The JSON a WeCom robot takes for one message."""
+    if msgtype == "markdown":
+        content = clip_utf8(f"### {title}\n{text}", MAX_BYTES["markdown"])
+        return {"msgtype": "markdown", "markdown": {"content": content}}
+    content = clip_utf8(f"{title}\n{text}", MAX_BYTES["text"])
+    return {"msgtype": "text", "text": {"content": content}}
+
+
+class WeComNotifier:
+    """Delivers notifications of channel 'wecom' to configured group robots."""
+
+    channel = "wecom"
+
+    def __init__(self, options: WeComOptions, session: aiohttp.ClientSession) -> None:
+        self.opts = options
+        self.session = session
+
+    async def send(self, n: Notification) -> None:
+        """POST one message; errcode 0 is success."""
+        robot = self.opts.robots.get(n.receiver)
+        if robot is None:
+            raise PermanentError(f"no WeCom robot named {n.receiver!r} in the configuration")
+        url = robot[0]
+        body = message_body(
+            str(n.payload.get("title", "")), str(n.payload.get("text", "")), self.opts.msgtype
+        )
+        try:
+            async with self.session.post(
+                url,
+                json=body,
+                # WeCom has no idempotency field; the header costs nothing and proxies can use it.
+                headers={IDEMPOTENCY_HEADER: n.idempotency_key, "User-Agent": "firesentry/1"},
+                timeout=aiohttp.ClientTimeout(total=self.opts.timeout_s),
+            ) as resp:
+                status, text = resp.status, await resp.text(errors="replace")
+        except TimeoutError as exc:
+            raise RetryableError(f"timed out after {self.opts.timeout_s}s") from exc
+        except aiohttp.ClientError as exc:
+            raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+        _check(status, text)
+
+
+def _check(status: int, text: str) -> None:
+    try:
+        reply = json.loads(text)
+    except ValueError:
+        reply = None
+    if isinstance(reply, dict) and "errcode" in reply:
+        code = reply["errcode"]
+        if code == 0:
+            return
+        msg = f"WeCom errcode {code}: {reply.get('errmsg', '')}"[:300]
+        if code in RETRYABLE_CODES:
+            raise RetryableError(msg)
+        raise PermanentError(msg)
+    msg = f"HTTP {status}: {text[:200]}"
+    # A 2xx without errcode came from something in between (a proxy); it may pass.
+    if status >= 500 or status in (408, 429) or 200 <= status < 300:
+        raise RetryableError(msg)
+    raise PermanentError(msg)

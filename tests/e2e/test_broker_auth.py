@@ -1,0 +1,229 @@
+"""Broker auth on a private Mosquitto of this module: passwords from the registry, per-device ACL."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from devices.catalog import DeviceType
+from devices.credentials import mosquitto_hash, new_password
+from firesentry.app import Engine, embedded_services
+from firesentry.broker import sync
+from firesentry.config import EmbeddedConfig, Settings
+from firesentry.embedded import EmbeddedServices, Endpoints
+from store import registry as reg
+from store.migrate import migrate
+from tests.helpers import engine_settings, scalar, wait_until
+
+pytestmark = pytest.mark.e2e
+PREFIX = "fs/v1"
+NOT_AUTHORIZED = 0x87
+BAD_CREDENTIALS = 0x86
+
+
+@dataclass
+class AuthBroker:
+    """The module's services with auth turned on, and the devices' passwords."""
+
+    settings: Settings
+    svc: EmbeddedServices
+    ep: Endpoints
+    passwords: dict[str, str]
+    first_sync: str
+
+
+def add_device(ep: Endpoints, dev_id: str, passwords: dict[str, str]) -> None:
+    passwords[dev_id] = new_password()
+    with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+        reg.create_device(
+            conn,
+            dev_id,
+            "u1",
+            DeviceType.ELECTRICAL,
+            password_hash=mosquitto_hash(passwords[dev_id]),
+        )
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[AuthBroker]:
+    """A second EmbeddedServices in a temporary folder, two devices, then `broker sync`."""
+    root = Path(tempfile.mkdtemp(prefix="firesentry-auth-"))
+    settings = Settings(embedded=EmbeddedConfig(dir=root / ".firesentry"))
+    svc = embedded_services(settings, durable=False)
+    try:
+        ep = svc.up()
+        migrate(ep.dsn())
+        with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+            reg.add_unit(conn, "u1", "Auth Plaza")
+        passwords: dict[str, str] = {}
+        for dev_id in ("dev-a", "dev-b"):
+            add_device(ep, dev_id, passwords)
+        res = sync(settings)
+        authed = svc.endpoints()
+        assert authed is not None
+        yield AuthBroker(settings, svc, authed, passwords, res.action)
+    finally:
+        svc.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Client:
+    """A paho MQTT 5 client that records its CONNACK, PUBACK reason codes and messages."""
+
+    mqttc: mqtt.Client
+    connack: list[ReasonCode] = field(default_factory=list)
+    pubacks: dict[int, ReasonCode] = field(default_factory=dict)
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def publish(self, topic: str, payload: bytes) -> int:
+        info = self.mqttc.publish(topic, payload, qos=1)
+        return info.mid
+
+    def received(self, topic: str) -> list[bytes]:
+        with self.lock:
+            return [p for t, p in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.mqttc.disconnect()
+        self.mqttc.loop_stop()
+
+
+def connect(ep: Endpoints, username: str | None, password: str | None) -> Client:
+    """Connect, and wait for the broker's CONNACK (accepted or not)."""
+    mqttc = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+    )
+    c = Client(mqttc)
+    if username is not None:
+        mqttc.username_pw_set(username, password)
+
+    def on_connect(cl: mqtt.Client, ud: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        c.connack.append(rc)
+
+    def on_publish(cl: mqtt.Client, ud: Any, mid: int, rc: ReasonCode, props: Any) -> None:
+        c.pubacks[mid] = rc
+
+    def on_message(cl: mqtt.Client, ud: Any, msg: mqtt.MQTTMessage) -> None:
+        with c.lock:
+            c.messages.append((msg.topic, bytes(msg.payload)))
+
+    mqttc.on_connect = on_connect
+    mqttc.on_publish = on_publish
+    mqttc.on_message = on_message
+    # A refused CONNACK would otherwise make paho retry in the background.
+    mqttc.reconnect_delay_set(60, 120)
+    mqttc.connect(ep.mqtt_host, ep.mqtt_port)
+    mqttc.loop_start()
+    wait_until(lambda: c.connack, 10, f"CONNACK for {username}")
+    return c
+
+
+@pytest.fixture()
+def ingest_sub(broker: AuthBroker) -> Iterator[Client]:
+    """A subscriber on everything under the prefix, logged in with ingest's account."""
+    ep = broker.ep
+    c = connect(ep, ep.mqtt_username, ep.mqtt_password)
+    assert not c.connack[0].is_failure, str(c.connack[0])
+    granted: list[list[ReasonCode]] = []
+    c.mqttc.on_subscribe = lambda cl, ud, mid, rcs, props: granted.append(rcs)
+    c.mqttc.subscribe(f"{PREFIX}/#", qos=1)
+    wait_until(lambda: granted, 10, "SUBACK")
+    assert not granted[0][0].is_failure
+    yield c
+    c.close()
+
+
+def test_first_sync_restarts_the_broker_and_refuses_anonymous(broker: AuthBroker) -> None:
+    """The first sync restarts Mosquitto with auth on; the endpoints then carry ingest's account."""
+    assert broker.first_sync == "restarted"
+    assert broker.ep.mqtt_username == "ingest" and broker.ep.mqtt_password
+    anon = connect(broker.ep, None, None)
+    assert anon.connack[0].value == NOT_AUTHORIZED
+    anon.close()
+
+
+def test_device_publishes_on_its_own_topic(broker: AuthBroker, ingest_sub: Client) -> None:
+    """Device A's message on fs/v1/dev-a/... reaches a subscriber logged in as ingest."""
+    a = connect(broker.ep, "dev-a", broker.passwords["dev-a"])
+    assert not a.connack[0].is_failure
+    topic = f"{PREFIX}/dev-a/telemetry"
+    mid = a.publish(topic, b'{"own": 1}')
+    wait_until(lambda: ingest_sub.received(topic), 10, "device A's message at ingest")
+    wait_until(lambda: mid in a.pubacks, 10, "PUBACK")
+    assert a.pubacks[mid].value == 0
+    a.close()
+
+
+def test_device_cannot_publish_on_another_devices_topic(
+    broker: AuthBroker, ingest_sub: Client
+) -> None:
+    """Device A publishing on B's topic gets PUBACK 0x87 and nothing is delivered."""
+    a = connect(broker.ep, "dev-a", broker.passwords["dev-a"])
+    foreign = f"{PREFIX}/dev-b/telemetry"
+    mid = a.publish(foreign, b'{"spoofed": 1}')
+    wait_until(lambda: mid in a.pubacks, 10, "PUBACK of the foreign publish")
+    assert a.pubacks[mid].value == NOT_AUTHORIZED, str(a.pubacks[mid])
+    # Messages from one client arrive in order, so once this one is in the other never comes.
+    sentinel = f"{PREFIX}/dev-a/event"
+    a.publish(sentinel, b'{"sentinel": 1}')
+    wait_until(lambda: ingest_sub.received(sentinel), 10, "the sentinel")
+    assert ingest_sub.received(foreign) == []
+    a.close()
+
+
+def test_wrong_password_is_refused_at_connect(broker: AuthBroker) -> None:
+    """A wrong password (or an unknown user) gets a failing CONNACK."""
+    for user, password in (("dev-a", "wrong"), ("dev-a", broker.passwords["dev-b"]), ("x", "y")):
+        c = connect(broker.ep, user, password)
+        assert c.connack[0].value in (NOT_AUTHORIZED, BAD_CREDENTIALS), str(c.connack[0])
+        c.close()
+
+
+def test_device_added_later_connects_after_the_next_sync(broker: AuthBroker) -> None:
+    """A new device is refused until the next sync, which reloads the broker (SIGHUP)."""
+    add_device(broker.ep, "dev-c", broker.passwords)
+    c = connect(broker.ep, "dev-c", broker.passwords["dev-c"])
+    assert c.connack[0].is_failure
+    c.close()
+    assert sync(broker.settings).action == "reloaded"
+
+    def accepted() -> bool:
+        c = connect(broker.ep, "dev-c", broker.passwords["dev-c"])
+        c.close()
+        return not c.connack[0].is_failure
+
+    wait_until(accepted, 10, "dev-c accepted after reload", interval=0.2)
+
+
+def test_engine_logs_in_with_the_ingest_account(broker: AuthBroker) -> None:
+    """The engine connects with the endpoints' account and stores a device's reading."""
+    settings = engine_settings(PREFIX, f"ingest-{uuid.uuid4().hex[:8]}")
+    assert settings.mqtt.username is None
+    engine = Engine(settings, broker.ep)
+    engine.start()
+    try:
+        assert engine.consumer.wait_connected(10), "engine did not log in to the broker"
+        a = connect(broker.ep, "dev-a", broker.passwords["dev-a"])
+        body = b'{"ts": %d, "seq": 1, "metrics": {"residual_current_ma": 42.0}}'
+        a.publish(f"{PREFIX}/dev-a/telemetry", body % int(time.time() * 1000))
+        dsn = broker.ep.dsn()
+        query = "SELECT count(*) FROM telemetry t JOIN devices d ON d.num = t.device_num"
+        wait_until(lambda: scalar(dsn, query + " WHERE d.id = 'dev-a'") == 1, 15, "stored")
+        a.close()
+    finally:
+        engine.stop()
