@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -24,14 +25,16 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from types import TracebackType
-from typing import Any, ClassVar, Self, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 from urllib.parse import parse_qs, quote, urlsplit
 
 import msgspec
 from aiohttp import web
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from alerts.notify.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+
+if TYPE_CHECKING:  # aiosmtpd is a dev dependency; `firesentry demo` imports this module too
+    from aiosmtpd.smtp import SMTP, Envelope, Session
 
 # --- the server thread every fake runs in ---------------------------------------------------
 
@@ -737,7 +740,9 @@ class FakeSmtpServer(_ServerThread):
 
     thread_name = "fake-smtp"
 
-    def __init__(self, tls_context: Any = None, require_starttls: bool = False) -> None:
+    def __init__(
+        self, tls_context: ssl.SSLContext | None = None, require_starttls: bool = False
+    ) -> None:
         super().__init__()
         self.tls_context = tls_context
         self.require_starttls = require_starttls
@@ -747,6 +752,8 @@ class FakeSmtpServer(_ServerThread):
         self._server: asyncio.Server | None = None
 
     async def _open(self) -> int:
+        from aiosmtpd.smtp import SMTP
+
         loop = asyncio.get_running_loop()
 
         def factory() -> SMTP:

@@ -41,7 +41,7 @@ def build_message(sender: str, n: Notification) -> EmailMessage:
     text = str(n.payload.get("text", ""))
     msg = EmailMessage(policy=SMTP_POLICY)
     msg["From"] = sender
-    msg["To"] = n.receiver
+    msg["To"] = n.receiver.strip()
     msg["Subject"] = title
     msg["Date"] = formatdate(usegmt=True)
     # A Message-ID derived from the key lets mail systems drop a copy sent twice after a retry.
