@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 import structlog
 
-from alerts.types import Receiver
+from alerts.dispatch import Dispatcher
+from devices.catalog import EventKind
 from devices.registry import Registry
 from rules.engine import Transition
 from store import alerts as store_alerts
@@ -71,9 +72,9 @@ def apply_transitions(
     conn: psycopg.Connection[Any],
     transitions: Sequence[Transition],
     registry: Registry,
-    receivers: Sequence[Receiver],
+    dispatcher: Dispatcher,
 ) -> Outcome:
-    """Record each transition on its alert and queue notifications for the receivers."""
+    """Record each transition on its alert and queue notifications for its parties."""
     out = Outcome()
     for tr in transitions:
         device = registry.by_num.get(tr.device_num)
@@ -105,6 +106,7 @@ def apply_transitions(
                     at,
                     en,
                     zh,
+                    needs_verification=rule.kind == "event" and rule.event == EventKind.FIRE_ALARM,
                 ),
             )
             if row.previous_state in (None, "resolved"):
@@ -112,9 +114,9 @@ def apply_transitions(
                 out.opened += 1
                 store_alerts.record_event(conn, row.id, kind, value=value)
                 payload = alert_payload("firing", row.id, tr, registry, row.count, en, zh)
-                for rc in receivers:
-                    store_alerts.enqueue_notification(conn, row.id, rc.channel, rc.name, payload)
-                    out.notifications += 1
+                view = store_alerts.get_alert(conn, row.id)
+                assert view is not None
+                out.notifications += dispatcher.opened(conn, view, payload)
                 log.info(
                     "alert opened",
                     alert_id=row.id,
@@ -133,12 +135,9 @@ def apply_transitions(
             out.cleared += 1
             store_alerts.record_event(conn, cleared.id, "cleared", value=value)
             payload = alert_payload("resolved", cleared.id, tr, registry, cleared.count, en, zh)
-            for rc in receivers:
-                if rc.send_resolved:
-                    store_alerts.enqueue_notification(
-                        conn, cleared.id, rc.channel, rc.name, payload
-                    )
-                    out.notifications += 1
+            view = store_alerts.get_alert(conn, cleared.id)
+            assert view is not None
+            out.notifications += dispatcher.cleared(conn, view, payload)
             log.info("alert cleared", alert_id=cleared.id, rule_id=rule.id, device_id=device.id)
     if out.notifications:
         conn.execute("SELECT pg_notify('firesentry_outbox', '')")

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import psycopg
 import structlog
 from psycopg.rows import tuple_row
 
 from alerts.errors import PermanentError, RetryableError
+from alerts.templates import SEVERITY_ORDER, render
 from alerts.types import Notification
 
 log = structlog.get_logger("outbox")
@@ -38,6 +41,9 @@ class OutboxOptions:
     backoff_max_s: float = 300.0
     lease_s: float = 60.0
     batch: int = 50
+    # channel → (max messages per recipient, window seconds); critical alerts are never held.
+    rate_limits: Mapping[str, tuple[int, float]] = field(default_factory=dict)
+    timezone: str = "Asia/Shanghai"
 
 
 _CLAIM = """
@@ -52,8 +58,52 @@ WHERE n.id IN (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING n.id, n.alert_id, n.channel, n.receiver, n.idempotency_key::text, n.payload, n.attempts
+RETURNING n.id, n.alert_id, n.channel, n.receiver, n.idempotency_key::text, n.payload, n.attempts,
+          n.group_key, n.kind, n.locale
 """
+
+# Everything else waiting for the same party (and unit) goes out in the same message.
+_CLAIM_GROUP = """
+UPDATE notifications n
+SET state = 'sending', attempts = n.attempts + 1,
+    lease_until = now() + make_interval(secs => %(lease)s)
+WHERE n.id IN (
+    SELECT id FROM notifications
+    WHERE group_key = ANY(%(keys)s) AND state IN ('pending', 'failed') AND id <> ALL(%(ids)s)
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING n.id, n.alert_id, n.channel, n.receiver, n.idempotency_key::text, n.payload, n.attempts,
+          n.group_key, n.kind, n.locale
+"""
+
+_RECENT = """
+SELECT count(*), min(sent_at) FROM notifications
+WHERE channel = %s AND receiver = %s AND state = 'sent'
+  AND sent_at > now() - make_interval(secs => %s) AND (delivered_with IS NULL OR delivered_with = id)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: int
+    alert_id: int | None
+    channel: str
+    receiver: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int
+    group_key: str | None
+    kind: str
+    locale: str
+
+
+def _worst(alerts: list[dict[str, Any]]) -> str:
+    return min(
+        (str(a.get("severity", "info")) for a in alerts), key=lambda x: _SEVERITY_RANK.get(x, 99)
+    )
+
+
+_SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITY_ORDER)}
 
 
 def backoff_s(attempt: int, base: float, cap: float) -> float:
@@ -77,6 +127,7 @@ class OutboxWorker:
         self.opts = options
         self._stop = asyncio.Event()
         self.delivered = 0
+        self.tz = ZoneInfo(options.timezone)
 
     def stop(self) -> None:
         """Ask the worker to finish its current round and return."""
@@ -110,28 +161,101 @@ class OutboxWorker:
                 pass
 
     async def run_once(self, conn: psycopg.AsyncConnection[Any]) -> int:
-        """Claim and deliver one round of due notifications; return how many were claimed."""
-        cur = await conn.execute(_CLAIM, {"lease": self.opts.lease_s, "limit": self.opts.batch})
-        rows = await cur.fetchall()
+        """Claim and deliver one round of due notifications; return how many rows were claimed."""
+        async with conn.transaction():
+            cur = await conn.execute(_CLAIM, {"lease": self.opts.lease_s, "limit": self.opts.batch})
+            rows = [_Row(*r) for r in await cur.fetchall()]
+            keys = sorted({r.group_key for r in rows if r.group_key})
+            if keys:
+                cur = await conn.execute(
+                    _CLAIM_GROUP,
+                    {"lease": self.opts.lease_s, "keys": keys, "ids": [r.id for r in rows]},
+                )
+                rows += [_Row(*r) for r in await cur.fetchall()]
         if not rows:
             return 0
-        batch = [Notification(int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6])) for r in rows]
-        results = await asyncio.gather(*(self._deliver(n) for n in batch))
-        for n, (state, error, delay) in zip(batch, results, strict=True):
+        groups: dict[str, list[_Row]] = {}
+        for r in rows:
+            groups.setdefault(r.group_key or f"#{r.id}", []).append(r)
+        sendable: list[list[_Row]] = []
+        for members in groups.values():
+            wait = await self._held_by_rate_limit(conn, members)
+            if wait is None:
+                sendable.append(members)
+                continue
+            await conn.execute(
+                "UPDATE notifications SET state = 'pending', attempts = attempts - 1,"
+                " lease_until = NULL, next_attempt_at = %s WHERE id = ANY(%s)",
+                (wait, [m.id for m in members]),
+            )
+            log.info(
+                "notifications held by rate limit",
+                receiver=members[0].receiver,
+                channel=members[0].channel,
+                held=len(members),
+                until=wait.isoformat(),
+            )
+        results = await asyncio.gather(*(self._deliver(self._message(m)) for m in sendable))
+        for members, (state, error, delay) in zip(sendable, results, strict=True):
+            ids = [m.id for m in members]
             if state == "sent":
                 await conn.execute(
                     "UPDATE notifications SET state = 'sent', sent_at = now(), lease_until = NULL,"
-                    " last_error = NULL WHERE id = %s",
-                    (n.id,),
+                    " last_error = NULL, delivered_with = %s WHERE id = ANY(%s)",
+                    (ids[0], ids),
                 )
-                self.delivered += 1
+                self.delivered += len(ids)
             else:
                 await conn.execute(
                     "UPDATE notifications SET state = %s, last_error = %s, lease_until = NULL,"
-                    " next_attempt_at = now() + make_interval(secs => %s) WHERE id = %s",
-                    (state, error, delay, n.id),
+                    " next_attempt_at = now() + make_interval(secs => %s) WHERE id = ANY(%s)",
+                    (state, error, delay, ids),
                 )
-        return len(batch)
+        return len(rows)
+
+    async def _held_by_rate_limit(
+        self, conn: psycopg.AsyncConnection[Any], members: list[_Row]
+    ) -> dt.datetime | None:
+        """When the party may next be messaged, if its limit is reached; None: send now."""
+        first = members[0]
+        limit = self.opts.rate_limits.get(first.channel)
+        if limit is None or any(
+            m.payload.get("alert", {}).get("severity") == "critical" for m in members
+        ):
+            return None
+        cur = await conn.execute(_RECENT, (first.channel, first.receiver, limit[1]))
+        row = await cur.fetchone()
+        if row is None or row[0] < limit[0]:
+            return None
+        oldest: dt.datetime = row[1]
+        return oldest + dt.timedelta(seconds=limit[1])
+
+    def _message(self, members: list[_Row]) -> Notification:
+        """One message for a group of rows: the rows' own payload for machines, rendered text else."""
+        members.sort(key=lambda m: m.id)
+        lead = members[0]
+        if lead.channel == "webhook":
+            payload = lead.payload
+        else:
+            alerts = [m.payload.get("alert", {}) for m in members]
+            event = lead.kind if len(members) == 1 else "group"
+            text = render(event, alerts, lead.locale, lead.channel, tz=self.tz)
+            payload = {
+                "title": text.title,
+                "text": text.text,
+                "locale": lead.locale,
+                "severity": _worst(alerts),
+                "alert_ids": [a.get("id") for a in alerts],
+            }
+        return Notification(
+            lead.id,
+            lead.alert_id,
+            lead.channel,
+            lead.receiver,
+            lead.key,
+            payload,
+            max(m.attempts for m in members),
+        )
 
     async def _deliver(self, n: Notification) -> tuple[str, str | None, float]:
         notifier = self.notifiers.get(n.channel)
@@ -160,5 +284,9 @@ class OutboxWorker:
                 "notification failed; will retry", error=str(exc), retry_in_s=round(delay, 2)
             )
             return "failed", str(exc)[:500], delay
+        except Exception as exc:  # a bug in a channel must not stop the worker: retry later
+            bound.exception("notifier raised an unexpected error; will retry")
+            delay = backoff_s(n.attempts, self.opts.backoff_base_s, self.opts.backoff_max_s)
+            return "failed", f"{type(exc).__name__}: {exc}"[:500], delay
         bound.info("notification sent")
         return "sent", None, 0.0

@@ -14,10 +14,12 @@ import aiohttp
 import psycopg
 import structlog
 
-from alerts.notify.webhook import WebhookNotifier, WebhookTarget
-from alerts.outbox import Notifier, OutboxOptions, OutboxWorker
+from alerts.dispatch import Dispatcher, DispatchOptions
+from alerts.outbox import OutboxOptions, OutboxWorker
+from alerts.routing import RoutingError, load_routing
 from alerts.types import Receiver
 from devices.registry import Registry
+from firesentry.channels import build_notifiers, robot_channels
 from firesentry.config import Settings
 from firesentry.embedded import EmbeddedServices, Endpoints
 from ingest.consumer import Consumer, ConsumerOptions
@@ -91,12 +93,20 @@ class Engine:
                 max_age_ms=settings.storage.retention_days * 86_400_000,
             ),
         )
+        routing = load_routing(settings.notify.routing_file)
+        unknown = routing.robots() - set(settings.notify.robots)
+        if unknown:
+            raise RoutingError(
+                f"the routing file names robots {sorted(unknown)} that are not under notify.robots"
+            )
+        self.routing = routing
+        dispatcher = Dispatcher(DispatchOptions(routing, self.receivers, robot_channels(settings)))
         empty = Registry.of([])
         self.pipeline = Pipeline(
             decoder,
             RuleEngine(rule_file, empty),
             empty,
-            self.receivers,
+            dispatcher,
             registry_refresh_s=ing.registry_refresh_s,
             partitions_ahead_days=settings.storage.partitions_ahead_days,
             retention_days=settings.storage.retention_days,
@@ -135,6 +145,10 @@ class Engine:
             backoff_base_s=n.backoff_base_s,
             backoff_max_s=n.backoff_max_s,
             lease_s=n.lease_s,
+            rate_limits={
+                ch: (lim.max, lim.window_min * 60) for ch, lim in routing.rate_limits.items()
+            },
+            timezone=routing.timezone,
         )
         self._outbox: OutboxWorker | None = None
         self._outbox_loop: asyncio.AbstractEventLoop | None = None
@@ -149,23 +163,13 @@ class Engine:
             application_name="firesentry-ingest",
         )
 
-    def _webhook_targets(self) -> dict[str, WebhookTarget]:
-        return {
-            name: WebhookTarget(
-                str(w.url), w.secret.get_secret_value().encode() if w.secret else None, w.timeout_s
-            )
-            for name, w in self.settings.notify.webhooks.items()
-        }
-
     def _run_outbox(self, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
         self._outbox_loop = loop
 
         async def main() -> None:
             async with aiohttp.ClientSession() as session:
-                notifiers: dict[str, Notifier] = {
-                    "webhook": WebhookNotifier(self._webhook_targets(), session)
-                }
+                notifiers = build_notifiers(self.settings, session)
                 self._outbox = OutboxWorker(
                     self.dsn,
                     notifiers,

@@ -15,7 +15,7 @@ import psycopg
 
 from devices.catalog import DeviceType
 from devices.records import COLUMNS, ContactRecord, DeviceRecord, UnitRecord
-from firesentry import cli_rules
+from firesentry import cli_alerts, cli_rules
 from firesentry.config import ConfigError, Settings, load_settings
 from firesentry.logs import configure_logging
 
@@ -316,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("run", help="run the engine until SIGTERM").set_defaults(fn=_cmd_run)
     cli_rules.register(sub)
+    cli_alerts.register(sub)
     demo = sub.add_parser("demo", help="services + seeded fleet + engine + simulator + receiver")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     demo.set_defaults(fn=_cmd_demo)

@@ -120,10 +120,65 @@ class WebhookReceiver(_Section):
     send_resolved: bool = True
 
 
+class SmsProviderConfig(_Section):
+    """One SMS provider; several are tried in the order they are listed (failover)."""
+
+    kind: Literal["generic", "aliyun", "twilio"]
+    url: str | None = Field(default=None, description="generic: gateway URL; twilio: API base")
+    token: SecretStr | None = Field(default=None, description="generic: bearer token (env)")
+    access_key_id: str | None = None
+    access_key_secret: SecretStr | None = Field(default=None, description="aliyun (env)")
+    sign_name: str | None = None
+    template_code: str | None = None
+    template_param: str = "content"
+    account_sid: str | None = None
+    auth_token: SecretStr | None = Field(default=None, description="twilio (env)")
+    from_number: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _complete(self) -> SmsProviderConfig:
+        need = {
+            "generic": ["url"],
+            "aliyun": ["access_key_id", "access_key_secret", "sign_name", "template_code"],
+            "twilio": ["account_sid", "auth_token", "from_number"],
+        }[self.kind]
+        missing = [f for f in need if getattr(self, f) in (None, "")]
+        if missing:
+            raise ValueError(f"a {self.kind} SMS provider needs {', '.join(missing)}")
+        return self
+
+
+class RobotConfig(_Section):
+    """A chat group robot (its webhook URL; the secret, if signed, from the environment)."""
+
+    kind: Literal["wecom", "dingtalk", "feishu"]
+    url: HttpUrl
+    secret: SecretStr | None = None
+
+
+class EmailConfig(_Section):
+    """The SMTP server alerts are mailed through."""
+
+    host: str
+    port: int = Field(default=25, ge=1, le=65535)
+    sender: str
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = False
+    timeout_s: float = Field(default=20.0, gt=0)
+
+
 class NotifyConfig(_Section):
     """The outbox worker and its receivers."""
 
+    routing_file: Path | None = Field(
+        default=None, description="who is told of what; the shipped default when unset"
+    )
     webhooks: dict[str, WebhookReceiver] = Field(default_factory=dict)
+    sms: dict[str, SmsProviderConfig] = Field(default_factory=dict)
+    robots: dict[str, RobotConfig] = Field(default_factory=dict)
+    email: EmailConfig | None = None
     poll_interval_s: float = Field(default=1.0, gt=0, le=60)
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)

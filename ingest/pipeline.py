@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,8 +11,9 @@ import numpy as np
 import psycopg
 import structlog
 
+from alerts.dispatch import Dispatcher
+from alerts.escalation import run_escalations
 from alerts.lifecycle import Outcome, apply_transitions
-from alerts.types import Receiver
 from devices.registry import Registry
 from ingest.decode import BatchDecoder, Decoded, RawMessage
 from rules.engine import RuleEngine, StateRow, Transition
@@ -64,7 +64,7 @@ class Pipeline:
         decoder: BatchDecoder,
         engine: RuleEngine,
         registry: Registry,
-        receivers: Sequence[Receiver],
+        dispatcher: Dispatcher,
         *,
         registry_refresh_s: float = 10.0,
         partitions_ahead_days: int = 3,
@@ -75,7 +75,7 @@ class Pipeline:
         self.decoder = decoder
         self.engine = engine
         self.registry = registry
-        self.receivers = list(receivers)
+        self.dispatcher = dispatcher
         self.writer = TelemetryWriter()
         self.partitions = PartitionManager()
         self.partitioned: bool | None = None
@@ -129,11 +129,12 @@ class Pipeline:
         log.info("rules reloaded", rules=len(self.engine.rules))
 
     def tick(self, conn: psycopg.Connection[Any]) -> Outcome | None:
-        """Periodic work between batches: deadman checks (in their own transaction)."""
+        """Periodic work between batches: escalations and deadman checks (own transactions)."""
         now = time.monotonic()
         if now - self._silence_checked_at < self.silence_check_s and not self._pending_silence:
             return None
         self._silence_checked_at = now
+        run_escalations(conn, self.dispatcher)
         # Transitions of a failed write are kept and written first next time: never lost.
         self._pending_silence += self.engine.check_silence(int(time.time() * 1000))
         self._pending_state += self.engine.take_dirty()
@@ -141,7 +142,7 @@ class Pipeline:
             return None
         with conn.transaction():
             store_state.save(conn, [_state_tuple(r) for r in self._pending_state])
-            out = apply_transitions(conn, self._pending_silence, self.registry, self.receivers)
+            out = apply_transitions(conn, self._pending_silence, self.registry, self.dispatcher)
         self._pending_silence, self._pending_state = [], []
         return out
 
@@ -211,6 +212,7 @@ class Pipeline:
             if ts > self._pending_seen.get(num, 0):
                 self._pending_seen[num] = ts
         res = BatchResult(messages=len(p.messages), readings=d.readings, rejected=len(d.rejections))
+        self.writer.prepare(conn)
         with conn.transaction():
             res.inserted = self.writer.write_readings(conn, d.dev, d.metric, d.ts, d.value)
             if d.events:
@@ -246,7 +248,7 @@ class Pipeline:
                 flushed = True
             else:
                 flushed = False
-            res.alerts = apply_transitions(conn, p.transitions, p.registry, self.receivers)
+            res.alerts = apply_transitions(conn, p.transitions, p.registry, self.dispatcher)
             store_state.save(conn, [_state_tuple(r) for r in p.state])
         if flushed:
             self._pending_seen = {}

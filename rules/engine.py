@@ -455,8 +455,12 @@ class RuleEngine:
         if changed.size == 0:
             return
         thr = self._a[i, d[changed]] if rule.kind != "event" else np.full(changed.size, np.nan)
-        dc, tc, vc, ac = (d[changed].tolist(), t[changed].tolist(), shown[changed].tolist(),
-                          alert[changed].tolist())
+        dc, tc, vc, ac = (
+            d[changed].tolist(),
+            t[changed].tolist(),
+            shown[changed].tolist(),
+            alert[changed].tolist(),
+        )
         out.extend(
             Transition(rule, dc[k], tc[k], vc[k], thr_k, ac[k])
             for k, thr_k in enumerate(thr.tolist())

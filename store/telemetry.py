@@ -55,6 +55,10 @@ class TelemetryWriter:
     def __init__(self) -> None:
         self._prepared_pid: int | None = None
 
+    def prepare(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the session's staging tables (call outside a transaction, once per connection)."""
+        self._stage(conn)
+
     def _stage(self, conn: psycopg.Connection[Any]) -> None:
         pid = conn.info.backend_pid
         if pid == self._prepared_pid:
@@ -69,7 +73,10 @@ class TelemetryWriter:
             " (ts timestamptz, device_num integer, seq bigint, kind smallint,"
             "  loop_no integer, point_no integer, text text) ON COMMIT DELETE ROWS"
         )
-        self._prepared_pid = pid
+        # Created inside a transaction, the tables vanish if it rolls back: only remember them
+        # when they were committed on their own.
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            self._prepared_pid = pid
 
     def write_readings(
         self,

@@ -25,7 +25,13 @@ class EngineProcess:
     """`firesentry run` in a subprocess, configured through FIRESENTRY_* variables."""
 
     def __init__(
-        self, ep: Endpoints, prefix: str, client_id: str, log: Path, mqtt_port: int
+        self,
+        ep: Endpoints,
+        prefix: str,
+        client_id: str,
+        log: Path,
+        mqtt_port: int,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FIRESENTRY_")}
         env.update(
@@ -45,6 +51,7 @@ class EngineProcess:
                 "FIRESENTRY_LOG__FORMAT": "json",
             }
         )
+        env.update(extra_env or {})
         self.log = log
         self.handle = log.open("ab")
         self.proc = subprocess.Popen(
@@ -225,3 +232,55 @@ def test_sigterm_drains_the_current_batch(
         assert "redelivered readings skipped" not in eng2.log_text()
     finally:
         assert eng2.terminate() == 0
+
+
+def test_restart_mid_delivery_sends_each_notification_once(
+    seeded: Endpoints, services: Endpoints, prefix: str, pub: Publisher, tmp_path: Path
+) -> None:
+    """Killed while the SMS gateway is still answering, the engine resends after restart with the
+    same idempotency key, so the gateway can tell, and every notification arrives."""
+    from alerts.testing import FakeSmsGateway
+
+    with psycopg.connect(seeded.dsn(), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO contacts (unit_id, name, role, phone) VALUES"
+            " ('u1', 'Wang', 'fire_safety_manager', '+8613800000001')"
+        )
+    gw = FakeSmsGateway().start()
+    gw.set_delay(3)
+    env = {
+        "FIRESENTRY_NOTIFY__SMS__GW__KIND": "generic",
+        "FIRESENTRY_NOTIFY__SMS__GW__URL": gw.url,
+        "FIRESENTRY_NOTIFY__LEASE_S": "1",
+        "FIRESENTRY_NOTIFY__POLL_INTERVAL_S": "0.2",
+    }
+    client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+    try:
+        eng = EngineProcess(
+            seeded, prefix, client_id, tmp_path / "engine.log", services.mqtt_port, env
+        )
+        eng.wait_subscribed()
+        pub.publish(
+            f"{prefix}/em-1/telemetry", {"ts": now_ms(), "metrics": {"residual_current_ma": 420.0}}
+        )
+        wait_until(lambda: gw.attempts >= 1, 20, "the gateway is answering the first attempt")
+        eng.kill()
+        assert scalar(seeded.dsn(), "SELECT state FROM notifications") == "sending"
+        gw.set_delay(0)
+        eng2 = EngineProcess(
+            seeded, prefix, client_id, tmp_path / "engine2.log", services.mqtt_port, env
+        )
+        try:
+            wait_until(
+                lambda: scalar(seeded.dsn(), "SELECT state FROM notifications") == "sent",
+                30,
+                "notification sent after restart",
+            )
+        finally:
+            assert eng2.terminate() == 0
+        key = str(scalar(seeded.dsn(), "SELECT idempotency_key FROM notifications"))
+        # The killed attempt may or may not have reached the gateway; every copy carries one key.
+        assert set(gw.keys) == {key}
+        assert scalar(seeded.dsn(), "SELECT count(*) FROM notifications") == 1
+    finally:
+        gw.stop()

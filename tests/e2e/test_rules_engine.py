@@ -58,7 +58,8 @@ def make_engine(
 
     def make() -> Engine:
         s = engine_settings(
-            prefix, client_id,
+            prefix,
+            client_id,
             rules={"file": str(rules_file), "silence_check_s": 0.2},
             notify={"webhooks": {"t": {"url": receiver.url, "secret": SECRET}}},
         )
@@ -91,17 +92,27 @@ def test_duration_continues_after_restart(
     t0 = int(time.time() * 1000) - 60_000
     first = make_engine()
     for s in (0, 20):
-        pub.publish(f"{prefix}/em-1/telemetry",
-                    {"ts": t0 + s * 1000, "metrics": {"residual_current_ma": 400.0}})
-    wait_until(lambda: scalar(db.dsn(), "SELECT count(*) FROM rule_state WHERE rule_id = 'hot'"
-                              " AND raw AND NOT active"), 15, "half-way state persisted")
+        pub.publish(
+            f"{prefix}/em-1/telemetry",
+            {"ts": t0 + s * 1000, "metrics": {"residual_current_ma": 400.0}},
+        )
+    wait_until(
+        lambda: scalar(
+            db.dsn(), "SELECT count(*) FROM rule_state WHERE rule_id = 'hot' AND raw AND NOT active"
+        ),
+        15,
+        "half-way state persisted",
+    )
     first.stop()
     make_engine()
-    pub.publish(f"{prefix}/em-1/telemetry",
-                {"ts": t0 + 30_000, "metrics": {"residual_current_ma": 400.0}})
+    pub.publish(
+        f"{prefix}/em-1/telemetry", {"ts": t0 + 30_000, "metrics": {"residual_current_ma": 400.0}}
+    )
     wait_until(lambda: alert_state(db, "hot") == "firing", 15, "alert opened after restart")
-    opened_at = scalar(db.dsn(), "SELECT (extract(epoch FROM opened_at) * 1000)::bigint FROM alerts"
-                                 " WHERE rule_id = 'hot'")
+    opened_at = scalar(
+        db.dsn(),
+        "SELECT (extract(epoch FROM opened_at) * 1000)::bigint FROM alerts WHERE rule_id = 'hot'",
+    )
     assert opened_at == t0 + 30_000
 
 
@@ -115,8 +126,11 @@ def test_deadman_opens_when_silent_and_clears_when_heard(
     pub.publish(f"{prefix}/em-1/telemetry", {"ts": int(time.time() * 1000), "metrics": {}})
     wait_until(lambda: alert_state(db, "silent") == "resolved", 20, "deadman cleared")
     assert receiver.wait_for(
-        lambda r: [x.body["status"] for x in r if x.body["alert"]["rule_id"] == "silent"][:2]
-        == ["firing", "resolved"], 15,
+        lambda r: (
+            [x.body["status"] for x in r if x.body["alert"]["rule_id"] == "silent"][:2]
+            == ["firing", "resolved"]
+        ),
+        15,
     )
 
 
@@ -132,8 +146,10 @@ def test_hot_reload_applies_a_new_threshold(
     eng.reload_rules()
     wait_until(lambda: eng.pipeline.engine.rules[0].threshold == 200, 10, "new rules swapped in")
     for s in (0, 40):
-        pub.publish(f"{prefix}/em-1/telemetry",
-                    {"ts": t0 + 1000 + s * 1000, "metrics": {"residual_current_ma": 250.0}})
+        pub.publish(
+            f"{prefix}/em-1/telemetry",
+            {"ts": t0 + 1000 + s * 1000, "metrics": {"residual_current_ma": 250.0}},
+        )
     wait_until(lambda: alert_state(db, "hot") == "firing", 15, "alert under the new threshold")
 
 

@@ -1,0 +1,150 @@
+"""What operators do to alerts: acknowledge, resolve, close (verifying fire alarms), silence."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+import psycopg
+
+from store import alerts as store_alerts
+from store.alerts import AlertView
+
+Verification = Literal["confirmed_fire", "false_alarm"]
+FALSE_ALARM_CAUSES = ("test", "dust_steam", "equipment_fault", "malicious", "unknown")
+
+
+class ActionError(Exception):
+    """An action that does not apply to the alert as it is; the message says why."""
+
+
+def _get(conn: psycopg.Connection[Any], alert_id: int) -> AlertView:
+    alert = store_alerts.get_alert(conn, alert_id)
+    if alert is None:
+        raise ActionError(f"no alert {alert_id}")
+    return alert
+
+
+def _cancel_followups(conn: psycopg.Connection[Any], alert_id: int) -> int:
+    """Pending escalations and reminders of an alert that someone has taken on."""
+    cur = conn.execute(
+        "UPDATE notifications SET state = 'cancelled', last_error = 'acknowledged'"
+        " WHERE alert_id = %s AND state IN ('pending', 'failed') AND kind IN ('escalation', 'reminder')",
+        (alert_id,),
+    )
+    return cur.rowcount
+
+
+def acknowledge(
+    conn: psycopg.Connection[Any], alert_id: int, actor: str, comment: str = ""
+) -> AlertView:
+    """Take an alert on: escalation stops; a cleared alert stops asking for attention."""
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE alerts SET state = CASE WHEN state = 'firing' THEN 'acknowledged' ELSE state END,"
+            " acknowledged_at = now(), acknowledged_by = %s, next_escalation_at = NULL,"
+            " updated_at = now() WHERE id = %s AND state IN ('firing', 'resolved')"
+            " AND acknowledged_at IS NULL RETURNING id",
+            (actor, alert_id),
+        ).fetchone()
+        if row is None:
+            a = _get(conn, alert_id)
+            raise ActionError(
+                f"alert {alert_id} is {a.state} and already acknowledged"
+                if a.acknowledged_at
+                else f"alert {alert_id} is {a.state}"
+            )
+        cancelled = _cancel_followups(conn, alert_id)
+        note = comment + (f" ({cancelled} pending escalations cancelled)" if cancelled else "")
+        store_alerts.record_event(conn, alert_id, "acknowledged", actor=actor, comment=note.strip())
+        return _get(conn, alert_id)
+
+
+def resolve(
+    conn: psycopg.Connection[Any], alert_id: int, actor: str, comment: str = ""
+) -> AlertView:
+    """Mark an alert resolved by hand (the cause was dealt with on site)."""
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE alerts SET state = 'resolved', resolved_by = %s, next_escalation_at = NULL,"
+            " acknowledged_at = coalesce(acknowledged_at, now()),"
+            " acknowledged_by = coalesce(acknowledged_by, %s), updated_at = now()"
+            " WHERE id = %s AND state IN ('firing', 'acknowledged') RETURNING id",
+            (actor, actor, alert_id),
+        ).fetchone()
+        if row is None:
+            raise ActionError(
+                f"alert {alert_id} is {_get(conn, alert_id).state}; only firing or "
+                "acknowledged alerts can be resolved"
+            )
+        _cancel_followups(conn, alert_id)
+        store_alerts.record_event(conn, alert_id, "resolved", actor=actor, comment=comment)
+        return _get(conn, alert_id)
+
+
+def close(
+    conn: psycopg.Connection[Any],
+    alert_id: int,
+    actor: str,
+    *,
+    verification: Verification | None = None,
+    cause: str | None = None,
+    comment: str = "",
+) -> AlertView:
+    """Close an alert; a fire alarm must be verified as confirmed fire or false alarm (with cause)."""
+    with conn.transaction():
+        a = _get(conn, alert_id)
+        if a.state == "closed":
+            raise ActionError(f"alert {alert_id} is already closed")
+        if a.needs_verification and verification is None:
+            raise ActionError(
+                f"alert {alert_id} is a fire alarm: verify it as confirmed_fire or "
+                "false_alarm before closing"
+            )
+        if verification == "false_alarm" and cause not in FALSE_ALARM_CAUSES:
+            raise ActionError(
+                f"a false alarm needs a cause: one of {', '.join(FALSE_ALARM_CAUSES)}"
+            )
+        if verification != "false_alarm" and cause is not None:
+            raise ActionError("a cause is given only for a false alarm")
+        conn.execute(
+            "UPDATE alerts SET state = 'closed', closed_at = now(), closed_by = %s,"
+            " verification = %s, false_alarm_cause = %s, next_escalation_at = NULL,"
+            " acknowledged_at = coalesce(acknowledged_at, now()),"
+            " acknowledged_by = coalesce(acknowledged_by, %s), updated_at = now() WHERE id = %s",
+            (actor, verification, cause, actor, alert_id),
+        )
+        _cancel_followups(conn, alert_id)
+        what = verification + (f" ({cause})" if cause else "") if verification else ""
+        store_alerts.record_event(
+            conn, alert_id, "closed", actor=actor, comment=" ".join(x for x in (what, comment) if x)
+        )
+        return _get(conn, alert_id)
+
+
+def silence(
+    conn: psycopg.Connection[Any],
+    *,
+    author: str,
+    reason: str,
+    ends_at: dt.datetime,
+    starts_at: dt.datetime | None = None,
+    unit_id: str | None = None,
+    device_id: str | None = None,
+    rule_id: str | None = None,
+) -> int:
+    """Mute alerts of a unit, device or rule for a window (they are still recorded)."""
+    if unit_id is None and device_id is None and rule_id is None:
+        raise ActionError("a silence needs a unit, a device or a rule")
+    if not reason.strip():
+        raise ActionError("a silence needs a reason")
+    start = starts_at or dt.datetime.now(dt.UTC)
+    if ends_at <= start:
+        raise ActionError("a silence must end after it starts")
+    row = conn.execute(
+        "INSERT INTO silences (unit_id, device_id, rule_id, starts_at, ends_at, author, reason)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (unit_id, device_id, rule_id, start, ends_at, author, reason),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])

@@ -1,0 +1,202 @@
+"""Route an alert change to its parties: silences, routes and tiers, quiet hours, outbox rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import structlog
+
+from alerts.routing import Route, RoutingFile, Tier
+from alerts.types import Receiver
+from store import alerts as store_alerts
+from store.alerts import AlertView, ContactRow
+
+log = structlog.get_logger("alerts")
+_ADDRESS = {"sms": "phone", "email": "email"}
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchOptions:
+    """Routing, machine receivers (webhooks) and the channel kind of each named robot."""
+
+    routing: RoutingFile
+    webhooks: Sequence[Receiver] = ()
+    robot_channels: dict[str, str] = field(default_factory=dict)
+
+
+def in_quiet_hours(c: ContactRow, local: dt.datetime) -> dt.datetime | None:
+    """When the contact's quiet hours end, if `local` falls inside them; else None."""
+    if c.quiet_start is None or c.quiet_end is None or c.quiet_start == c.quiet_end:
+        return None
+    t = local.time()
+    start, end = c.quiet_start, c.quiet_end
+    inside = start <= t < end if start < end else (t >= start or t < end)
+    if not inside:
+        return None
+    end_day = local.date() if t < end else local.date() + dt.timedelta(days=1)
+    return dt.datetime.combine(end_day, end, local.tzinfo)
+
+
+class Dispatcher:
+    """Writes the outbox rows for an alert change, in the transaction that made the change."""
+
+    def __init__(self, opts: DispatchOptions) -> None:
+        self.opts = opts
+        self.tz = ZoneInfo(opts.routing.timezone)
+
+    def _tier_rows(
+        self,
+        conn: psycopg.Connection[Any],
+        alert: AlertView,
+        tiers: Sequence[Tier],
+        kind: str,
+        payload: dict[str, Any],
+        contacts: list[ContactRow] | None = None,
+    ) -> int:
+        if contacts is None:
+            contacts = store_alerts.contacts_for_unit(conn, alert.unit_id)
+        now = dt.datetime.now(self.tz)
+        group_wait = dt.timedelta(seconds=self.opts.routing.group_wait_s)
+        sent: set[tuple[str, str]] = set()
+        n = 0
+        for tier in tiers:
+            roles = set(tier.roles)
+            for c in contacts:
+                if c.role not in roles:
+                    continue
+                held = None if alert.severity == "critical" else in_quiet_hours(c, now)
+                for channel in tier.channels:
+                    address = getattr(c, _ADDRESS[channel])
+                    if not address or (c.channels and channel not in c.channels):
+                        continue
+                    if (channel, address) in sent:
+                        continue  # one person listed in two roles hears once
+                    sent.add((channel, address))
+                    store_alerts.enqueue(
+                        conn,
+                        alert.id,
+                        channel,
+                        address,
+                        payload,
+                        kind=kind,
+                        contact_id=c.id,
+                        locale=c.locale,
+                        group_key=f"{channel}:{address}:{alert.unit_id}",
+                        not_before=held or now + group_wait,
+                    )
+                    n += 1
+            for robot in tier.robots:
+                robot_channel = self.opts.robot_channels.get(robot)
+                if robot_channel is None or (robot_channel, robot) in sent:
+                    continue
+                sent.add((robot_channel, robot))
+                store_alerts.enqueue(
+                    conn,
+                    alert.id,
+                    robot_channel,
+                    robot,
+                    payload,
+                    kind=kind,
+                    locale="zh-CN",
+                    group_key=f"{robot_channel}:{robot}:{alert.unit_id}",
+                    not_before=now + group_wait,
+                )
+                n += 1
+        return n
+
+    def _webhooks(
+        self, conn: psycopg.Connection[Any], alert: AlertView, status: str, payload: dict[str, Any]
+    ) -> int:
+        n = 0
+        for rc in self.opts.webhooks:
+            if status == "resolved" and not rc.send_resolved:
+                continue
+            store_alerts.enqueue(conn, alert.id, rc.channel, rc.name, payload, kind=status)
+            n += 1
+        return n
+
+    def opened(
+        self, conn: psycopg.Connection[Any], alert: AlertView, payload: dict[str, Any]
+    ) -> int:
+        """A new (or re-firing) alert: mute it, or tell tier 0 and schedule the escalation."""
+        silence = store_alerts.active_silence(conn, alert.unit_id, alert.device_id, alert.rule_id)
+        if silence is not None:
+            conn.execute(
+                "UPDATE alerts SET silenced_by = %s, next_escalation_at = NULL WHERE id = %s",
+                (silence, alert.id),
+            )
+            store_alerts.record_event(conn, alert.id, "silenced", comment=f"silence {silence}")
+            log.info("alert silenced", alert_id=alert.id, silence_id=silence)
+            return 0
+        route = self.opts.routing.route_for(alert.severity, alert.device_type, alert.rule_id)
+        n = self._webhooks(conn, alert, "firing", payload)
+        if route is None:
+            return n
+        n += self._tier_rows(conn, alert, route.tiers[:1], "firing", payload)
+        conn.execute(
+            "UPDATE alerts SET route = %s, escalation_tier = 0, reminders_sent = 0,"
+            " silenced_by = NULL, next_escalation_at = %s WHERE id = %s",
+            (route.name, _next_step(route, 0, 0, dt.datetime.now(dt.UTC)), alert.id),
+        )
+        return n
+
+    def cleared(
+        self, conn: psycopg.Connection[Any], alert: AlertView, payload: dict[str, Any]
+    ) -> int:
+        """The condition cleared: tell the receivers and everyone who was told it fired."""
+        if alert.silenced_by is not None:
+            return 0
+        n = self._webhooks(conn, alert, "resolved", payload)
+        route = self.opts.routing.route_named(alert.route)
+        if route is not None:
+            n += self._tier_rows(
+                conn, alert, route.tiers[: alert.escalation_tier + 1], "resolved", payload
+            )
+        return n
+
+    def escalate(self, conn: psycopg.Connection[Any], alert: AlertView) -> int:
+        """Next tier, or a reminder to everyone told so far; then schedule the step after."""
+        route = self.opts.routing.route_named(alert.route)
+        silence = store_alerts.active_silence(conn, alert.unit_id, alert.device_id, alert.rule_id)
+        if route is None or silence is not None:
+            conn.execute("UPDATE alerts SET next_escalation_at = NULL WHERE id = %s", (alert.id,))
+            return 0
+        tier, reminders = alert.escalation_tier, alert.reminders_sent
+        payload = {"version": "1", "status": "firing", "alert": alert.as_payload()}
+        if tier + 1 < len(route.tiers):
+            tier += 1
+            n = self._tier_rows(conn, alert, [route.tiers[tier]], "escalation", payload)
+            store_alerts.record_event(conn, alert.id, "escalated", comment=f"tier {tier}")
+        else:
+            reminders += 1
+            n = self._tier_rows(conn, alert, route.tiers, "reminder", payload)
+            store_alerts.record_event(conn, alert.id, "reminded", comment=f"reminder {reminders}")
+        conn.execute(
+            "UPDATE alerts SET escalation_tier = %s, reminders_sent = %s, next_escalation_at = %s"
+            " WHERE id = %s",
+            (
+                tier,
+                reminders,
+                _next_step(route, tier, reminders, dt.datetime.now(dt.UTC)),
+                alert.id,
+            ),
+        )
+        log.info(
+            "alert escalated", alert_id=alert.id, tier=tier, reminders=reminders, notifications=n
+        )
+        return n
+
+
+def _next_step(route: Route, tier: int, reminders: int, now: dt.datetime) -> dt.datetime | None:
+    """When the alert escalates next (tier `tier` was just told, at `now`), or None for never."""
+    if tier + 1 < len(route.tiers):
+        gap = route.tiers[tier + 1].after_min - route.tiers[tier].after_min
+        return now + dt.timedelta(minutes=gap)
+    if route.repeat is None or reminders >= route.repeat.max:
+        return None
+    return now + dt.timedelta(minutes=route.repeat.every_min)
