@@ -169,3 +169,25 @@ def test_timescale_hypertables_and_dedup(timescale_services: Endpoints) -> None:
                     np.array([1.0, 2.0]),
                 )
             assert n == expected
+
+
+def test_writer_survives_a_rolled_back_batch(db: Endpoints) -> None:
+    """A batch whose transaction rolls back does not leave the writer without its staging table."""
+    ts = np.array([int(dt.datetime.now(dt.UTC).timestamp() * 1000)], np.int64)
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        conn.execute("INSERT INTO units (id, name) VALUES ('u', 'U')")
+        conn.execute("INSERT INTO devices (id, unit_id, type) VALUES ('d', 'u', 'water_level')")
+        pm = PartitionManager()
+        pm.ensure(conn, {day_of_ms(int(ts[0]))})
+        w = TelemetryWriter()
+        with pytest.raises(RuntimeError), conn.transaction():
+            w.write_readings(
+                conn, np.array([1], np.int32), np.array([14], np.int16), ts, np.array([1.0])
+            )
+            raise RuntimeError("the batch failed after the COPY")
+        w.prepare(conn)
+        with conn.transaction():
+            n = w.write_readings(
+                conn, np.array([1], np.int32), np.array([14], np.int16), ts, np.array([1.0])
+            )
+        assert n == 1
