@@ -20,6 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.decode import RawMessage
+from ingest.mqtt_client import BufferedClient
 from ingest.pipeline import BatchResult, Pipeline
 from rules.model import RuleFile
 
@@ -77,7 +78,7 @@ class Consumer:
         self._conn: psycopg.Connection[Any] | None = None
         self._reload: Callable[[], RuleFile] | None = None
         self.committed_messages = 0
-        client = mqtt.Client(
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=opts.client_id,
             protocol=mqtt.MQTTv5,

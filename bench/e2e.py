@@ -1,0 +1,523 @@
+"""`firesentry bench`: limits, a naive baseline and firesentry, side by side in one run.
+
+Messages are published into the broker first (persistent sessions queue them), then each
+consumer's drain is timed, so the Python load generator is not what is measured; its own
+rate is reported. Latency is measured live, publishing at half the sustained rate.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from alerts.testing import Received, WebhookReceiver
+from bench.common import write
+from firesentry.config import Settings
+from firesentry.embedded import EmbeddedServices, Endpoints
+from store.migrate import migrate
+from store.partitions import PartitionManager, day_of_ms
+from store.telemetry import telemetry_copy_buffer
+
+PREFIX = "fs/v1"
+METRICS = {"residual_current_ma": 41.5, "temp_c_1": 38.2, "voltage_v_a": 221.4}
+SECRET = b"bench-secret"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How big each part of the run is."""
+
+    fleets: tuple[int, ...]
+    single_messages: int
+    batched_messages: int
+    batch_readings: int
+    naive_seconds: float
+    latency_seconds: float
+
+
+QUICK = Plan((1_000,), 20_000, 1_000, 20, 5.0, 8.0)
+FULL = Plan((1_000, 10_000), 150_000, 10_000, 20, 15.0, 20.0)
+
+
+# --- load generation --------------------------------------------------------------------------
+
+
+def _payloads(
+    n: int, devices: int, per_message: int, start_ms: int, offset: int
+) -> list[tuple[str, bytes]]:
+    out = []
+    for k in range(offset, offset + n):
+        dev = f"em-{k % devices + 1}"
+        ts = start_ms + k  # unique per device and message
+        if per_message == 1:
+            body: dict[str, Any] = {"ts": ts, "seq": k, "metrics": METRICS}
+        else:
+            first = start_ms + k * per_message
+            body = {"readings": [{"ts": first + j, "metrics": METRICS} for j in range(per_message)]}
+        out.append((f"{PREFIX}/{dev}/telemetry", msgspec.json.encode(body)))
+    return out
+
+
+def _publish_worker(args: tuple[str, int, int, int, int, int, int]) -> float:
+    host, port, n, devices, per_message, start_ms, offset = args
+    msgs = _payloads(n, devices, per_message, start_ms, offset)
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-pub-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+    )
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect(host, port)
+    c.loop_start()
+    t = time.perf_counter()
+    infos = [c.publish(topic, payload, qos=1) for topic, payload in msgs]
+    for info in infos:
+        info.wait_for_publish(120)
+    elapsed = time.perf_counter() - t
+    c.disconnect()
+    c.loop_stop()
+    return elapsed
+
+
+def publish(
+    ep: Endpoints, n: int, devices: int, per_message: int, start_ms: int, processes: int = 2
+) -> float:
+    """Publish n messages with several processes; return the publishers' aggregate msgs/s."""
+    share = n // processes
+    jobs = [
+        (
+            ep.mqtt_host,
+            ep.mqtt_port,
+            share if i < processes - 1 else n - share * i,
+            devices,
+            per_message,
+            start_ms,
+            i * share,
+        )
+        for i in range(processes)
+    ]
+    with mp.get_context("spawn").Pool(processes) as pool:
+        times = pool.map(_publish_worker, jobs)
+    return n / max(times)
+
+
+def open_session(ep: Endpoints, client_id: str) -> None:
+    """Create a persistent MQTT 5 session subscribed to telemetry, then leave it queueing."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    done = threading.Event()
+    c.on_subscribe = lambda *a: done.set()
+    c.connect(ep.mqtt_host, ep.mqtt_port, clean_start=False, properties=props)
+    c.loop_start()
+    c.subscribe(f"{PREFIX}/+/telemetry", qos=1)
+    done.wait(10)
+    c.disconnect()
+    c.loop_stop()
+
+
+# --- consumers --------------------------------------------------------------------------------
+
+
+def drain_broker_only(ep: Endpoints, client_id: str, expected: int) -> float:
+    """A subscriber that does nothing with messages: the broker's delivery limit, msgs/s."""
+    got = 0
+    first: list[float] = []
+    done = threading.Event()
+
+    def on_message(c: Any, u: Any, m: Any) -> None:
+        nonlocal got
+        if not first:
+            first.append(time.perf_counter())
+        got += 1
+        if got >= expected:
+            done.set()
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = 65535
+    t = time.perf_counter()
+    c.connect(ep.mqtt_host, ep.mqtt_port, clean_start=False, properties=props)
+    c.loop_start()
+    done.wait(300)
+    elapsed = time.perf_counter() - (first[0] if first else t)
+    c.disconnect()
+    c.loop_stop()
+    return got / elapsed
+
+
+def drain_naive(ep: Endpoints, client_id: str, dsn: str, limit_s: float) -> tuple[float, float]:
+    """The obvious subscriber: paho callback, json.loads, one INSERT per reading, autocommit."""
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS naive (ts timestamptz, device text, metric text,"
+        " value double precision)"
+    )
+    msgs = rows = 0
+    first: list[float] = []
+
+    def on_message(c: Any, u: Any, m: Any) -> None:
+        nonlocal msgs, rows
+        if not first:
+            first.append(time.perf_counter())
+        body = json.loads(m.payload)
+        device = m.topic.split("/")[2]
+        for r in body.get("readings") or [body]:
+            for name, value in r["metrics"].items():
+                conn.execute(
+                    "INSERT INTO naive VALUES (to_timestamp(%s / 1000.0), %s, %s, %s)",
+                    (r["ts"], device, name, value),
+                )
+                rows += 1
+        msgs += 1
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    c.connect(ep.mqtt_host, ep.mqtt_port, clean_start=False, properties=props)
+    c.loop_start()
+    deadline = time.perf_counter() + limit_s + 5
+    while time.perf_counter() < deadline and not (
+        first and time.perf_counter() - first[0] > limit_s
+    ):
+        time.sleep(0.05)
+    c.disconnect()
+    c.loop_stop()
+    elapsed = time.perf_counter() - first[0] if first else limit_s
+    conn.close()
+    return msgs / elapsed, rows / elapsed
+
+
+def copy_limit(dsn: str, rows: int, devices: int) -> float:
+    """PostgreSQL's binary COPY rate for telemetry rows (no dedup), rows/s."""
+    now = int(time.time() * 1000)
+    dev = (np.arange(rows) % devices + 1).astype(np.int32)
+    met = np.full(rows, 3, np.int16)
+    ts = (now - 3_600_000 + np.arange(rows)).astype(np.int64)
+    val = np.full(rows, 41.5)
+    buf = telemetry_copy_buffer(dev, met, ts, val)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TEMP TABLE copy_limit (ts timestamptz, device_num integer,"
+            " metric_id smallint, value double precision)"
+        )
+        t = time.perf_counter()
+        with conn.cursor() as cur, cur.copy("COPY copy_limit FROM STDIN (FORMAT BINARY)") as cp:
+            cp.write(buf)
+        return rows / (time.perf_counter() - t)
+
+
+# --- firesentry -------------------------------------------------------------------------------
+
+
+class EngineProc:
+    """`firesentry run` in its own process, so its CPU and memory can be read."""
+
+    def __init__(self, ep: Endpoints, client_id: str, workdir: Path, webhook: str | None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FIRESENTRY_")}
+        env.update(
+            {
+                "FIRESENTRY_EMBEDDED__ENABLED": "false",
+                "FIRESENTRY_EMBEDDED__DIR": str(workdir / "state"),
+                "FIRESENTRY_MQTT__HOST": ep.mqtt_host,
+                "FIRESENTRY_MQTT__PORT": str(ep.mqtt_port),
+                "FIRESENTRY_MQTT__CLIENT_ID": client_id,
+                "FIRESENTRY_DATABASE__HOST": ep.db_host,
+                "FIRESENTRY_DATABASE__PORT": str(ep.db_port),
+                "FIRESENTRY_DATABASE__DBNAME": ep.db_name,
+                "FIRESENTRY_DATABASE__USER": ep.db_user,
+                "FIRESENTRY_DATABASE__PASSWORD": ep.db_password,
+                "FIRESENTRY_LOG__LEVEL": "warning",
+                "FIRESENTRY_LOG__FORMAT": "json",
+            }
+        )
+        if "api" in Settings.model_fields:  # the benchmark measures ingest, not the API server
+            env["FIRESENTRY_API__ENABLED"] = "false"
+        if webhook:
+            env["FIRESENTRY_NOTIFY__WEBHOOKS__BENCH__URL"] = webhook
+            env["FIRESENTRY_NOTIFY__WEBHOOKS__BENCH__SECRET"] = SECRET.decode()
+        self.log = (workdir / f"{client_id}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "firesentry.cli", "run"],
+            env=env,
+            cwd=workdir,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> tuple[float, float]:
+        """Current and peak resident memory, MB."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
+        val = {
+            ln.split(":")[0]: int(ln.split()[1])
+            for ln in status
+            if ln.startswith(("VmRSS", "VmHWM"))
+        }
+        return val["VmRSS"] / 1024, val["VmHWM"] / 1024
+
+    def stop(self) -> None:
+        """SIGTERM and wait."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        self.log.close()
+
+
+def count(dsn: str, sql: str = "SELECT count(*) FROM telemetry") -> int:
+    """One number from the database."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+
+
+def drain_firesentry(
+    ep: Endpoints, client_id: str, workdir: Path, expected_rows: int, messages: int
+) -> dict[str, float]:
+    """Start the engine on a prefilled session; time from its first commit to the last row."""
+    dsn = ep.dsn()
+    base = count(dsn)
+    eng = EngineProc(ep, client_id, workdir, None)
+    try:
+        deadline = time.monotonic() + 600
+        while count(dsn) == base:
+            if time.monotonic() > deadline or eng.proc.poll() is not None:
+                raise RuntimeError(f"engine did not start; see {eng.log.name}")
+            time.sleep(0.02)
+        t0, cpu0 = time.perf_counter(), eng.cpu_s()
+        while (n := count(dsn)) < base + expected_rows:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {n - base} of {expected_rows} rows after 10 minutes")
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - t0
+        cpu = eng.cpu_s() - cpu0
+        rss, peak = eng.rss_mb()
+    finally:
+        eng.stop()
+    return {
+        "messages_per_s": messages / elapsed,
+        "rows_per_s": expected_rows / elapsed,
+        "seconds": elapsed,
+        "engine_cpu_cores": cpu / elapsed,
+        "engine_rss_mb": rss,
+        "engine_peak_rss_mb": peak,
+    }
+
+
+def latency(
+    ep: Endpoints, workdir: Path, rate: float, seconds: float, devices: int
+) -> dict[str, float]:
+    """Publish at `rate` msgs/s; every 50th message breaches for a fresh device; time to webhook."""
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
+
+    def on_receive(r: Received) -> None:
+        a = r.body.get("alert", {})
+        if r.body.get("status") == "firing" and a.get("device_id") in sent:
+            received[a["device_id"]] = time.time()
+
+    rx = WebhookReceiver(SECRET, on_receive).start()
+    eng = EngineProc(ep, f"bench-live-{uuid.uuid4().hex[:6]}", workdir, rx.url)
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-live-pub-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
+    c.max_inflight_messages_set(1000)
+    c.connect(ep.mqtt_host, ep.mqtt_port)
+    c.loop_start()
+    try:
+        log = Path(eng.log.name)
+        t_end = time.monotonic() + 60
+        while '"subscribed"' not in log.read_text(errors="replace") and time.monotonic() < t_end:
+            time.sleep(0.05)
+        time.sleep(1.0)  # let the engine load its registry before the clock starts
+        n_total = int(rate * seconds)
+        start = time.perf_counter()
+        crossings = 0
+        for k in range(n_total):
+            due = start + k / rate
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            if k % 50 == 49 and crossings < devices:
+                crossings += 1
+                dev = f"em-{crossings}"
+                body = {"ts": int(time.time() * 1000), "metrics": {"residual_current_ma": 400.0}}
+                sent[dev] = time.time()
+            else:
+                dev = f"em-{k % devices + 1}"
+                body = {"ts": int(time.time() * 1000) + k % 1000, "metrics": {"temp_c_1": 30.0}}
+            c.publish(f"{PREFIX}/{dev}/telemetry", msgspec.json.encode(body), qos=1)
+        achieved = n_total / (time.perf_counter() - start)
+        t_end = time.monotonic() + 30
+        while len(received) < len(sent) and time.monotonic() < t_end:
+            time.sleep(0.05)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+        eng.stop()
+        rx.stop()
+    lat = sorted((received[d] - sent[d]) * 1000 for d in received)
+    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
+    return {
+        "target_rate": rate,
+        "achieved_rate": achieved,
+        "crossings": len(sent),
+        "alerts_received": len(received),
+        "p50_ms": q[49],
+        "p95_ms": q[94],
+        "p99_ms": q[98],
+        "max_ms": lat[-1] if lat else float("nan"),
+    }
+
+
+# --- orchestration ----------------------------------------------------------------------------
+
+
+@contextmanager
+def private_services() -> Iterator[tuple[Endpoints, Path]]:
+    """Durable private Mosquitto and PostgreSQL in a temporary folder."""
+    root = Path(tempfile.mkdtemp(prefix="firesentry-bench-"))
+    svc = EmbeddedServices(root / "svc", durable=True)
+    try:
+        ep = svc.up()
+        migrate(ep.dsn())
+        yield ep, root
+    finally:
+        svc.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def seed_fleet(dsn: str, devices: int) -> None:
+    """Units of 10 electrical monitors each, created with COPY."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE telemetry, alerts, alert_events, notifications, rule_state CASCADE")
+        conn.execute("DELETE FROM devices")
+        conn.execute("DELETE FROM units")
+        with conn.cursor() as cur:
+            with cur.copy("COPY units (id, name) FROM STDIN") as cp:
+                for u in range((devices + 9) // 10):
+                    cp.write_row((f"bu-{u}", f"Bench unit {u}"))
+            with cur.copy("COPY devices (id, unit_id, type) FROM STDIN") as cp:
+                for i in range(1, devices + 1):
+                    cp.write_row((f"em-{i}", f"bu-{(i - 1) // 10}", "electrical_monitor"))
+        pm = PartitionManager()
+        pm.load(conn)
+        pm.ensure_ahead(conn, day_of_ms(int(time.time() * 1000)), 2)
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """The whole benchmark; returns the result that is written to bench/results."""
+    plan = QUICK if quick else FULL
+    result: dict[str, Any] = {"mode": "quick" if quick else "full", "plan": plan.__dict__}
+    with private_services() as (ep, root):
+        dsn = ep.dsn()
+        copy_rate = round(copy_limit(dsn, 500_000, 1000))
+        result["limits"] = {"postgres_copy_rows_per_s": copy_rate}
+        print(
+            f"PostgreSQL binary COPY: {result['limits']['postgres_copy_rows_per_s']:,} rows/s",
+            flush=True,
+        )
+        runs = []
+        for devices in plan.fleets:
+            seed_fleet(dsn, devices)
+            for kind, n, per in (
+                ("single", plan.single_messages, 1),
+                ("batched", plan.batched_messages, plan.batch_readings),
+            ):
+                tag = uuid.uuid4().hex[:6]
+                ids = {
+                    "broker": f"bench-raw-{tag}",
+                    "naive": f"bench-naive-{tag}",
+                    "engine": f"bench-ingest-{tag}",
+                }
+                for cid in ids.values():
+                    open_session(ep, cid)
+                start_ms = int(time.time() * 1000) - 3_600_000
+                pub_rate = publish(ep, n, devices, per, start_ms)
+                rows = n * per * len(METRICS)
+                broker = drain_broker_only(ep, ids["broker"], n)
+                naive_msgs, naive_rows = drain_naive(ep, ids["naive"], dsn, plan.naive_seconds)
+                fs = drain_firesentry(ep, ids["engine"], root, rows, n)
+                stored = count(dsn, "SELECT count(*) FROM telemetry")
+                distinct = count(
+                    dsn,
+                    "SELECT count(*) FROM (SELECT DISTINCT device_num, metric_id,"
+                    " ts FROM telemetry) x",
+                )
+                r = {
+                    "devices": devices,
+                    "kind": kind,
+                    "messages": n,
+                    "rows": rows,
+                    "publisher_msgs_per_s": round(pub_rate),
+                    "broker_only_msgs_per_s": round(broker),
+                    "naive_msgs_per_s": round(naive_msgs),
+                    "naive_rows_per_s": round(naive_rows),
+                    **{k: round(v, 2) for k, v in fs.items()},
+                    "ratio_to_broker": round(fs["messages_per_s"] / broker, 3),
+                    "readings_per_s": round(n * per / fs["seconds"]),
+                    "ratio_to_copy": round(fs["rows_per_s"] / copy_rate, 3),
+                    "ratio_to_naive": round(fs["messages_per_s"] / naive_msgs, 1),
+                    "correct": stored == distinct and stored >= rows,
+                }
+                runs.append(r)
+                print(
+                    f"{devices:>6} devices {kind:8} firesentry {r['messages_per_s']:>9,.0f} msgs/s "
+                    f"{r['readings_per_s']:>9,.0f} readings/s "
+                    f"{r['rows_per_s']:>10,.0f} values/s | broker {broker:>8,.0f} msgs/s | naive "
+                    f"{naive_msgs:>7,.0f} msgs/s | ×{r['ratio_to_naive']} naive, "
+                    f"{r['ratio_to_broker']:.2f} of broker | cpu {r['engine_cpu_cores']:.2f} "
+                    f"cores, rss {r['engine_peak_rss_mb']:.0f} MB | correct {r['correct']}",
+                    flush=True,
+                )
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute("TRUNCATE telemetry")
+        result["runs"] = runs
+        sustained = min(r["messages_per_s"] for r in runs if r["kind"] == "single")
+        seed_fleet(dsn, plan.fleets[-1])
+        lat = latency(ep, root, sustained / 2, plan.latency_seconds, plan.fleets[-1])
+        lat["all_alerts_received"] = lat["alerts_received"] == lat["crossings"]
+        result["latency"] = {
+            k: (round(v, 1) if isinstance(v, float) else v) for k, v in lat.items()
+        }
+        print(
+            f"latency at {lat['achieved_rate']:,.0f} msgs/s (target {lat['target_rate']:,.0f}): "
+            f"p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms "
+            f"({lat['alerts_received']}/{lat['crossings']} alerts)",
+            flush=True,
+        )
+    path = write("e2e-quick" if quick else "e2e", result)
+    print(f"written to {path}")
+    return result
