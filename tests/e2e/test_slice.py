@@ -180,3 +180,33 @@ def test_webhook_retries_on_503_but_not_on_400(
         db.dsn(), "SELECT attempts || ' ' || last_error FROM notifications WHERE state = 'given_up'"
     )
     assert row.startswith("1 HTTP 400")
+
+
+def test_store_and_forward_batch_is_stored_once_and_opens_nothing_for_the_past(
+    engine: Engine, db: Endpoints, prefix: str, receiver: WebhookReceiver, pub: Publisher
+) -> None:
+    """1,000 late, shuffled readings (some over the limit) are stored once, even when the whole
+    batch is redelivered, and open no alert for the past."""
+    import random
+
+    now = now_ms()
+    pub.publish(f"{prefix}/wl-1/telemetry", {"ts": now, "metrics": {"level_m": 2.95}})
+    wait_until(lambda: count(db, "telemetry") == 1, 15, "current reading stored")
+    readings = [
+        {
+            "ts": now - 3_600_000 + i * 1000,
+            "seq": i,
+            "metrics": {"level_m": 1.0 if i % 7 == 0 else 2.9},
+        }
+        for i in range(1000)
+    ]
+    random.Random(3).shuffle(readings)
+    batch = {"readings": readings}
+    pub.publish(f"{prefix}/wl-1/telemetry", batch)
+    wait_until(lambda: count(db, "telemetry") == 1001, 15, "batch stored")
+    pub.publish(f"{prefix}/wl-1/telemetry", batch)  # redelivered after a lost ack
+    pub.publish(f"{prefix}/wl-1/telemetry", {"ts": now + 1, "metrics": {"level_m": 2.95}})
+    wait_until(lambda: count(db, "telemetry") == 1002, 15, "sentinel stored")
+    assert count(db, "telemetry") == 1002
+    assert count(db, "alerts") == 0
+    assert count(db, "rejected_messages") == 0
