@@ -1,0 +1,69 @@
+"""`firesentry deadletters` and `firesentry alerts` as an operator types them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+import pytest
+
+from firesentry.embedded import Endpoints
+from tests.store.test_devices_cli import run
+
+
+def test_deadletters_list_and_stats(cli_env: Endpoints, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rejected messages are listed with reason and payload, and counted per reason."""
+    with psycopg.connect(cli_env.dsn(), autocommit=True) as conn:
+        for reason, dev in (("malformed", "em-1"), ("malformed", "em-2"), ("unknown_device", "x")):
+            conn.execute(
+                "INSERT INTO rejected_messages (topic, device_id, reason, detail, payload)"
+                " VALUES (%s, %s, %s, 'why', %s)",
+                (f"fs/v1/{dev}/telemetry", dev, reason, b"{oops"),
+            )
+    rc, out, _ = run(capsys, "deadletters", "stats")
+    assert rc == 0
+    lines = [ln.split() for ln in out.splitlines()[2:]]
+    assert [ln[:3] for ln in lines] == [["malformed", "2", "2"], ["unknown_device", "1", "1"]]
+    rc, out, _ = run(capsys, "deadletters", "list", "--reason", "unknown_device")
+    assert rc == 0 and "fs/v1/x/telemetry" in out and "{oops" in out and "em-1" not in out
+
+
+def test_alerts_cli_ack_close_and_silence(
+    cli_env: Endpoints, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator lists, acknowledges and closes an alert, and silences a unit, by command."""
+    with psycopg.connect(cli_env.dsn(), autocommit=True) as conn:
+        conn.execute("INSERT INTO units (id, name) VALUES ('u9', 'Ops Unit')")
+        conn.execute("INSERT INTO devices (id, unit_id, type) VALUES ('d9', 'u9', 'water_level')")
+        alert_id = conn.execute(
+            "INSERT INTO alerts (device_num, unit_id, rule_id, severity, opened_at, last_seen_at)"
+            " SELECT num, 'u9', 'tank_level_low', 'major', now(), now() FROM devices"
+            " WHERE id = 'd9' RETURNING id"
+        ).fetchone()[0]  # type: ignore[index]
+    rc, out, _ = run(capsys, "alerts", "list")
+    assert rc == 0 and "tank_level_low" in out and "Ops Unit" in out
+    rc, out, _ = run(capsys, "alerts", "ack", str(alert_id), "--by", "Li")
+    assert rc == 0 and "acknowledged" in out
+    rc, out, _ = run(capsys, "alerts", "ack", str(alert_id), "--by", "Li")
+    assert rc == 1 and "already acknowledged" in out
+    rc, out, _ = run(
+        capsys, "alerts", "close", str(alert_id), "--by", "Li", "--comment", "refilled"
+    )
+    assert rc == 0 and "closed" in out
+    rc, out, _ = run(
+        capsys,
+        "alerts",
+        "silence",
+        "--unit",
+        "u9",
+        "--for",
+        "2h",
+        "--by",
+        "Li",
+        "--reason",
+        "maintenance",
+    )
+    assert rc == 0 and out.startswith("silence ")
+    with psycopg.connect(cli_env.dsn()) as conn:
+        ends = conn.execute("SELECT ends_at - now() FROM silences").fetchone()[0]  # type: ignore[index]
+    assert dt.timedelta(minutes=119) < ends <= dt.timedelta(hours=2)
