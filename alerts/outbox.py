@@ -18,6 +18,7 @@ from psycopg.rows import tuple_row
 from alerts.errors import PermanentError, RetryableError
 from alerts.templates import SEVERITY_ORDER, render
 from alerts.types import Notification
+from store import instruments
 
 log = structlog.get_logger("outbox")
 
@@ -198,6 +199,7 @@ class OutboxWorker:
         results = await asyncio.gather(*(self._deliver(self._message(m)) for m in sendable))
         for members, (state, error, delay) in zip(sendable, results, strict=True):
             ids = [m.id for m in members]
+            instruments.notifications(members[0].channel, state, len(ids))
             if state == "sent":
                 await conn.execute(
                     "UPDATE notifications SET state = 'sent', sent_at = now(), lease_until = NULL,"

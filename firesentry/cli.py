@@ -15,7 +15,7 @@ import psycopg
 
 from devices.catalog import DeviceType
 from devices.records import COLUMNS, ContactRecord, DeviceRecord, UnitRecord
-from firesentry import cli_alerts, cli_rules
+from firesentry import cli_alerts, cli_api, cli_bench, cli_deadletters, cli_rules, cli_simulate
 from firesentry.config import ConfigError, Settings, load_settings
 from firesentry.logs import configure_logging
 
@@ -72,13 +72,13 @@ def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from firesentry.app import Engine, resolve_endpoints
+    from firesentry.app import resolve_endpoints
+    from firesentry.serve import serve
     from store.migrate import migrate
 
     ep = resolve_endpoints(settings, start=True)
     migrate(ep.dsn(), settings.storage.backend)
-    Engine(settings, ep).run_until_signal()
-    return 0
+    return serve(settings, ep)  # the engine, and the API beside it when api.enabled
 
 
 def _database(settings: Settings) -> str:
@@ -317,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the engine until SIGTERM").set_defaults(fn=_cmd_run)
     cli_rules.register(sub)
     cli_alerts.register(sub)
+    cli_simulate.register(sub)
+    cli_api.register(sub)
+    cli_bench.register(sub)
+    cli_deadletters.register(sub)
     demo = sub.add_parser("demo", help="services + seeded fleet + engine + simulator + receiver")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     demo.set_defaults(fn=_cmd_demo)

@@ -185,6 +185,15 @@ class NotifyConfig(_Section):
     lease_s: float = Field(default=60.0, gt=0)
 
 
+class ApiConfig(_Section):
+    """The HTTP API and the control-room console, served by `run`, `demo` and `api`."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535, description="0: any free port")
+    pool_max: int = Field(default=8, ge=1, le=100, description="database connections of the API")
+
+
 class LogConfig(_Section):
     """Log level and format (json when not on a TTY unless set)."""
 
@@ -209,6 +218,7 @@ class Settings(BaseSettings):
     storage: StorageConfig = StorageConfig()
     rules: RulesConfig = RulesConfig()
     notify: NotifyConfig = NotifyConfig()
+    api: ApiConfig = ApiConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ from firesentry.broker import sync
 from firesentry.config import Settings
 from firesentry.config import WebhookReceiver as WebhookConfig
 from firesentry.embedded import Endpoints
+from firesentry.serve import start_demo_console
 from simulators.demo_fleet import DemoFleet, SimDevice
 from store import registry as reg
 from store.migrate import migrate
@@ -78,11 +79,18 @@ def seed(conn: psycopg.Connection[Any]) -> list[SimDevice]:
                         dev_id, typ, fault if faulty else None, fault + 40 if faulty else None
                     )
                 )
-            conn.execute("DELETE FROM contacts WHERE unit_id = %s", (uid,))
+            # A second demo keeps the contacts (notifications refer to them) instead of re-adding.
+            has_contacts = conn.execute(
+                "SELECT 1 FROM contacts WHERE unit_id = %s LIMIT 1", (uid,)
+            ).fetchone()
             for role, who in (
-                ("fire_safety_manager", "Wang Fang"),
-                ("property_manager", "Li Wei"),
-                ("grid_worker", "Zhang Min"),
+                ()
+                if has_contacts
+                else (
+                    ("fire_safety_manager", "Wang Fang"),
+                    ("property_manager", "Li Wei"),
+                    ("grid_worker", "Zhang Min"),
+                )
             ):
                 reg.add_contact(
                     conn,
@@ -169,8 +177,12 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         flush=True,
     )
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    console = None
     try:
         engine.start()
+        console = start_demo_console(demo_settings, ep)
+        if console is not None:
+            print(f"  control-room console (demo operator token): {console[1]}", flush=True)
         fleet.start()
         while not stop.wait(0.5):
             pass
@@ -178,6 +190,8 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         # Stop the devices first so that the engine drains everything they sent.
         fleet.stop()
         engine.stop()
+        if console is not None:
+            console[0].stop()
         receiver.stop()
         for s, h in previous.items():
             signal.signal(s, h)

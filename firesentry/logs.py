@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Literal, TextIO, cast
 
 import structlog
+
+
+class _CurrentStderr:
+    """Whatever sys.stderr is at write time (tests swap it; a cached logger must follow)."""
+
+    def write(self, text: str) -> int:
+        """Write to the current standard error."""
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        """Flush the current standard error."""
+        sys.stderr.flush()
 
 
 def configure_logging(
@@ -30,7 +42,7 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=True,
     )
     # Third-party libraries log through stdlib; route their warnings to the same stream.

@@ -19,6 +19,7 @@ from ingest.decode import BatchDecoder, Decoded, RawMessage
 from rules.engine import RuleEngine, StateRow, Transition
 from rules.model import RuleFile
 from store import alerts as store_alerts
+from store import instruments
 from store import registry as store_registry
 from store import rule_state as store_state
 from store.partitions import (
@@ -144,6 +145,7 @@ class Pipeline:
             store_state.save(conn, [_state_tuple(r) for r in self._pending_state])
             out = apply_transitions(conn, self._pending_silence, self.registry, self.dispatcher)
         self._pending_silence, self._pending_state = [], []
+        instruments.ALERTS_OPENED.inc(out.opened)
         return out
 
     def refresh_registry(self, conn: psycopg.Connection[Any]) -> None:
@@ -213,7 +215,7 @@ class Pipeline:
                 self._pending_seen[num] = ts
         res = BatchResult(messages=len(p.messages), readings=d.readings, rejected=len(d.rejections))
         self.writer.prepare(conn)
-        with conn.transaction():
+        with instruments.COMMIT_SECONDS.time(), conn.transaction():
             res.inserted = self.writer.write_readings(conn, d.dev, d.metric, d.ts, d.value)
             if d.events:
                 res.events = self.writer.write_events(
@@ -250,6 +252,7 @@ class Pipeline:
                 flushed = False
             res.alerts = apply_transitions(conn, p.transitions, p.registry, self.dispatcher)
             store_state.save(conn, [_state_tuple(r) for r in p.state])
+        instruments.batch_committed(res.messages, d.rejections, res.alerts.opened)
         if flushed:
             self._pending_seen = {}
             self._seen_flushed_at = now

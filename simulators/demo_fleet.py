@@ -1,18 +1,33 @@
-"""A small scripted fleet for the demo: normal readings, then one breach per device type."""
+"""A small scripted fleet for the demo: normal readings, then one breach per device type.
+
+The readings come from the per-type simulators (simulators/signals.py) and the breaches from
+the named scenarios (simulators/scenarios.py), set to step at once so that the demo shows an
+alert of each type within seconds: leakage_rising (electrical monitor), tank_draining (tank
+level), pipe_burst (main pressure), false_fire_alarm (UTD).
+"""
 
 from __future__ import annotations
 
-import math
-import random
 import threading
 import time
 from dataclasses import dataclass
 
-import msgspec
+import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.catalog import DeviceType
+from simulators.fleet import Assignment, Generator, Kind
+from simulators.scenarios import (
+    FalseFireAlarm,
+    LeakageRising,
+    PipeBurst,
+    Scenario,
+    TankDraining,
+)
+from simulators.signals import DEFAULT_TANK_DEPTH_M
+
+DEMO_SEED = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,32 +40,18 @@ class SimDevice:
     recover_at_s: float | None = None
 
 
-def _normal(dev: SimDevice, t: float, rng: random.Random) -> dict[str, float]:
+def demo_scenario(dev: SimDevice) -> Scenario | None:
+    """The scenario the demo gives a device with a fault time: a step, over at recover_at_s."""
+    if dev.fault_at_s is None:
+        return None
+    end = None if dev.recover_at_s is None else dev.recover_at_s - dev.fault_at_s
     if dev.type is DeviceType.ELECTRICAL:
-        load = 40 + 20 * math.sin(t / 30)
-        return {
-            "residual_current_ma": round(45 + rng.uniform(-5, 5), 1),
-            "temp_c_1": round(30 + load * 0.2 + rng.uniform(-0.5, 0.5), 1),
-            "voltage_v_a": round(220 + rng.uniform(-3, 3), 1),
-            "current_a_a": round(load, 1),
-            "battery_pct": 96.0,
-        }
+        return LeakageRising(ramp_s=0.0, peak_ma=365.0, end_s=end)
     if dev.type is DeviceType.WATER_LEVEL:
-        return {"level_m": round(2.95 + rng.uniform(-0.02, 0.02), 3), "battery_pct": 88.0}
+        return TankDraining(drain_s=0.0, floor_frac=0.4, end_s=end)
     if dev.type is DeviceType.WATER_PRESSURE:
-        return {"pressure_mpa": round(0.35 + rng.uniform(-0.01, 0.01), 3), "battery_pct": 90.0}
-    return {"rssi_dbm": -67.0}
-
-
-def _faulty(dev: SimDevice, t: float, rng: random.Random) -> dict[str, float]:
-    m = _normal(dev, t, rng)
-    if dev.type is DeviceType.ELECTRICAL:
-        m["residual_current_ma"] = round(360 + rng.uniform(-10, 10), 1)
-    elif dev.type is DeviceType.WATER_LEVEL:
-        m["level_m"] = 1.2
-    elif dev.type is DeviceType.WATER_PRESSURE:
-        m["pressure_mpa"] = 0.04
-    return m
+        return PipeBurst(tau_s=0.0, floor_mpa=0.04, end_s=end)
+    return FalseFireAlarm(hold_s=end if end is not None else 1e9)
 
 
 class DemoFleet:
@@ -64,6 +65,7 @@ class DemoFleet:
         interval_s: float = 2.0,
         prefix: str = "fs/v1",
         passwords: dict[str, str] | None = None,
+        tank_depth_m: float = DEFAULT_TANK_DEPTH_M,
     ) -> None:
         self.devices = devices
         self.interval_s = interval_s
@@ -71,6 +73,14 @@ class DemoFleet:
         self.published = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.generator = Generator(
+            [d.id for d in devices],
+            [d.type for d in devices],
+            seed=DEMO_SEED,
+            prefix=prefix,
+            interval_s=interval_s,
+            depths={d.id: tank_depth_m for d in devices if d.type is DeviceType.WATER_LEVEL},
+        )
         # One client each, as real devices: with broker auth the username must be the device id,
         # and the ACL lets it write only below its own id.
         self.clients: dict[str, mqtt.Client] = {}
@@ -86,48 +96,24 @@ class DemoFleet:
             client.loop_start()
             self.clients[dev.id] = client
 
-    def _tick(self, t: float, seq: int, rng: random.Random, fired: set[str]) -> None:
-        now_ms = int(time.time() * 1000)
-        for dev in self.devices:
-            faulty = (
-                dev.fault_at_s is not None
-                and t >= dev.fault_at_s
-                and not (dev.recover_at_s is not None and t >= dev.recover_at_s)
-            )
-            if dev.type is DeviceType.UTD:
-                if faulty and dev.id not in fired:
-                    fired.add(dev.id)
-                    self._publish(
-                        dev.id,
-                        "event",
-                        {
-                            "ts": now_ms,
-                            "seq": seq,
-                            "kind": "fire_alarm",
-                            "loop": 1,
-                            "point": 17,
-                            "text": "smoke detector",
-                        },
-                    )
-                elif not faulty and dev.id in fired:
-                    fired.discard(dev.id)
-                    self._publish(dev.id, "event", {"ts": now_ms, "seq": seq, "kind": "reset"})
-            metrics = _faulty(dev, t, rng) if faulty else _normal(dev, t, rng)
-            self._publish(dev.id, "telemetry", {"ts": now_ms, "seq": seq, "metrics": metrics})
-
-    def _publish(self, device_id: str, kind: str, body: dict[str, object]) -> None:
-        topic = f"{self.prefix}/{device_id}/{kind}"
-        self.clients[device_id].publish(topic, msgspec.json.encode(body), qos=1)
-        self.published += 1
+    def _tick(self) -> None:
+        n = len(self.devices)
+        for m in self.generator.slots(np.arange(n), np.full(n, time.time())):
+            if m.kind in (Kind.DROP, Kind.RECONNECT):
+                continue  # the demo's scenarios keep their links
+            client = self.clients[self.devices[m.dev].id]
+            client.publish(m.topic, m.payload, qos=1, retain=m.retain)
+            self.published += 1
 
     def _run(self) -> None:
-        rng = random.Random(7)
-        start = time.monotonic()
-        seq = 0
-        fired: set[str] = set()
+        start = time.time()
+        self.generator.assignments = {
+            k: Assignment(sc, start + dev.fault_at_s)
+            for k, dev in enumerate(self.devices)
+            if dev.fault_at_s is not None and (sc := demo_scenario(dev)) is not None
+        }
         while not self._stop.is_set():
-            seq += 1
-            self._tick(time.monotonic() - start, seq, rng, fired)
+            self._tick()
             self._stop.wait(self.interval_s)
 
     def start(self) -> None:

@@ -49,6 +49,7 @@ class EngineProcess:
                 "FIRESENTRY_INGEST__BATCH_MAX": "50",
                 "FIRESENTRY_INGEST__BATCH_WAIT_MS": "20",
                 "FIRESENTRY_LOG__FORMAT": "json",
+                "FIRESENTRY_API__PORT": "0",  # never clash with a running demo's console
             }
         )
         env.update(extra_env or {})

@@ -1,0 +1,277 @@
+"""Alert endpoints: list, detail with history, acknowledge / resolve / close, silences."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from aiohttp import web
+
+from alerts import actions
+from alerts.actions import ActionError
+from api.auth import Permission
+from api.models import (
+    AlertDetail,
+    AlertEventOut,
+    AlertOut,
+    AlertPage,
+    AlertQuery,
+    CloseBody,
+    CommentBody,
+    NotificationOut,
+    SilenceBody,
+    SilenceOut,
+    decode_cursor,
+    encode_cursor,
+)
+from api.routing import PREFIX, ApiError, Call, Route, json_response, not_found
+from store import alert_queries as q
+from store import registry as store_registry
+from store.alerts import AlertView
+
+
+def forbidden_unit(unit_id: str) -> ApiError:
+    """A 403 for a unit outside the token's scope."""
+    return ApiError(403, "forbidden", f"this token does not cover unit {unit_id}")
+
+
+async def list_alerts(call: Call) -> web.StreamResponse:
+    """GET /alerts."""
+    aq = call.q(AlertQuery)
+    if aq.unit is not None and not call.who.sees_unit(aq.unit):
+        raise forbidden_unit(aq.unit)
+    f = q.AlertFilter(
+        states=aq.states(),
+        severities=aq.severity,
+        unit_id=aq.unit,
+        district=aq.district,
+        device_type=aq.device_type,
+        opened_from=aq.start,
+        opened_to=aq.end,
+        scope=call.who.scope,
+    )
+    after = decode_cursor(aq.cursor) if aq.cursor else None
+    items, nxt = await call.state.db(q.search_alerts, f, limit=aq.limit, after=after)
+    return json_response(
+        AlertPage(
+            items=[AlertOut.of(a) for a in items],
+            next_cursor=encode_cursor(*nxt) if nxt else None,
+        )
+    )
+
+
+def _alert_id(call: Call) -> int:
+    return int(call.request.match_info["id"])
+
+
+async def get_alert(call: Call) -> web.StreamResponse:
+    """GET /alerts/{id}."""
+    alert_id, scope = _alert_id(call), call.who.scope
+
+    def load(conn: psycopg.Connection[Any]) -> AlertDetail | None:
+        a = q.get_alert_in_scope(conn, alert_id, scope)
+        if a is None:
+            return None
+        return AlertDetail(
+            alert=AlertOut.of(a),
+            history=[
+                AlertEventOut(
+                    id=h.id,
+                    stream_id=h.stream_seq,
+                    at=h.at,
+                    kind=h.kind,
+                    actor=h.actor,
+                    value=h.value,
+                    comment=h.comment,
+                )
+                for h in q.history(conn, alert_id)
+            ],
+            notifications=[
+                NotificationOut(
+                    id=n.id,
+                    channel=n.channel,
+                    receiver=n.receiver,
+                    contact_name=n.contact_name,
+                    kind=n.kind,
+                    state=n.state,
+                    attempts=n.attempts,
+                    created_at=n.created_at,
+                    sent_at=n.sent_at,
+                    last_error=n.last_error,
+                )
+                for n in q.notifications(conn, alert_id)
+            ],
+        )
+
+    detail = await call.state.db(load)
+    if detail is None:
+        raise not_found(f"alert {alert_id}")
+    return json_response(detail)
+
+
+Action = Callable[[psycopg.Connection[Any], int, str], AlertView]
+
+
+async def _act(call: Call, action: Action) -> web.StreamResponse:
+    alert_id, scope = _alert_id(call), call.who.scope
+
+    def run(conn: psycopg.Connection[Any]) -> AlertView | str | None:
+        if q.get_alert_in_scope(conn, alert_id, scope) is None:
+            return None
+        try:
+            return action(conn, alert_id, call.who.name)
+        except ActionError as exc:
+            return str(exc)
+
+    out = await call.state.db(run)
+    if out is None:
+        raise not_found(f"alert {alert_id}")
+    if isinstance(out, str):
+        raise ApiError(409, "conflict", out)
+    return json_response(AlertOut.of(out))
+
+
+async def ack(call: Call) -> web.StreamResponse:
+    """POST /alerts/{id}/ack."""
+    body = call.b(CommentBody)
+    return await _act(call, lambda c, i, who: actions.acknowledge(c, i, who, body.comment))
+
+
+async def resolve(call: Call) -> web.StreamResponse:
+    """POST /alerts/{id}/resolve."""
+    body = call.b(CommentBody)
+    return await _act(call, lambda c, i, who: actions.resolve(c, i, who, body.comment))
+
+
+async def close(call: Call) -> web.StreamResponse:
+    """POST /alerts/{id}/close."""
+    body = call.b(CloseBody)
+    return await _act(
+        call,
+        lambda c, i, who: actions.close(
+            c,
+            i,
+            who,
+            verification=body.verification,
+            cause=body.cause,
+            comment=body.comment,
+        ),
+    )
+
+
+async def create_silence(call: Call) -> web.StreamResponse:
+    """POST /silences."""
+    body, who = call.b(SilenceBody), call.who
+    try:
+        start, end = body.window()
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    if body.unit_id is not None and not who.sees_unit(body.unit_id):
+        raise forbidden_unit(body.unit_id)
+    if who.units is not None and body.unit_id is None and body.device_id is None:
+        raise ApiError(
+            403, "forbidden", "a token limited to some units must name a unit or device it covers"
+        )
+
+    def run(conn: psycopg.Connection[Any]) -> SilenceOut:
+        if body.unit_id is not None and not store_registry.unit_exists(conn, body.unit_id):
+            raise not_found(f"unit {body.unit_id}")
+        if body.device_id is not None:
+            device = store_registry.get_device(conn, body.device_id)
+            if device is None or not who.sees_unit(device.unit_id):
+                raise not_found(f"device {body.device_id}")
+        try:
+            sid = actions.silence(
+                conn,
+                author=who.name,
+                reason=body.reason,
+                starts_at=start,
+                ends_at=end,
+                unit_id=body.unit_id,
+                device_id=body.device_id,
+                rule_id=body.rule_id,
+            )
+        except ActionError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
+        return SilenceOut(
+            id=sid,
+            unit_id=body.unit_id,
+            device_id=body.device_id,
+            rule_id=body.rule_id,
+            starts_at=start,
+            ends_at=end,
+            author=who.name,
+            reason=body.reason,
+        )
+
+    return json_response(await call.state.db(run), status=201)
+
+
+_ID = {"id": "the alert's id"}
+ROUTES = [
+    Route(
+        "GET",
+        f"{PREFIX}/alerts",
+        list_alerts,
+        "Alerts, newest first, filtered; keyset pages via next_cursor",
+        Permission.ALERTS_READ,
+        "alerts",
+        query=AlertQuery,
+        response=AlertPage,
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/alerts/{{id:\\d+}}",
+        get_alert,
+        "One alert with its history (alert_events) and its notifications",
+        Permission.ALERTS_READ,
+        "alerts",
+        response=AlertDetail,
+        path_params=_ID,
+    ),
+    Route(
+        "POST",
+        f"{PREFIX}/alerts/{{id:\\d+}}/ack",
+        ack,
+        "Acknowledge: escalation stops (actor: the token's name)",
+        Permission.ALERTS_ACT,
+        "alerts",
+        body=CommentBody,
+        response=AlertOut,
+        path_params=_ID,
+    ),
+    Route(
+        "POST",
+        f"{PREFIX}/alerts/{{id:\\d+}}/resolve",
+        resolve,
+        "Mark resolved by hand",
+        Permission.ALERTS_ACT,
+        "alerts",
+        body=CommentBody,
+        response=AlertOut,
+        path_params=_ID,
+    ),
+    Route(
+        "POST",
+        f"{PREFIX}/alerts/{{id:\\d+}}/close",
+        close,
+        "Close; a fire alarm must be verified (confirmed_fire, or false_alarm with a cause)",
+        Permission.ALERTS_ACT,
+        "alerts",
+        body=CloseBody,
+        response=AlertOut,
+        path_params=_ID,
+    ),
+    Route(
+        "POST",
+        f"{PREFIX}/silences",
+        create_silence,
+        "Mute notifications of a unit, device or rule for a while (alerts are still recorded)",
+        Permission.ALERTS_ACT,
+        "alerts",
+        body=SilenceBody,
+        response=SilenceOut,
+        status=201,
+    ),
+]

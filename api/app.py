@@ -1,0 +1,92 @@
+"""The aiohttp application: the route table, the console's static files, start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
+
+from aiohttp import web
+
+from api import alerts, ops, stream, telemetry, units
+from api.openapi import openapi_document
+from api.routing import PREFIX, STATE, Route, endpoint, errors_middleware
+from api.state import ApiOptions, ApiState
+from api.stream import AlertFeed
+
+ROUTES: list[Route] = [
+    *alerts.ROUTES,
+    *stream.ROUTES,
+    *units.ROUTES,
+    *telemetry.ROUTES,
+    *ops.ROUTES,
+]
+
+# The console is plain files from this server: nothing from anywhere else may load.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+def _version() -> str:
+    try:
+        return version("firesentry")
+    except PackageNotFoundError:  # pragma: no cover (not installed)
+        return "0"
+
+
+@web.middleware
+async def security_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """No sniffing, no framing, and a strict content security policy for the console."""
+    resp = await handler(request)
+    if not resp.prepared:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        if not request.path.startswith(PREFIX):
+            resp.headers.setdefault("Content-Security-Policy", CSP)
+    return resp
+
+
+def build_app(options: ApiOptions) -> web.Application:
+    """The API and the console as one aiohttp app (the pool opens when the app starts)."""
+    app = web.Application(middlewares=[security_headers, errors_middleware])
+    state = ApiState(options)
+    app[STATE] = state
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, endpoint(route))
+    doc = openapi_document(ROUTES, _version())
+
+    async def openapi(request: web.Request) -> web.StreamResponse:
+        return web.json_response(doc)
+
+    index = options.static_dir / "index.html"
+
+    async def console(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    app.router.add_get(f"{PREFIX}/openapi.json", openapi)
+    app.router.add_get("/", console)
+    app.router.add_static("/static/", options.static_dir, append_version=False)
+    app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_end_streams)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    await asyncio.to_thread(state.open)
+    state.feed = AlertFeed(state)
+    await state.feed.start()
+    yield
+    await state.feed.stop()
+    await asyncio.to_thread(state.close)
+
+
+async def _end_streams(app: web.Application) -> None:
+    # Open streams end before the server waits for its handlers to finish.
+    feed = app[STATE].feed
+    if feed is not None:
+        await feed.stop()

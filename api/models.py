@@ -1,0 +1,579 @@
+"""Every request parameter and response body of the API, as pydantic models.
+
+Query models forbid unknown parameters (a typo is a 400, not a silently ignored filter); the
+OpenAPI document is generated from these models and the route table in api/app.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from alerts.actions import FALSE_ALARM_CAUSES
+from devices.catalog import METRIC_BY_NAME, DeviceType
+from store.alerts import AlertView
+from store.registry import DeviceView
+
+Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="a unit or device id")]
+Severity = Literal["critical", "major", "warning", "info"]
+AlertState = Literal["firing", "acknowledged", "resolved", "closed"]
+StateFilter = Literal["open", "firing", "acknowledged", "resolved", "closed"]
+DeviceStatus = Literal["online", "offline", "unknown"]
+Bucket = Literal["raw", "1m", "1h", "1d"]
+FalseAlarmCause = Literal["test", "dust_steam", "equipment_fault", "malicious", "unknown"]
+assert set(FalseAlarmCause.__args__) == set(FALSE_ALARM_CAUSES)  # type: ignore[attr-defined]
+
+BUCKETS: dict[str, dt.timedelta] = {
+    "1m": dt.timedelta(minutes=1),
+    "1h": dt.timedelta(hours=1),
+    "1d": dt.timedelta(days=1),
+}
+MAX_BUCKETS = 50_000
+MAX_EXPORT_DAYS = 400
+
+
+def _comma_list(value: Any) -> Any:
+    """`a,b` (or a repeated parameter, joined the same way) as a list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _metric(name: str) -> str:
+    if name not in METRIC_BY_NAME:
+        raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(METRIC_BY_NAME))}")
+    return name
+
+
+def now() -> dt.datetime:
+    """The current time (UTC)."""
+    return dt.datetime.now(dt.UTC)
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class _Range(_Query):
+    """A half-open time range [from, to): RFC 3339 with an offset, or epoch seconds."""
+
+    start: AwareDatetime | None = Field(default=None, alias="from", description="inclusive")
+    end: AwareDatetime | None = Field(default=None, alias="to", description="exclusive; now")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Range:
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError("'from' must be before 'to'")
+        return self
+
+    def resolved(self, default_span: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
+        """(from, to) with the defaults: to = now, from = to − default_span."""
+        end = self.end or now()
+        start = self.start or end - default_span
+        if start >= end:
+            raise ValueError("'from' must be before 'to'")
+        return start, end
+
+
+class AlertQuery(_Range):
+    """Filters of GET /alerts; from/to apply to when the alert opened."""
+
+    state: Annotated[list[StateFilter], BeforeValidator(_comma_list)] = Field(
+        default_factory=list, description="comma-separated; open = firing, acknowledged, resolved"
+    )
+    severity: Annotated[list[Severity], BeforeValidator(_comma_list)] = Field(
+        default_factory=list, description="comma-separated"
+    )
+    unit: Id | None = None
+    district: str | None = Field(default=None, max_length=100)
+    device_type: DeviceType | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, description="next_cursor of the previous page")
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, v: str | None) -> str | None:
+        if v is not None:
+            decode_cursor(v)
+        return v
+
+    def states(self) -> list[str]:
+        """The states asked for, with `open` expanded."""
+        out: list[str] = []
+        for s in self.state:
+            for x in ("firing", "acknowledged", "resolved") if s == "open" else (s,):
+                if x not in out:
+                    out.append(x)
+        return out
+
+
+def encode_cursor(opened_at: dt.datetime, alert_id: int) -> str:
+    """An opaque keyset cursor."""
+    return base64.urlsafe_b64encode(f"{opened_at.isoformat()}|{alert_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    """The (opened_at, id) of a cursor, or ValueError."""
+    try:
+        at, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        when = dt.datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError
+        return when, int(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("cursor is not one this API returned") from None
+
+
+class UnitsQuery(_Query):
+    """Filters of GET /units."""
+
+    district: str | None = Field(default=None, max_length=100)
+
+
+class DevicesQuery(_Query):
+    """Filters of GET /devices."""
+
+    status: DeviceStatus | None = None
+    unit: Id | None = None
+    type: DeviceType | None = None
+
+
+class _Source(_Range):
+    device: Id | None = None
+    unit: Id | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _Source:
+        if (self.device is None) == (self.unit is None):
+            raise ValueError("give exactly one of 'device' and 'unit'")
+        return self
+
+
+class TelemetryQuery(_Source):
+    """GET /telemetry: one metric of a device (or of every device of a unit)."""
+
+    metric: Annotated[str, BeforeValidator(str)] = Field(description="a metric name")
+    bucket: Bucket = Field(default="1m", description="raw readings, or min/max/avg/last per bucket")
+    limit: int = Field(default=10_000, ge=1, le=MAX_BUCKETS, description="points at most")
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _metric(v)
+
+    @model_validator(mode="after")
+    def _not_too_many_buckets(self) -> TelemetryQuery:
+        width = BUCKETS.get(self.bucket)
+        if width is not None and self.start is not None:
+            span = (self.end or now()) - self.start
+            if span / width > MAX_BUCKETS:
+                raise ValueError(
+                    f"the range holds {int(span / width)} buckets of {self.bucket}, more than "
+                    f"{MAX_BUCKETS}: choose a larger bucket or a shorter range"
+                )
+        return self
+
+
+class ExportQuery(_Source):
+    """GET /telemetry.csv: readings of a device or unit, all metrics unless named."""
+
+    metric: Annotated[list[str], BeforeValidator(_comma_list)] = Field(
+        default_factory=list, description="comma-separated metric names; empty: all"
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        return [_metric(m) for m in v]
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ExportQuery:
+        if self.start is not None and (self.end or now()) - self.start > dt.timedelta(
+            days=MAX_EXPORT_DAYS
+        ):
+            raise ValueError(f"an export covers at most {MAX_EXPORT_DAYS} days")
+        return self
+
+
+class StatsQuery(_Range):
+    """GET /stats/alerts: alerts opened in [from, to) (default: the last 30 days)."""
+
+    group: Literal["unit", "district"] = "unit"
+
+
+class StreamQuery(_Query):
+    """GET /stream; the Last-Event-ID header wins over last_event_id."""
+
+    last_event_id: int | None = Field(default=None, ge=0, description="resume after this id")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CommentBody(_Body):
+    """Body of ack and resolve (may be empty)."""
+
+    comment: str = Field(default="", max_length=2000)
+
+
+class CloseBody(_Body):
+    """Body of close: fire alarms must be verified; a false alarm needs a cause."""
+
+    verification: Literal["confirmed_fire", "false_alarm"] | None = None
+    cause: FalseAlarmCause | None = None
+    comment: str = Field(default="", max_length=2000)
+
+    @model_validator(mode="after")
+    def _cause_with_false_alarm(self) -> CloseBody:
+        if self.verification == "false_alarm" and self.cause is None:
+            raise ValueError(f"a false alarm needs a cause: one of {', '.join(FALSE_ALARM_CAUSES)}")
+        if self.verification != "false_alarm" and self.cause is not None:
+            raise ValueError("a cause is given only with verification false_alarm")
+        return self
+
+
+class SilenceBody(_Body):
+    """A silence: mute a unit, a device and/or a rule for duration_min or until ends_at."""
+
+    unit_id: Id | None = None
+    device_id: Id | None = None
+    rule_id: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    duration_min: int | None = Field(default=None, ge=1, le=60 * 24 * 90)
+    reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _window(self) -> SilenceBody:
+        if self.unit_id is None and self.device_id is None and self.rule_id is None:
+            raise ValueError("a silence needs unit_id, device_id or rule_id")
+        if (self.ends_at is None) == (self.duration_min is None):
+            raise ValueError("give exactly one of ends_at and duration_min")
+        return self
+
+    def window(self) -> tuple[dt.datetime, dt.datetime]:
+        """(start, end) of the silence."""
+        start = self.starts_at or now()
+        end = self.ends_at or start + dt.timedelta(minutes=self.duration_min or 0)
+        if end <= start:
+            raise ValueError("a silence must end after it starts")
+        return start, end
+
+
+# --- responses ---
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Message(_Out):
+    """Text in both languages."""
+
+    en: str
+    zh_CN: str = Field(serialization_alias="zh-CN")
+
+
+class AlertOut(_Out):
+    """An alert."""
+
+    id: int
+    rule_id: str
+    severity: Severity
+    state: AlertState
+    device_id: str
+    device_type: str
+    unit_id: str
+    unit_name: str
+    district: str
+    metric: str | None
+    value: float | None
+    threshold: float | None
+    opened_at: dt.datetime
+    count: int
+    message: Message
+    needs_verification: bool
+    silenced: bool
+    acknowledged_at: dt.datetime | None
+    cleared_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    verification: str | None
+    false_alarm_cause: str | None
+    escalation_tier: int
+
+    @classmethod
+    def of(cls, a: AlertView) -> AlertOut:
+        """From the store's view."""
+        return cls(
+            id=a.id,
+            rule_id=a.rule_id,
+            severity=a.severity,  # type: ignore[arg-type]
+            state=a.state,  # type: ignore[arg-type]
+            device_id=a.device_id,
+            device_type=a.device_type,
+            unit_id=a.unit_id,
+            unit_name=a.unit_name,
+            district=a.district,
+            metric=a.metric,
+            value=a.value,
+            threshold=a.threshold,
+            opened_at=a.opened_at,
+            count=a.count,
+            message=Message(en=a.message_en, zh_CN=a.message_zh),
+            needs_verification=a.needs_verification,
+            silenced=a.silenced_by is not None,
+            acknowledged_at=a.acknowledged_at,
+            cleared_at=a.cleared_at,
+            closed_at=a.closed_at,
+            verification=a.verification,
+            false_alarm_cause=a.false_alarm_cause,
+            escalation_tier=a.escalation_tier,
+        )
+
+
+class AlertPage(_Out):
+    """A page of alerts, newest first."""
+
+    items: list[AlertOut]
+    next_cursor: str | None
+
+
+class AlertEventOut(_Out):
+    """One change of an alert: who did what, when."""
+
+    id: int
+    stream_id: int | None
+    at: dt.datetime
+    kind: str
+    actor: str
+    value: float | None
+    comment: str
+
+
+class NotificationOut(_Out):
+    """A notification of an alert and what became of it."""
+
+    id: int
+    channel: str
+    receiver: str
+    contact_name: str | None
+    kind: str
+    state: str
+    attempts: int
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
+    last_error: str | None
+
+
+class AlertDetail(_Out):
+    """An alert with its history and its notifications."""
+
+    alert: AlertOut
+    history: list[AlertEventOut]
+    notifications: list[NotificationOut]
+
+
+class SilenceOut(_Out):
+    """A silence that was created."""
+
+    id: int
+    unit_id: str | None
+    device_id: str | None
+    rule_id: str | None
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    author: str
+    reason: str
+
+
+class UnitOut(_Out):
+    """A unit with device liveness and open-alert counts."""
+
+    id: str
+    name: str
+    address: str
+    district: str
+    grid: str
+    lat: float | None
+    lon: float | None
+    category: str
+    devices: int
+    online: int
+    offline: int
+    unknown: int
+    open_alerts: int
+    worst_severity: Severity | None
+
+
+class DeviceOut(_Out):
+    """A device and its computed status (the device_liveness view)."""
+
+    id: str
+    unit_id: str
+    unit_name: str
+    type: str
+    model: str
+    location: str
+    status: DeviceStatus
+    last_seen: dt.datetime | None
+    heartbeat_s: int
+    metrics: list[str]
+
+    @classmethod
+    def of(cls, d: DeviceView) -> DeviceOut:
+        """From the store's view."""
+        return cls(
+            id=d.id,
+            unit_id=d.unit_id,
+            unit_name=d.unit_name,
+            type=d.type,
+            model=d.model,
+            location=d.location,
+            status=d.status,  # type: ignore[arg-type]
+            last_seen=d.last_seen,
+            heartbeat_s=d.heartbeat_s,
+            metrics=[
+                m.name for m in METRIC_BY_NAME.values() if DeviceType(d.type) in m.device_types
+            ],
+        )
+
+
+class UnitList(_Out):
+    """GET /units."""
+
+    items: list[UnitOut]
+
+
+class DeviceList(_Out):
+    """GET /devices."""
+
+    items: list[DeviceOut]
+
+
+class ThresholdLine(_Out):
+    """A level a rule checks a metric against (after the device's attribute overrides)."""
+
+    rule_id: str
+    kind: Literal["above", "below", "low", "high"]
+    value: float
+    severity: Severity
+
+
+class UnitDetail(_Out):
+    """A unit, its devices, its open alerts and the thresholds of each device's metrics."""
+
+    unit: UnitOut
+    devices: list[DeviceOut]
+    open_alerts: list[AlertOut]
+    thresholds: dict[str, dict[str, list[ThresholdLine]]] = Field(
+        description="device id → metric → levels"
+    )
+
+
+class Point(_Out):
+    """One bucket (a raw reading: all four values equal, count 1)."""
+
+    t: dt.datetime
+    min: float
+    max: float
+    avg: float
+    last: float
+    count: int
+
+
+class Series(_Out):
+    """The points of one device."""
+
+    device_id: str
+    points: list[Point]
+
+
+class TelemetryOut(_Out):
+    """GET /telemetry."""
+
+    metric: str
+    unit: str
+    bucket: Bucket
+    start: dt.datetime = Field(serialization_alias="from")
+    end: dt.datetime = Field(serialization_alias="to")
+    series: list[Series]
+    truncated: bool = Field(description="true when `limit` cut the points short")
+
+
+class AlertStatsOut(_Out):
+    """Alerts opened in the period, for one unit or district."""
+
+    key: str
+    name: str
+    alerts: int
+    critical: int
+    acknowledged: int
+    mean_time_to_ack_s: float | None
+    fire_alarms_verified: int
+    false_alarms: int
+    false_alarm_rate: float | None = Field(description="false alarms / verified fire alarms")
+
+
+class StatsOut(_Out):
+    """GET /stats/alerts."""
+
+    group: Literal["unit", "district"]
+    start: dt.datetime = Field(serialization_alias="from")
+    end: dt.datetime = Field(serialization_alias="to")
+    rows: list[AlertStatsOut]
+
+
+class Me(_Out):
+    """The caller: token name, role, permissions and unit scope (null: all units)."""
+
+    name: str
+    role: str
+    permissions: list[str]
+    units: list[str] | None
+
+
+class StreamEvent(_Out):
+    """The data of an SSE `alert` event; its SSE id is stream_id."""
+
+    stream_id: int
+    event_id: int
+    kind: str
+    actor: str
+    at: dt.datetime
+    comment: str
+    alert: AlertOut
+
+
+class Health(_Out):
+    """/healthz and /readyz."""
+
+    status: Literal["ok", "ready", "not_ready"]
+    checks: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorDetail(_Out):
+    """One invalid parameter."""
+
+    field: str
+    message: str
+
+
+class Error(_Out):
+    """Every 4xx/5xx answer."""
+
+    error: str
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)

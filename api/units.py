@@ -1,0 +1,156 @@
+"""Unit and device endpoints: overview, one unit's devices, open alerts and thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import psycopg
+from aiohttp import web
+
+from api.auth import Permission
+from api.models import (
+    AlertOut,
+    DeviceList,
+    DeviceOut,
+    DevicesQuery,
+    ThresholdLine,
+    UnitDetail,
+    UnitList,
+    UnitOut,
+    UnitsQuery,
+)
+from api.routing import PREFIX, ApiError, Call, Route, json_response, not_found
+from devices.catalog import DeviceType
+from rules.model import AttributeThreshold, RuleFile, Threshold
+from store import alert_queries as q
+from store import units as store_units
+from store.registry import DeviceView
+
+
+def _level(th: Threshold | None, attrs: dict[str, Any]) -> float | None:
+    if th is None:
+        return None
+    if isinstance(th, AttributeThreshold):
+        raw = attrs.get(th.attribute, th.default)
+        try:
+            return float(raw) * th.factor
+        except (TypeError, ValueError):
+            return th.default * th.factor
+    return float(th)
+
+
+def thresholds(rules: RuleFile, device: DeviceView) -> dict[str, list[ThresholdLine]]:
+    """The levels the rules check each metric of a device against, per metric."""
+    out: dict[str, list[ThresholdLine]] = {}
+    dtype = DeviceType(device.type)
+    for r in rules.rules:
+        if r.metric is None or not r.applies_to(dtype):
+            continue
+        pairs: list[tuple[str, Threshold | None]] = (
+            [("low", r.low), ("high", r.high)]
+            if r.kind == "outside"
+            else [(r.kind, r.threshold)]
+            if r.kind in ("above", "below")
+            else []
+        )
+        for kind, th in pairs:
+            value = _level(th, device.attributes)
+            if value is not None:
+                out.setdefault(r.metric, []).append(
+                    ThresholdLine(
+                        rule_id=r.id,
+                        kind=kind,  # type: ignore[arg-type]
+                        value=value,
+                        severity=r.severity.value,
+                    )
+                )
+    return out
+
+
+def _unit_out(u: store_units.UnitSummary) -> UnitOut:
+    return UnitOut.model_validate(asdict(u))
+
+
+async def list_units(call: Call) -> web.StreamResponse:
+    """GET /units."""
+    uq = call.q(UnitsQuery)
+    units = await call.state.db(store_units.list_units, call.who.scope, district=uq.district)
+    return json_response(UnitList(items=[_unit_out(u) for u in units]))
+
+
+async def get_unit(call: Call) -> web.StreamResponse:
+    """GET /units/{id}."""
+    unit_id = call.request.match_info["id"]
+    if not call.who.sees_unit(unit_id):
+        raise not_found(f"unit {unit_id}")
+    rules = call.state.options.rules
+
+    def load(conn: psycopg.Connection[Any]) -> UnitDetail | None:
+        found = store_units.list_units(conn, unit_id=unit_id)
+        if not found:
+            return None
+        devices = store_units.list_devices(conn, unit_id=unit_id)
+        alerts, _ = q.search_alerts(
+            conn, q.AlertFilter(states=q.OPEN_STATES, unit_id=unit_id), limit=500
+        )
+        return UnitDetail(
+            unit=_unit_out(found[0]),
+            devices=[DeviceOut.of(d) for d in devices],
+            open_alerts=[AlertOut.of(a) for a in alerts],
+            thresholds={d.id: thresholds(rules, d) for d in devices},
+        )
+
+    detail = await call.state.db(load)
+    if detail is None:
+        raise not_found(f"unit {unit_id}")
+    return json_response(detail)
+
+
+async def list_devices(call: Call) -> web.StreamResponse:
+    """GET /devices."""
+    dq = call.q(DevicesQuery)
+    if dq.unit is not None and not call.who.sees_unit(dq.unit):
+        raise ApiError(403, "forbidden", f"this token does not cover unit {dq.unit}")
+    devices = await call.state.db(
+        store_units.list_devices,
+        call.who.scope,
+        unit_id=dq.unit,
+        status=dq.status,
+        device_type=dq.type,
+    )
+    return json_response(DeviceList(items=[DeviceOut.of(d) for d in devices]))
+
+
+ROUTES = [
+    Route(
+        "GET",
+        f"{PREFIX}/units",
+        list_units,
+        "Units with device liveness counts, open alerts and the worst open severity",
+        Permission.UNITS_READ,
+        "units",
+        query=UnitsQuery,
+        response=UnitList,
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/units/{{id}}",
+        get_unit,
+        "One unit: its devices with status, its open alerts, each metric's thresholds",
+        Permission.UNITS_READ,
+        "units",
+        response=UnitDetail,
+        path_params={"id": "the unit's id"},
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/devices",
+        list_devices,
+        "Devices with their computed status (e.g. ?status=offline)",
+        Permission.UNITS_READ,
+        "units",
+        query=DevicesQuery,
+        response=DeviceList,
+    ),
+]

@@ -1,0 +1,147 @@
+"""`firesentry tokens …`, `firesentry db readonly-role` and `firesentry api`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from typing import Any
+
+import psycopg
+
+from firesentry.config import Settings
+
+READONLY_PASSWORD_ENV = "FIRESENTRY_READONLY_PASSWORD"
+
+
+def _dsn(settings: Settings) -> str:
+    from firesentry.app import resolve_endpoints
+    from store.migrate import migrate
+
+    ep = resolve_endpoints(settings, start=True)
+    migrate(ep.dsn(), settings.storage.backend)
+    return ep.dsn()
+
+
+def _tokens_create(settings: Settings, args: argparse.Namespace) -> int:
+    from store import registry as reg
+    from store import tokens as store_tokens
+
+    units: list[str] = args.unit or []
+    with psycopg.connect(_dsn(settings), autocommit=True) as conn:
+        missing = sorted(u for u in units if not reg.unit_exists(conn, u))
+        if missing:
+            print(f"firesentry: --unit: no unit {', '.join(missing)}", file=sys.stderr)
+            return 1
+        row, token = store_tokens.create_token(conn, args.name or args.role, args.role, units)
+    scope = ", ".join(row.units) if row.units else "all units"
+    print(f"token {row.id} ({row.name}, role {row.role}, {scope}):")
+    print(token)
+    print(
+        "It is shown only now (only its SHA-256 is stored). Send it as 'Authorization: Bearer …'."
+    )
+    return 0
+
+
+def _tokens_list(settings: Settings, args: argparse.Namespace) -> int:
+    from store import tokens as store_tokens
+
+    with psycopg.connect(_dsn(settings), autocommit=True) as conn:
+        rows = store_tokens.list_tokens(conn, include_revoked=args.all)
+    print(f"{'id':>4}  {'name':24} {'role':9} {'units':24} {'token':12} last used")
+    for t in rows:
+        used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+        if t.revoked_at:
+            used += f" (revoked {t.revoked_at:%Y-%m-%d %H:%M})"
+        units = ",".join(t.units) or "all"
+        print(f"{t.id:>4}  {t.name[:24]:24} {t.role:9} {units[:24]:24} {t.hint + '…':12} {used}")
+    return 0
+
+
+def _tokens_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from store import tokens as store_tokens
+
+    with psycopg.connect(_dsn(settings), autocommit=True) as conn:
+        if not store_tokens.revoke(conn, args.id):
+            print(f"firesentry: no live token {args.id}", file=sys.stderr)
+            return 1
+    print(f"token {args.id} revoked")
+    return 0
+
+
+def _readonly_role(settings: Settings, args: argparse.Namespace) -> int:
+    from store.readonly import ensure_readonly_role
+
+    password = os.environ.get(READONLY_PASSWORD_ENV, "")
+    if not password:
+        print(
+            f"firesentry: set {READONLY_PASSWORD_ENV} to the password the role should have",
+            file=sys.stderr,
+        )
+        return 2
+    with psycopg.connect(_dsn(settings), autocommit=True) as conn:
+        try:
+            done = ensure_readonly_role(conn, args.name, password)
+        except ValueError as exc:
+            print(f"firesentry: --name: {exc}", file=sys.stderr)
+            return 2
+        info: Any = conn.info
+        where = f"{info.host}:{info.port}/{info.dbname}"
+    print(f"role {args.name} {done}: SELECT only (no token or password hashes), on {where}")
+    print("Point Grafana's PostgreSQL data source at it; sessions are read-only.")
+    return 0
+
+
+def _serve_api(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+
+    from firesentry.app import resolve_endpoints
+    from firesentry.serve import start_api
+    from store.migrate import migrate
+
+    ep = resolve_endpoints(settings, start=True)
+    migrate(ep.dsn(), settings.storage.backend)
+    server = start_api(settings, ep)
+    print(f"firesentry API and console on {server.url}/ (Ctrl-C stops)", flush=True)
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `tokens`, `db` and `api` commands."""
+    t = sub.add_parser("tokens", help="API bearer tokens: create, list, revoke")
+    tsub = t.add_subparsers(dest="tokens_command", required=True)
+    c = tsub.add_parser("create", help="make a token and print it once")
+    c.add_argument("--role", required=True, choices=["operator", "analyst", "admin"])
+    c.add_argument(
+        "--unit", action="append", metavar="ID", help="limit the token to this unit (repeat)"
+    )
+    c.add_argument("--name", help="who uses it; recorded as the actor of its actions")
+    c.set_defaults(fn=_tokens_create)
+    ls = tsub.add_parser("list", help="tokens (never their values)")
+    ls.add_argument("--all", action="store_true", help="include revoked tokens")
+    ls.set_defaults(fn=_tokens_list)
+    r = tsub.add_parser("revoke", help="revoke a token at once")
+    r.add_argument("id", type=int)
+    r.set_defaults(fn=_tokens_revoke)
+
+    d = sub.add_parser("db", help="database administration")
+    dsub = d.add_subparsers(dest="db_command", required=True)
+    ro = dsub.add_parser(
+        "readonly-role",
+        help=f"create a SELECT-only login role for Grafana (password from ${READONLY_PASSWORD_ENV})",
+    )
+    ro.add_argument("--name", default="grafana", help="the role's name (default grafana)")
+    ro.set_defaults(fn=_readonly_role)
+
+    a = sub.add_parser("api", help="serve the HTTP API and the console alone (no engine)")
+    a.set_defaults(fn=_serve_api)

@@ -1,0 +1,78 @@
+"""Wiring of the API into the commands: options from Settings, `run` with the API beside it."""
+
+from __future__ import annotations
+
+import errno
+import sys
+
+import psycopg
+import structlog
+
+from api.server import ApiServer
+from api.state import ApiOptions
+from firesentry.config import Settings
+from firesentry.embedded import Endpoints
+from rules.loader import load_rules
+from store import tokens as store_tokens
+
+log = structlog.get_logger("firesentry")
+DEMO_TOKEN_NAME = "demo operator"
+
+
+def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
+    """What the API needs to know, from the one configuration."""
+    return ApiOptions(
+        dsn=ep.dsn(),
+        mqtt_host=ep.mqtt_host,
+        mqtt_port=ep.mqtt_port,
+        rules=load_rules(settings.rules.file),
+        pool_max=settings.api.pool_max,
+    )
+
+
+def start_api(settings: Settings, ep: Endpoints, *, any_port_if_taken: bool = False) -> ApiServer:
+    """Serve the API as configured; on a taken port, fail (or take a free one if asked)."""
+    cfg = settings.api
+    opts = api_options(settings, ep)
+    try:
+        return ApiServer(opts, cfg.host, cfg.port).start()
+    except OSError as exc:
+        if not (any_port_if_taken and exc.errno == errno.EADDRINUSE):
+            raise OSError(
+                exc.errno,
+                f"the API cannot listen on {cfg.host}:{cfg.port} ({exc.strerror}); set api.port "
+                "(FIRESENTRY_API__PORT) to a free port, or api.enabled: false",
+            ) from exc
+        log.warning("api port taken; using a free one", port=cfg.port)
+        return ApiServer(opts, cfg.host, 0).start()
+
+
+def serve(settings: Settings, ep: Endpoints) -> int:
+    """`firesentry run`: the engine until SIGTERM/SIGINT, with the API when enabled."""
+    from firesentry.app import Engine
+
+    engine = Engine(settings, ep)
+    try:
+        api = start_api(settings, ep) if settings.api.enabled else None
+    except OSError as exc:
+        print(f"firesentry: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    try:
+        engine.run_until_signal()
+    finally:
+        if api is not None:
+            api.stop()
+    return 0
+
+
+def start_demo_console(settings: Settings, ep: Endpoints) -> tuple[ApiServer, str] | None:
+    """The API for the demo, with a fresh operator token; (server, console URL with the token)."""
+    if not settings.api.enabled:
+        return None
+    with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+        for old in store_tokens.list_tokens(conn):
+            if old.name == DEMO_TOKEN_NAME:
+                store_tokens.revoke(conn, old.id)
+        _, token = store_tokens.create_token(conn, DEMO_TOKEN_NAME, "operator")
+    server = start_api(settings, ep, any_port_if_taken=True)
+    return server, f"{server.url}/#token={token}"

@@ -1,0 +1,172 @@
+"""Operations endpoints, the OpenAPI document, the console's files and the Grafana role."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from api.app import ROUTES, build_app
+from api.openapi import openapi_path
+from api.state import STATIC_DIR
+from firesentry.cli import main
+from firesentry.embedded import Endpoints, free_port
+from store.readonly import ensure_readonly_role
+from tests.api.conftest import Seeded, api_options, auth
+from tests.api.test_auth import _env
+
+Client = TestClient[Any, Any]
+
+
+async def test_healthz_and_readyz_need_no_token(client: Client) -> None:
+    """/healthz answers; /readyz checks the database and the broker."""
+    assert (await (await client.get("/healthz")).json()) == {"status": "ok", "checks": {}}
+    r = await client.get("/readyz")
+    assert r.status == 200
+    assert (await r.json())["checks"] == {"database": "ok", "broker": "ok"}
+
+
+async def test_readyz_is_503_when_the_broker_is_down(db: Endpoints, seeded: Seeded) -> None:
+    """With nothing listening on the broker's port /readyz says not_ready and why."""
+    port = free_port()
+    app = build_app(api_options(db, mqtt_port=port))
+    async with TestClient(TestServer(app)) as client:
+        r = await client.get("/readyz")
+        body = await r.json()
+    assert r.status == 503 and body["status"] == "not_ready"
+    assert body["checks"]["database"] == "ok" and str(port) in body["checks"]["broker"]
+
+
+async def test_readyz_is_503_when_the_database_is_down(db: Endpoints) -> None:
+    """With the database unreachable /readyz is 503 and API calls are 503, not 500."""
+    bad = api_options(
+        db,
+        dsn=db.dsn().replace(f"port={db.db_port}", f"port={free_port()}"),
+        pool_timeout_s=0.5,
+        probe_timeout_s=1.0,
+    )
+    async with TestClient(TestServer(build_app(bad))) as client:
+        r = await client.get("/readyz")
+        assert r.status == 503 and (await r.json())["checks"]["database"] != "ok"
+        r = await client.get("/api/v1/alerts", headers=auth("fst_whatever"))
+        assert r.status == 503 and (await r.json())["error"] == "unavailable"
+
+
+async def test_metrics_are_prometheus_text(client: Client, seeded: Seeded) -> None:
+    """/metrics (admin) lists the engine's counters and counts API requests."""
+    await client.get("/api/v1/alerts", headers=auth(seeded.tokens["admin"]))
+    r = await client.get("/metrics", headers=auth(seeded.tokens["admin"]))
+    text = await r.text()
+    for name in (
+        "firesentry_messages_total",
+        "firesentry_messages_rejected_total",
+        "firesentry_batch_messages_bucket",
+        "firesentry_batch_commit_seconds_bucket",
+        "firesentry_alerts_opened_total",
+        "firesentry_notifications_total",
+    ):
+        assert f"# TYPE {name.removesuffix('_bucket').removesuffix('_total')}" in text, name
+    assert 'firesentry_api_requests_total{route="/api/v1/alerts",status="200"}' in text
+
+
+async def test_openapi_document_matches_the_routes(client: Client) -> None:
+    """Every route is in /api/v1/openapi.json with its parameters, roles and schemas."""
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    assert doc["openapi"].startswith("3.")
+    documented = {(p, m.upper()) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == {(openapi_path(r.path), r.method) for r in ROUTES}
+    alerts = doc["paths"]["/api/v1/alerts"]["get"]
+    params = {p["name"] for p in alerts["parameters"]}
+    assert {
+        "state",
+        "severity",
+        "unit",
+        "district",
+        "device_type",
+        "from",
+        "to",
+        "limit",
+        "cursor",
+    } <= params
+    assert "operator" in alerts["description"] and alerts["security"] == [{"bearer": []}]
+    close = doc["paths"]["/api/v1/alerts/{id}/close"]["post"]
+    ref = close["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"]
+    for path in doc["paths"].values():
+        for op in path.values():
+            for resp in op["responses"].values():
+                for media in resp.get("content", {}).values():
+                    for v in media.values():
+                        if isinstance(v, dict) and "$ref" in v:
+                            assert v["$ref"].rsplit("/", 1)[1] in doc["components"]["schemas"]
+
+
+async def test_console_is_served_with_a_strict_policy(client: Client) -> None:
+    """The console's files come from this server only: a CSP forbids anything else."""
+    r = await client.get("/")
+    assert r.status == 200 and "<title>" in await r.text()
+    csp = r.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "unsafe-inline" not in csp
+    for name in ("app.js", "chart.js", "i18n.js", "style.css", "icons/flame.svg"):
+        assert (await client.get(f"/static/{name}")).status == 200
+
+
+def test_console_files_load_nothing_from_elsewhere() -> None:
+    """No CDN, no external URL in any console file (SVG namespaces aside)."""
+    for path in Path(STATIC_DIR).rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            urls = re.findall(r"https?://[^\s\"')]+", text)
+            assert all(u.startswith("http://www.w3.org/") for u in urls), (path, urls)
+
+
+def test_readonly_role_reads_but_cannot_write_or_see_secrets(seeded: Seeded, db: Endpoints) -> None:
+    """The Grafana role selects data, cannot write, and cannot read token or password hashes."""
+    name = f"grafana_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        assert ensure_readonly_role(conn, name, "s3cret-pass") == "created"
+        assert ensure_readonly_role(conn, name, "s3cret-pass") == "updated"
+    dsn = psycopg.conninfo.make_conninfo(seeded.dsn, user=name, password="s3cret-pass")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as ro:
+            assert ro.execute("SELECT count(*) FROM alerts").fetchone() == (4,)
+            assert ro.execute("SELECT count(*) FROM device_liveness").fetchone() == (3,)
+            assert ro.execute("SELECT count(*) FROM telemetry").fetchone() == (180,)
+            assert ro.execute("SELECT count(id) FROM devices").fetchone() == (3,)
+            for stmt in (
+                "SELECT password_hash FROM devices",
+                "SELECT * FROM api_tokens",
+                "DELETE FROM alerts",
+                "CREATE TABLE x (a int)",
+            ):
+                with pytest.raises(psycopg.Error):
+                    ro.execute(stmt)
+    finally:
+        with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{name}"')
+            conn.execute(f'DROP ROLE "{name}"')
+
+
+@pytest.mark.usefixtures("cli_logging")
+def test_readonly_role_cli_takes_the_password_from_the_environment(
+    db: Endpoints, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`db readonly-role` refuses without FIRESENTRY_READONLY_PASSWORD and creates the role with it."""
+    _env(monkeypatch, db)
+    monkeypatch.delenv("FIRESENTRY_READONLY_PASSWORD", raising=False)
+    assert main(["db", "readonly-role", "--name", "grafana_cli"]) == 2
+    assert "FIRESENTRY_READONLY_PASSWORD" in capsys.readouterr().err
+    monkeypatch.setenv("FIRESENTRY_READONLY_PASSWORD", "pw-from-env")
+    assert main(["db", "readonly-role", "--name", "Bad-Name"]) == 2
+    try:
+        assert main(["db", "readonly-role", "--name", "grafana_cli"]) == 0
+        assert "role grafana_cli created" in capsys.readouterr().out
+    finally:
+        with psycopg.connect(db.dsn(), autocommit=True) as conn:
+            conn.execute('DROP OWNED BY "grafana_cli"')
+            conn.execute('DROP ROLE IF EXISTS "grafana_cli"')
