@@ -27,6 +27,8 @@ class DispatchOptions:
     routing: RoutingFile
     webhooks: Sequence[Receiver] = ()
     robot_channels: dict[str, str] = field(default_factory=dict)
+    # Person channels that have a configured provider; rows for others would only give up.
+    person_channels: frozenset[str] = frozenset({"sms", "email"})
 
 
 def in_quiet_hours(c: ContactRow, local: dt.datetime) -> dt.datetime | None:
@@ -71,6 +73,8 @@ class Dispatcher:
                     continue
                 held = None if alert.severity == "critical" else in_quiet_hours(c, now)
                 for channel in tier.channels:
+                    if channel not in self.opts.person_channels:
+                        continue
                     address = getattr(c, _ADDRESS[channel])
                     if not address or (c.channels and channel not in c.channels):
                         continue

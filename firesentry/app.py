@@ -100,7 +100,24 @@ class Engine:
                 f"the routing file names robots {sorted(unknown)} that are not under notify.robots"
             )
         self.routing = routing
-        dispatcher = Dispatcher(DispatchOptions(routing, self.receivers, robot_channels(settings)))
+        person = frozenset(
+            ch
+            for ch, on in (
+                ("sms", bool(settings.notify.sms)),
+                ("email", settings.notify.email is not None),
+            )
+            if on
+        )
+        unconfigured = {ch for r in routing.routes for t in r.tiers for ch in t.channels} - person
+        if unconfigured:
+            log.warning(
+                "the routing file uses channels with no provider configured; "
+                "messages on them are not queued",
+                channels=sorted(unconfigured),
+            )
+        dispatcher = Dispatcher(
+            DispatchOptions(routing, self.receivers, robot_channels(settings), person)
+        )
         empty = Registry.of([])
         self.pipeline = Pipeline(
             decoder,

@@ -362,3 +362,31 @@ def test_sms_fails_over_to_the_second_provider(
     finally:
         e.stop()
         first.stop()
+
+
+def test_channels_without_a_provider_are_not_queued(
+    world: Endpoints, prefix: str, tmp_path: Path, pub: Publisher, receiver: Any
+) -> None:
+    """With no SMS provider configured, routing to sms queues nothing (instead of rows that
+    can only give up), while webhooks still get the alert."""
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(ROUTING.replace("        robots: [ops]\n", ""))
+    settings = engine_settings(
+        prefix,
+        f"ingest-{uuid.uuid4().hex[:8]}",
+        notify={
+            "routing_file": str(routing),
+            "webhooks": {"t": {"url": receiver.url, "secret": "test-webhook-secret"}},
+        },
+    )
+    e = Engine(settings, world)
+    e.start()
+    try:
+        assert e.consumer.wait_connected(10)
+        pub.publish(
+            f"{prefix}/em-4/telemetry", {"ts": now_ms(), "metrics": {"residual_current_ma": 400.0}}
+        )
+        assert receiver.wait_for(lambda r: len(r) == 1, 15)
+        assert scalar(world.dsn(), "SELECT count(*) FROM notifications WHERE channel = 'sms'") == 0
+    finally:
+        e.stop()
