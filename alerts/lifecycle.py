@@ -86,7 +86,8 @@ def apply_transitions(
             "device": device.id,
             "unit": device.unit_name or device.unit_id,
             "metric": rule.metric or "",
-            "value": tr.value,
+            # "falling 0.4 MPa/min" reads better than a signed rate; the payload keeps the sign.
+            "value": abs(tr.value) if rule.kind == "rate" else tr.value,
             "threshold": tr.threshold if tr.threshold == tr.threshold else 0.0,
         }
         en = _fmt(rule.message.en, **values)
