@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,9 +15,9 @@ import aiohttp
 from yarl import URL
 
 from alerts.errors import PermanentError, RetryableError
+from alerts.notify.http import IDEMPOTENCY_HEADER, parse_json, raise_unrecognised, request
 from alerts.types import Notification
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 # 130101: the robot sent too fast (20 a minute); -1: DingTalk says it is busy.
 RETRYABLE_CODES = frozenset({130101, -1})
 
@@ -76,28 +75,21 @@ class DingTalkNotifier:
         body = message_body(
             str(n.payload.get("title", "")), str(n.payload.get("text", "")), self.opts.msgtype
         )
-        try:
-            async with self.session.post(
-                signed_url(url, secret),
-                json=body,
-                # DingTalk has no idempotency field; the header costs nothing and proxies can use it.
-                headers={IDEMPOTENCY_HEADER: n.idempotency_key, "User-Agent": "firesentry/1"},
-                timeout=aiohttp.ClientTimeout(total=self.opts.timeout_s),
-            ) as resp:
-                status, text = resp.status, await resp.text(errors="replace")
-        except TimeoutError as exc:
-            raise RetryableError(f"timed out after {self.opts.timeout_s}s") from exc
-        except aiohttp.ClientError as exc:
-            raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+        # DingTalk has no idempotency field; the header costs nothing and proxies can use it.
+        status, text = await request(
+            self.session,
+            "POST",
+            signed_url(url, secret),
+            self.opts.timeout_s,
+            json=body,
+            headers={IDEMPOTENCY_HEADER: n.idempotency_key, "User-Agent": "firesentry/1"},
+        )
         _check(status, text)
 
 
 def _check(status: int, text: str) -> None:
-    try:
-        reply = json.loads(text)
-    except ValueError:
-        reply = None
-    if isinstance(reply, dict) and "errcode" in reply:
+    reply = parse_json(text)
+    if "errcode" in reply:
         code = reply["errcode"]
         if code == 0:
             return
@@ -105,8 +97,4 @@ def _check(status: int, text: str) -> None:
         if code in RETRYABLE_CODES:
             raise RetryableError(msg)
         raise PermanentError(msg)
-    msg = f"HTTP {status}: {text[:200]}"
-    # A 2xx without errcode came from something in between (a proxy); it may pass.
-    if status >= 500 or status in (408, 429) or 200 <= status < 300:
-        raise RetryableError(msg)
-    raise PermanentError(msg)
+    raise_unrecognised(status, text)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,9 +13,9 @@ from typing import Any, Literal
 import aiohttp
 
 from alerts.errors import PermanentError, RetryableError
+from alerts.notify.http import IDEMPOTENCY_HEADER, parse_json, raise_unrecognised, request
 from alerts.types import Notification
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 # 9499 "too many request" and 11232 "frequency limited": the bot's rate limit, it passes.
 RETRYABLE_CODES = frozenset({9499, 11232})
 # Card header colours by severity, so that a critical alarm stands out in the chat.
@@ -80,28 +79,21 @@ class FeishuNotifier:
         if secret:
             ts = str(int(time.time()))
             body = {"timestamp": ts, "sign": sign(secret, ts), **body}
-        try:
-            async with self.session.post(
-                url,
-                json=body,
-                # Feishu has no idempotency field; the header costs nothing and proxies can use it.
-                headers={IDEMPOTENCY_HEADER: n.idempotency_key, "User-Agent": "firesentry/1"},
-                timeout=aiohttp.ClientTimeout(total=self.opts.timeout_s),
-            ) as resp:
-                status, text = resp.status, await resp.text(errors="replace")
-        except TimeoutError as exc:
-            raise RetryableError(f"timed out after {self.opts.timeout_s}s") from exc
-        except aiohttp.ClientError as exc:
-            raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+        # Feishu has no idempotency field; the header costs nothing and proxies can use it.
+        status, text = await request(
+            self.session,
+            "POST",
+            url,
+            self.opts.timeout_s,
+            json=body,
+            headers={IDEMPOTENCY_HEADER: n.idempotency_key, "User-Agent": "firesentry/1"},
+        )
         _check(status, text)
 
 
 def _check(status: int, text: str) -> None:
-    try:
-        reply = json.loads(text)
-    except ValueError:
-        reply = None
-    if isinstance(reply, dict) and ("code" in reply or "StatusCode" in reply):
+    reply = parse_json(text)
+    if "code" in reply or "StatusCode" in reply:
         code = reply.get("code", reply.get("StatusCode"))
         if code == 0:
             return
@@ -109,8 +101,4 @@ def _check(status: int, text: str) -> None:
         if code in RETRYABLE_CODES or status >= 500 or status == 429:
             raise RetryableError(msg)
         raise PermanentError(msg)
-    msg = f"HTTP {status}: {text[:200]}"
-    # A 2xx without a code came from something in between (a proxy); it may pass.
-    if status >= 500 or status in (408, 429) or 200 <= status < 300:
-        raise RetryableError(msg)
-    raise PermanentError(msg)
+    raise_unrecognised(status, text)

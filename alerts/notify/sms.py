@@ -11,19 +11,24 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import quote
 
 import aiohttp
 import structlog
 
 from alerts.errors import DeliveryError, PermanentError, RetryableError
+from alerts.notify.http import (
+    IDEMPOTENCY_HEADER,
+    RETRYABLE_4XX,
+    parse_json,
+    raise_for_status,
+    request,
+)
 from alerts.types import Notification
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 # Statuses that say "later might work"; every other 4xx means the request itself is wrong.
-_RETRYABLE_4XX = frozenset({408, 425, 429})
 
 # GSM 03.38: the basic set costs one septet, the extension set two (escape + char).
 _GSM_BASIC = frozenset(
@@ -87,42 +92,6 @@ def fit_sms(text: str, max_segments: int = 2) -> str:
 # --- shared HTTP plumbing -------------------------------------------------------------------
 
 
-async def _request(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    timeout_s: float,
-    **kwargs: Any,
-) -> tuple[int, str]:
-    """Do one request; turn transport failures into RetryableError."""
-    try:
-        async with session.request(
-            method, url, timeout=aiohttp.ClientTimeout(total=timeout_s), **kwargs
-        ) as resp:
-            return resp.status, await resp.text(errors="replace")
-    except TimeoutError as exc:
-        raise RetryableError(f"timed out after {timeout_s}s") from exc
-    except aiohttp.ClientError as exc:
-        raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
-
-
-def _raise_for_status(status: int, text: str) -> None:
-    if 200 <= status < 300:
-        return
-    msg = f"HTTP {status}: {text[:200]}"
-    if status >= 500 or status in _RETRYABLE_4XX:
-        raise RetryableError(msg)
-    raise PermanentError(msg)
-
-
-def _json(text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 # --- generic HTTP gateway -------------------------------------------------------------------
 
 
@@ -149,7 +118,7 @@ class GenericHttpSms:
         headers = {IDEMPOTENCY_HEADER: key, "User-Agent": "firesentry/1"}
         if self.opts.token:
             headers["Authorization"] = f"Bearer {self.opts.token}"
-        status, body = await _request(
+        status, body = await request(
             self.session,
             "POST",
             self.opts.url,
@@ -157,7 +126,7 @@ class GenericHttpSms:
             json={"to": phone, "text": text, "id": key},
             headers=headers,
         )
-        _raise_for_status(status, body)
+        raise_for_status(status, body)
 
 
 # --- Alibaba Cloud SMS (Dysmsapi 2017-05-25) ------------------------------------------------
@@ -233,7 +202,7 @@ class AliyunSms:
 
     async def send(self, phone: str, text: str, key: str) -> None:
         """Call SendSms; Code "OK" is success, whatever the HTTP status says otherwise."""
-        status, body = await _request(
+        status, body = await request(
             self.session,
             "POST",
             self.opts.endpoint,
@@ -241,13 +210,13 @@ class AliyunSms:
             data=self.signed_params(phone, text, key),
             headers={IDEMPOTENCY_HEADER: key, "User-Agent": "firesentry/1"},
         )
-        code = str(_json(body).get("Code", ""))
+        code = str(parse_json(body).get("Code", ""))
         if code == "OK":
             return
         if not code:
-            _raise_for_status(status, body)
+            raise_for_status(status, body)
             raise RetryableError(f"HTTP {status} without a Code: {body[:200]}")
-        msg = f"Aliyun {code}: {_json(body).get('Message', '')}"[:300]
+        msg = f"Aliyun {code}: {parse_json(body).get('Message', '')}"[:300]
         if _aliyun_retryable(code) or status >= 500:
             raise RetryableError(msg)
         raise PermanentError(msg)
@@ -293,7 +262,7 @@ class TwilioSms:
             sep = "&" if "?" in o.status_callback else "?"
             form["StatusCallback"] = f"{o.status_callback}{sep}idempotency_key={quote(key)}"
         url = f"{o.base_url.rstrip('/')}/2010-04-01/Accounts/{o.account_sid}/Messages.json"
-        status, body = await _request(
+        status, body = await request(
             self.session,
             "POST",
             url,
@@ -309,9 +278,9 @@ class TwilioSms:
         )
         if 200 <= status < 300:
             return
-        err = _json(body)
+        err = parse_json(body)
         msg = f"Twilio HTTP {status} code {err.get('code')}: {err.get('message', body[:200])}"
-        if status >= 500 or status in _RETRYABLE_4XX:
+        if status >= 500 or status in RETRYABLE_4XX:
             raise RetryableError(msg)
         raise PermanentError(msg)
 

@@ -10,14 +10,12 @@ from dataclasses import dataclass
 import aiohttp
 import msgspec
 
-from alerts.errors import PermanentError, RetryableError
+from alerts.errors import PermanentError
+from alerts.notify.http import IDEMPOTENCY_HEADER, raise_for_status, request
 from alerts.types import Notification
 
 SIGNATURE_HEADER = "X-Firesentry-Signature"
 TIMESTAMP_HEADER = "X-Firesentry-Timestamp"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-# Statuses that say "later might work"; every other 4xx means the request itself is wrong.
-_RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,21 +73,7 @@ class WebhookNotifier:
         }
         if target.secret:
             headers[SIGNATURE_HEADER] = sign(target.secret, ts, body)
-        try:
-            async with self.session.post(
-                target.url,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=target.timeout_s),
-            ) as resp:
-                text = (await resp.text(errors="replace"))[:200]
-                if 200 <= resp.status < 300:
-                    return
-                msg = f"HTTP {resp.status}: {text}"
-                if resp.status >= 500 or resp.status in _RETRYABLE_4XX:
-                    raise RetryableError(msg)
-                raise PermanentError(msg)
-        except TimeoutError as exc:
-            raise RetryableError(f"timed out after {target.timeout_s}s") from exc
-        except aiohttp.ClientError as exc:
-            raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+        status, text = await request(
+            self.session, "POST", target.url, target.timeout_s, data=body, headers=headers
+        )
+        raise_for_status(status, text)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -10,9 +9,9 @@ from typing import Any, Literal
 import aiohttp
 
 from alerts.errors import PermanentError, RetryableError
+from alerts.notify.http import IDEMPOTENCY_HEADER, parse_json, raise_unrecognised, request
 from alerts.types import Notification
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 # 45009: the robot's 20 messages a minute are used up; -1: WeCom says it is busy.
 RETRYABLE_CODES = frozenset({45009, -1})
 # WeCom refuses longer contents (bytes of UTF-8), it does not cut them.
@@ -68,28 +67,21 @@ class WeComNotifier:
         body = message_body(
             str(n.payload.get("title", "")), str(n.payload.get("text", "")), self.opts.msgtype
         )
-        try:
-            async with self.session.post(
-                url,
-                json=body,
-                # WeCom has no idempotency field; the header costs nothing and proxies can use it.
-                headers={IDEMPOTENCY_HEADER: n.idempotency_key, "User-Agent": "firesentry/1"},
-                timeout=aiohttp.ClientTimeout(total=self.opts.timeout_s),
-            ) as resp:
-                status, text = resp.status, await resp.text(errors="replace")
-        except TimeoutError as exc:
-            raise RetryableError(f"timed out after {self.opts.timeout_s}s") from exc
-        except aiohttp.ClientError as exc:
-            raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+        # WeCom has no idempotency field; the header costs nothing and proxies can use it.
+        status, text = await request(
+            self.session,
+            "POST",
+            url,
+            self.opts.timeout_s,
+            json=body,
+            headers={IDEMPOTENCY_HEADER: n.idempotency_key, "User-Agent": "firesentry/1"},
+        )
         _check(status, text)
 
 
 def _check(status: int, text: str) -> None:
-    try:
-        reply = json.loads(text)
-    except ValueError:
-        reply = None
-    if isinstance(reply, dict) and "errcode" in reply:
+    reply = parse_json(text)
+    if "errcode" in reply:
         code = reply["errcode"]
         if code == 0:
             return
@@ -97,8 +89,4 @@ def _check(status: int, text: str) -> None:
         if code in RETRYABLE_CODES:
             raise RetryableError(msg)
         raise PermanentError(msg)
-    msg = f"HTTP {status}: {text[:200]}"
-    # A 2xx without errcode came from something in between (a proxy); it may pass.
-    if status >= 500 or status in (408, 429) or 200 <= status < 300:
-        raise RetryableError(msg)
-    raise PermanentError(msg)
+    raise_unrecognised(status, text)
