@@ -187,7 +187,8 @@ class Pipeline:
             np.fromiter((e.ts_ms for e in ev), np.int64, len(ev)),
         )
         if decoded.last_seen:
-            # Heartbeats (telemetry with no metrics) and status messages count as signs of life.
+            # Heartbeats (telemetry with no metrics) are signs of life that evaluate() never sees;
+            # devices with readings were already heard there, so this clears nothing twice.
             nums = np.fromiter(decoded.last_seen.keys(), np.int32, len(decoded.last_seen))
             times = np.fromiter(decoded.last_seen.values(), np.int64, len(decoded.last_seen))
             transitions += self.engine.heard(nums, times)
