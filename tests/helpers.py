@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -69,3 +76,24 @@ def engine_settings(prefix: str, client_id: str, **sections: dict[str, Any]) -> 
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}
     return Settings(**base)
+
+
+@contextmanager
+def own_services_dir(prefix: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A folder for a .firesentry/ of its own, the environment pointing at it; stopped after."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIRESENTRY_")}
+    env["FIRESENTRY_CONFIG"] = str(Path(__file__).resolve().parents[1] / "config.yaml")
+    env["FIRESENTRY_EMBEDDED__DIR"] = str(d / ".firesentry")
+    try:
+        yield d, env
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "firesentry.cli", "down"],
+            env=env,
+            cwd=d,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        shutil.rmtree(d, ignore_errors=True)

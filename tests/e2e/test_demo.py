@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import own_services_dir
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,20 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture()
 def workdir() -> Iterator[tuple[Path, dict[str, str]]]:
     """A folder for .firesentry/ of its own and the environment that points at it."""
-    d = Path(tempfile.mkdtemp(prefix="firesentry-demo-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIRESENTRY_")}
-    env["FIRESENTRY_CONFIG"] = str(ROOT / "config.yaml")
-    env["FIRESENTRY_EMBEDDED__DIR"] = str(d / ".firesentry")
-    yield d, env
-    subprocess.run(
-        [sys.executable, "-m", "firesentry.cli", "down"],
-        env=env,
-        cwd=d,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    shutil.rmtree(d, ignore_errors=True)
+    with own_services_dir("firesentry-demo-") as w:
+        yield w
 
 
 def cli(workdir: tuple[Path, dict[str, str]], *args: str, timeout: float = 60) -> str:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import pytest
 from firesentry import cli
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
-from tests.helpers import scalar, wait_until
+from tests.helpers import own_services_dir, scalar, wait_until
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,20 +119,8 @@ def test_shared_connection_for_a_larger_fleet(db: Endpoints, engine: Engine, sim
 @pytest.fixture()
 def auth_dir() -> Iterator[tuple[Path, dict[str, str]]]:
     """A folder with private services of its own (stopped afterwards)."""
-    d = Path(tempfile.mkdtemp(prefix="firesentry-sim-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIRESENTRY_")}
-    env["FIRESENTRY_CONFIG"] = str(ROOT / "config.yaml")
-    env["FIRESENTRY_EMBEDDED__DIR"] = str(d / ".firesentry")
-    yield d, env
-    subprocess.run(
-        [sys.executable, "-m", "firesentry.cli", "down"],
-        env=env,
-        cwd=d,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    shutil.rmtree(d, ignore_errors=True)
+    with own_services_dir("firesentry-sim-") as w:
+        yield w
 
 
 def test_devices_log_in_with_their_own_passwords_when_the_broker_needs_them(
