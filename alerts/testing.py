@@ -292,14 +292,18 @@ class _FakeProvider(_HttpServer):
         with self._cond:
             return self._cond.wait_for(lambda: predicate(self.requests), timeout)
 
-    async def _begin(self) -> _Injected | web.Response | None:
-        """Count the attempt, wait out any delay, and take the next injected failure."""
+    async def _begin(self) -> web.Response | None:
+        """Count the attempt, wait out any delay; the injected failure to answer with, if any."""
         with self._lock:
             self.attempts += 1
             injected = self._injected.pop(0) if self._injected else None
         if await self._pause():
             return web.Response(status=503, text="shutting down")
-        return injected
+        return None if injected is None else self._injected_response(injected)
+
+    def _injected_response(self, injected: _Injected) -> web.Response:
+        """How this provider answers a failure a test injected."""
+        raise NotImplementedError
 
     def _refuse(self, why: str) -> None:
         with self._cond:
@@ -343,15 +347,17 @@ class FakeSmsGateway(_FakeProvider):
     def _routes(self, app: web.Application) -> None:
         app.router.add_post("/sms", self._handle)
 
+    def _injected_response(self, injected: _Injected) -> web.Response:
+        """Answer an injected failure the way this provider does."""
+        if injected.status is not None:
+            return web.json_response({"error": "injected"}, status=injected.status)
+        return web.json_response({"error": str(injected.code)}, status=422)
+
     async def _handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        injected = await self._begin()
-        if isinstance(injected, web.Response):
-            return injected
-        if injected is not None:
-            if injected.status is not None:
-                return web.json_response({"error": "injected"}, status=injected.status)
-            return web.json_response({"error": str(injected.code)}, status=422)
+        failure = await self._begin()
+        if failure is not None:
+            return failure
         if (
             self.token is not None
             and request.headers.get("Authorization") != f"Bearer {self.token}"
@@ -411,17 +417,19 @@ class FakeAliyunSms(_FakeProvider):
         digest = hmac.new(key, string_to_sign.encode(), hashlib.sha1).digest()
         return base64.b64encode(digest).decode()
 
+    def _injected_response(self, injected: _Injected) -> web.Response:
+        """Answer an injected failure the way this provider does."""
+        if injected.status is not None:
+            return self._error("ServiceUnavailable", "injected", injected.status)
+        code = str(injected.code)
+        # Business (isv.*) errors come with HTTP 200; gateway errors with a 4xx.
+        return self._error(code, "injected", 200 if code.startswith("isv.") else 400)
+
     async def _handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        injected = await self._begin()
-        if isinstance(injected, web.Response):
-            return injected
-        if injected is not None:
-            if injected.status is not None:
-                return self._error("ServiceUnavailable", "injected", injected.status)
-            code = str(injected.code)
-            # Business (isv.*) errors come with HTTP 200; gateway errors with a 4xx.
-            return self._error(code, "injected", 200 if code.startswith("isv.") else 400)
+        failure = await self._begin()
+        if failure is not None:
+            return failure
         params = dict(request.query)
         if request.method == "POST":
             form = parse_qs(raw.decode(), keep_blank_values=True)
@@ -502,16 +510,18 @@ class FakeTwilio(_FakeProvider):
             status=status,
         )
 
+    def _injected_response(self, injected: _Injected) -> web.Response:
+        """Answer an injected failure the way this provider does."""
+        if injected.status is not None:
+            return self._error(20500, "injected", injected.status)
+        code = int(injected.code or 0)
+        return self._error(code, "injected", self._CODE_STATUS.get(code, 400))
+
     async def _handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        injected = await self._begin()
-        if isinstance(injected, web.Response):
-            return injected
-        if injected is not None:
-            if injected.status is not None:
-                return self._error(20500, "injected", injected.status)
-            code = int(injected.code or 0)
-            return self._error(code, "injected", self._CODE_STATUS.get(code, 400))
+        failure = await self._begin()
+        if failure is not None:
+            return failure
         token = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         if request.headers.get("Authorization") != f"Basic {token}":
             return self._error(20003, "Authenticate", 401)
@@ -547,7 +557,20 @@ class FakeTwilio(_FakeProvider):
 # --- group robots ---------------------------------------------------------------------------
 
 
-class FakeWeCom(_FakeProvider):
+class _FakeRobot(_FakeProvider):
+    """A chat group robot: injected codes come back as its own error reply, with HTTP 200."""
+
+    def _error(self, code: int, message: str) -> web.Response:
+        raise NotImplementedError
+
+    def _injected_response(self, injected: _Injected) -> web.Response:
+        """An injected HTTP status as is; an injected code as the robot's error reply."""
+        if injected.status is not None:
+            return web.Response(status=injected.status, text="injected failure")
+        return self._error(int(injected.code or 0), "injected")
+
+
+class FakeWeCom(_FakeRobot):
     """WeCom group robots: POST /cgi-bin/webhook/send?key=…, errcode in the reply."""
 
     thread_name = "fake-wecom"
@@ -570,13 +593,9 @@ class FakeWeCom(_FakeProvider):
 
     async def _handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        injected = await self._begin()
-        if isinstance(injected, web.Response):
-            return injected
-        if injected is not None:
-            if injected.status is not None:
-                return web.Response(status=injected.status, text="injected failure")
-            return self._error(int(injected.code or 0), "injected")
+        failure = await self._begin()
+        if failure is not None:
+            return failure
         if request.query.get("key") not in self.robot_keys:
             return self._error(93000, "invalid webhook url")
         body = _json_object(raw)
@@ -592,7 +611,7 @@ class FakeWeCom(_FakeProvider):
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
 
-class FakeDingTalk(_FakeProvider):
+class FakeDingTalk(_FakeRobot):
     """DingTalk custom robots: POST /robot/send?access_token=…, signed with timestamp and sign."""
 
     thread_name = "fake-dingtalk"
@@ -625,13 +644,9 @@ class FakeDingTalk(_FakeProvider):
 
     async def _handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        injected = await self._begin()
-        if isinstance(injected, web.Response):
-            return injected
-        if injected is not None:
-            if injected.status is not None:
-                return web.Response(status=injected.status, text="injected failure")
-            return self._error(int(injected.code or 0), "injected")
+        failure = await self._begin()
+        if failure is not None:
+            return failure
         token = request.query.get("access_token", "")
         if token not in self.robots:
             return self._error(300001, "token is not exist")
@@ -652,7 +667,7 @@ class FakeDingTalk(_FakeProvider):
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
 
-class FakeFeishu(_FakeProvider):
+class FakeFeishu(_FakeRobot):
     """Feishu custom bots: POST /open-apis/bot/v2/hook/<id>, timestamp and sign in the body."""
 
     thread_name = "fake-feishu"
@@ -685,13 +700,9 @@ class FakeFeishu(_FakeProvider):
 
     async def _handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        injected = await self._begin()
-        if isinstance(injected, web.Response):
-            return injected
-        if injected is not None:
-            if injected.status is not None:
-                return web.Response(status=injected.status, text="injected failure")
-            return self._error(int(injected.code or 0), "injected")
+        failure = await self._begin()
+        if failure is not None:
+            return failure
         hook = request.match_info["hook"]
         if hook not in self.robots:
             return self._error(19001, "param invalid: incoming webhook access token invalid", 400)
