@@ -14,8 +14,8 @@ from urllib.parse import quote_plus
 import aiohttp
 from yarl import URL
 
-from alerts.errors import PermanentError, RetryableError
-from alerts.notify.http import IDEMPOTENCY_HEADER, parse_json, raise_unrecognised, request
+from alerts.errors import PermanentError
+from alerts.notify.http import IDEMPOTENCY_HEADER, raise_for_errcode, request
 from alerts.types import Notification
 
 # 130101: the robot sent too fast (20 a minute); -1: DingTalk says it is busy.
@@ -84,17 +84,4 @@ class DingTalkNotifier:
             json=body,
             headers={IDEMPOTENCY_HEADER: n.idempotency_key, "User-Agent": "firesentry/1"},
         )
-        _check(status, text)
-
-
-def _check(status: int, text: str) -> None:
-    reply = parse_json(text)
-    if "errcode" in reply:
-        code = reply["errcode"]
-        if code == 0:
-            return
-        msg = f"DingTalk errcode {code}: {reply.get('errmsg', '')}"[:300]
-        if code in RETRYABLE_CODES:
-            raise RetryableError(msg)
-        raise PermanentError(msg)
-    raise_unrecognised(status, text)
+        raise_for_errcode(status, text, "DingTalk", RETRYABLE_CODES)

@@ -53,6 +53,21 @@ def raise_unrecognised(status: int, text: str) -> None:
     raise PermanentError(msg)
 
 
+def raise_for_errcode(status: int, text: str, who: str, retryable: frozenset[int]) -> None:
+    """WeCom/DingTalk replies: errcode 0 is success, `retryable` codes are retried."""
+    reply = parse_json(text)
+    if "errcode" not in reply:
+        raise_unrecognised(status, text)
+        return
+    code = reply["errcode"]
+    if code == 0:
+        return
+    msg = f"{who} errcode {code}: {reply.get('errmsg', '')}"[:300]
+    if code in retryable:
+        raise RetryableError(msg)
+    raise PermanentError(msg)
+
+
 def parse_json(text: str) -> dict[str, Any]:
     """The reply as a JSON object, or {} when it is not one."""
     try:

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 import aiohttp
 
-from alerts.errors import PermanentError, RetryableError
-from alerts.notify.http import IDEMPOTENCY_HEADER, parse_json, raise_unrecognised, request
+from alerts.errors import PermanentError
+from alerts.notify.http import IDEMPOTENCY_HEADER, raise_for_errcode, request
 from alerts.types import Notification
 
 # 45009: the robot's 20 messages a minute are used up; -1: WeCom says it is busy.
@@ -76,17 +76,4 @@ class WeComNotifier:
             json=body,
             headers={IDEMPOTENCY_HEADER: n.idempotency_key, "User-Agent": "firesentry/1"},
         )
-        _check(status, text)
-
-
-def _check(status: int, text: str) -> None:
-    reply = parse_json(text)
-    if "errcode" in reply:
-        code = reply["errcode"]
-        if code == 0:
-            return
-        msg = f"WeCom errcode {code}: {reply.get('errmsg', '')}"[:300]
-        if code in RETRYABLE_CODES:
-            raise RetryableError(msg)
-        raise PermanentError(msg)
-    raise_unrecognised(status, text)
+        raise_for_errcode(status, text, "WeCom", RETRYABLE_CODES)
