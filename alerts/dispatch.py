@@ -58,10 +58,8 @@ class Dispatcher:
         tiers: Sequence[Tier],
         kind: str,
         payload: dict[str, Any],
-        contacts: list[ContactRow] | None = None,
     ) -> int:
-        if contacts is None:
-            contacts = store_alerts.contacts_for_unit(conn, alert.unit_id)
+        contacts = store_alerts.contacts_for_unit(conn, alert.unit_id)
         now = dt.datetime.now(self.tz)
         group_wait = dt.timedelta(seconds=self.opts.routing.group_wait_s)
         sent: set[tuple[str, str]] = set()
