@@ -45,7 +45,7 @@ class ConsumerOptions:
     shared_group: str | None = None
     batch_max: int = 2000
     batch_wait_ms: int = 50
-    retry_max_s: float = 30.0
+    retry_max_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,7 @@ class _Received:
     msg: RawMessage
     qos: int
     generation: int
+    received_at: float  # time.monotonic() when it came off the socket
 
 
 class Consumer:
@@ -77,7 +78,11 @@ class Consumer:
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._reload: Callable[[], RuleFile] | None = None
+        # When the oldest message of the batch being written arrived (None: no batch in hand).
+        self._batch_since: float | None = None
         self.committed_messages = 0
+        # Set when the batch thread ended by an unexpected exception: a supervisor acts on it.
+        self.failure: BaseException | None = None
         client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=opts.client_id,
@@ -86,7 +91,8 @@ class Consumer:
         )
         if opts.username:
             client.username_pw_set(opts.username, opts.password)
-        client.reconnect_delay_set(1, 30)
+        # Reconnect soon after the broker is back: a long backoff only delays alarms.
+        client.reconnect_delay_set(1, 2)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -159,6 +165,7 @@ class Consumer:
                 RawMessage(message.topic, bytes(message.payload), message.mid),
                 message.qos,
                 self._generation,
+                time.monotonic(),
             )
         )
 
@@ -180,8 +187,25 @@ class Consumer:
             properties=props,
         )
         self.client.loop_start()
-        self._thread = threading.Thread(target=self._run, name="ingest-batcher", daemon=True)
+        self._thread = threading.Thread(target=self._guarded, name="ingest-batcher", daemon=True)
         self._thread.start()
+
+    @property
+    def broker_connected(self) -> bool:
+        """Whether the broker connection is up and subscribed."""
+        return self._connected.is_set()
+
+    def alive(self) -> bool:
+        """Whether the batch thread is running (False after start when it died or stopped)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def lag_s(self) -> float:
+        """Age of the oldest message received but not yet committed (0 when none waits)."""
+        oldest = [self._batch_since] if self._batch_since is not None else []
+        with self._queue.mutex:
+            if self._queue.queue:
+                oldest.append(self._queue.queue[0].received_at)
+        return max(0.0, time.monotonic() - min(oldest)) if oldest else 0.0
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait until the broker connection is up and the subscriptions are acknowledged."""
@@ -244,6 +268,15 @@ class Consumer:
         except psycopg.Error as exc:
             log.warning("periodic checks failed; will retry", error=str(exc).strip()[:200])
 
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            # Unacked messages are redelivered, so dying is safe; dying unseen is not.
+            self.failure = exc
+            log.exception("ingest batch thread died")
+            raise
+
     def _run(self) -> None:
         while True:
             if self._stop.is_set() and self._queue.empty():
@@ -252,6 +285,7 @@ class Consumer:
             batch = self._collect()
             if not batch:
                 continue
+            self._batch_since = batch[0].received_at
             result = self._commit(batch)
             if result is None:
                 return
@@ -261,57 +295,160 @@ class Consumer:
                 if r.qos > 0 and r.generation == generation:
                     self.client.ack(r.msg.mid, r.qos)
             self.committed_messages += len(batch)
+            self._batch_since = None
             if self.on_batch is not None:
                 self.on_batch(result)
 
     def _connect_db_retrying(self) -> psycopg.Connection[Any]:
-        delay = 0.5
+        outage = _Outage("database unavailable; probing until it answers")
         while True:
             try:
-                return self.connect_db()
+                conn = self.connect_db()
             except psycopg.OperationalError as exc:
                 if self._stop.is_set():
                     raise
-                log.warning(
-                    "database unavailable; retrying", error=str(exc).strip()[:200], retry_in_s=delay
-                )
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.opts.retry_max_s)
+                # Probe at a short interval, not a long backoff: work resumes soon after it is back.
+                self._stop.wait(outage.failed(exc, self.opts.retry_max_s))
+                continue
+            outage.over()
+            return conn
 
     def _commit(self, batch: list[_Received]) -> BatchResult | None:
-        assert self._conn is not None
-        delay = 0.5
+        """Write a batch, retrying transient failures; bisect one the database refuses."""
+        messages = [r.msg for r in batch]
+        try:
+            try:
+                return self._write(messages)
+            except _Stopping:
+                raise
+            except Exception as exc:
+                log.error(
+                    "database refused a batch; isolating the messages it refuses",
+                    messages=len(messages),
+                    error=_error_text(exc),
+                )
+                return self._isolate(messages, exc)
+        except _Stopping:
+            log.warning(
+                "stopping with an uncommitted batch; the broker will redeliver it",
+                messages=len(batch),
+            )
+            return None
+
+    def _write(self, messages: list[RawMessage]) -> BatchResult:
+        """Prepare and write in one transaction; wait out transient failures, raise the rest."""
+        outage = _Outage("database write failed; retrying batch")
         prepared = None
         while True:
             try:
-                if self._conn.closed:
+                if self._conn is None or self._conn.closed:
                     self._conn = self._connect_db_retrying()
                 if prepared is None:
-                    prepared = self.pipeline.prepare(self._conn, [r.msg for r in batch])
-                return self.pipeline.write(self._conn, prepared)
+                    prepared = self.pipeline.prepare(self._conn, messages)
+                result = self.pipeline.write(self._conn, prepared)
+                outage.over()
+                return result
             except psycopg.OperationalError as exc:
-                # Nothing is acked, so nothing is lost: wait for the database and write again.
-                log.warning(
-                    "database write failed; retrying batch",
-                    error=str(exc).strip()[:200],
-                    messages=len(batch),
-                    retry_in_s=delay,
-                )
-                with contextlib.suppress(psycopg.Error):
-                    self._conn.close()
-            except Exception:
-                # A bug or a constraint we did not foresee: keep the batch (unacked), re-read the
-                # registry and try again rather than dropping data or dying silently.
-                log.exception("batch failed; retrying", messages=len(batch), retry_in_s=delay)
-                prepared = None
-                with contextlib.suppress(psycopg.Error):
-                    self._conn.rollback()
-                    self.pipeline.refresh_registry(self._conn)
-            if self._stop.is_set():
-                log.warning(
-                    "stopping with an uncommitted batch; the broker will redeliver it",
-                    messages=len(batch),
-                )
-                return None
-            self._stop.wait(delay)
-            delay = min(delay * 2, self.opts.retry_max_s)
+                if self._stop.is_set():
+                    if prepared is not None:
+                        self.pipeline.discard(prepared)
+                    raise _Stopping from exc
+                # Lost connection, serialization failure, deadlock, full disk: nothing is acked,
+                # so nothing is lost. The same prepared batch is written again (same rule state).
+                if self._conn is not None and self._conn.closed is False:
+                    with contextlib.suppress(psycopg.Error):
+                        self._conn.rollback()
+                if self._conn is not None and self._conn.broken:
+                    with contextlib.suppress(psycopg.Error):
+                        self._conn.close()
+                self._stop.wait(outage.failed(exc, self.opts.retry_max_s, messages=len(messages)))
+            except BaseException:
+                if prepared is not None:
+                    self.pipeline.discard(prepared)
+                if self._conn is not None and not self._conn.closed:
+                    with contextlib.suppress(psycopg.Error):
+                        self._conn.rollback()
+                raise
+
+    def _isolate(self, messages: list[RawMessage], exc: Exception) -> BatchResult:
+        """Bisect a refused batch: commit every half that goes in, dead-letter single refusals."""
+        if len(messages) == 1:
+            return self._refused(messages[0], exc)
+        mid = len(messages) // 2
+        parts = []
+        for half in (messages[:mid], messages[mid:]):
+            try:
+                parts.append(self._write(half))
+            except _Stopping:
+                raise
+            except Exception as inner:
+                parts.append(self._isolate(half, inner))
+        return BatchResult.merged(parts)
+
+    def _refused(self, msg: RawMessage, exc: Exception) -> BatchResult:
+        """Dead-letter one message the database refuses, so that it cannot stall the rest."""
+        log.error(
+            "message refused by the database; dead-lettered",
+            topic=msg.topic[:200],
+            error=_error_text(exc),
+        )
+        while True:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._connect_db_retrying()
+                self.pipeline.dead_letter(self._conn, msg, "storage_refused", _error_text(exc))
+                return BatchResult(messages=1, rejected=1)
+            except psycopg.OperationalError as transient:
+                if self._stop.is_set():
+                    raise _Stopping from transient
+                self._stop.wait(0.5)
+
+
+class _Stopping(Exception):
+    """Raised out of a retry loop when the consumer is asked to stop."""
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+class _Outage:
+    """Short probing intervals during an outage, one log line at its start, then every 30 s."""
+
+    LOG_EVERY_S = 30.0
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.since: float | None = None
+        self.logged_at = 0.0
+        self.delay = 0.1
+        self.attempts = 0
+
+    def failed(self, exc: BaseException, cap_s: float, **fields: Any) -> float:
+        """Note a failed attempt; return how long to wait before the next."""
+        now = time.monotonic()
+        self.attempts += 1
+        if self.since is None:
+            self.since = now
+        if self.attempts == 1 or now - self.logged_at >= self.LOG_EVERY_S:
+            self.logged_at = now
+            log.warning(
+                self.what,
+                error=str(exc).strip()[:200],
+                for_s=round(now - self.since, 1),
+                attempts=self.attempts,
+                **fields,
+            )
+        delay, self.delay = self.delay, min(self.delay * 2, cap_s)
+        return delay
+
+    def over(self) -> None:
+        """Note success; log how long the outage lasted, if there was one."""
+        if self.since is not None:
+            log.info(
+                "database reachable again",
+                after_s=round(time.monotonic() - self.since, 1),
+                attempts=self.attempts,
+            )
+            self.since = None

@@ -25,7 +25,10 @@ from devices.payloads import (
 )
 from devices.registry import Device, Registry
 
-PAYLOAD_KEEP = 2048  # bytes of a rejected payload kept for the dead-letter table
+PAYLOAD_KEEP = 2048  # bytes kept of an oversize payload (smaller ones are kept whole)
+# The integer columns an event's loop and point land in (PostgreSQL integer).
+_INT4 = (-(2**31), 2**31 - 1)
+_INT8 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,33 @@ class Rejection:
     reason: str
     detail: str
     payload: bytes
+    truncated: bool = False
+
+
+def db_text(text: str) -> str:
+    """Text PostgreSQL will store: NUL and lone surrogates (which it refuses) made visible."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def rejection(
+    topic: str, device_id: str | None, reason: str, detail: str, payload: bytes, keep: int
+) -> Rejection:
+    """A dead letter whose every text column the database accepts; payloads over keep are cut."""
+    truncated = len(payload) > keep
+    return Rejection(
+        db_text(topic),
+        None if device_id is None else db_text(device_id),
+        reason,
+        db_text(detail),
+        payload[:PAYLOAD_KEEP] if truncated else payload,
+        truncated,
+    )
 
 
 @dataclass(slots=True)
@@ -117,6 +147,14 @@ class BatchDecoder:
         self.prefix_parts = prefix.split("/")
         self.limits = limits
 
+    def device_id_of(self, topic: str) -> str | None:
+        """The device id a topic names, if it is one of ours."""
+        parts = topic.split("/")
+        n = len(self.prefix_parts)
+        if len(parts) == n + 2 and parts[:n] == self.prefix_parts:
+            return parts[n]
+        return None
+
     def decode(self, messages: list[RawMessage], registry: Registry, now_ms: int) -> Decoded:
         """Decode every message; never raises for bad input."""
         dev: list[int] = []
@@ -165,7 +203,14 @@ class BatchDecoder:
                     out.last_seen[device.num] = latest
             except _Reject as r:
                 out.rejections.append(
-                    Rejection(msg.topic, device_id, r.reason, r.detail, msg.payload[:PAYLOAD_KEEP])
+                    rejection(
+                        msg.topic,
+                        device_id,
+                        r.reason,
+                        r.detail,
+                        msg.payload,
+                        self.limits.max_payload_bytes,
+                    )
                 )
         if val:
             out.dev = np.asarray(dev, np.int32)
@@ -263,11 +308,24 @@ class BatchDecoder:
             raise _Reject("future_timestamp", f"ts {ts} is more than the allowed skew ahead")
         if ts < lo_ts:
             raise _Reject("ancient_timestamp", f"ts {ts} is older than retention")
-        if not -(2**63) <= msg.seq < 2**63:
-            raise _Reject("malformed", "seq out of range")
+        if not _INT8[0] <= msg.seq <= _INT8[1]:
+            raise _Reject("out_of_range", f"seq {msg.seq} is outside a 64-bit integer")
+        for name, number in (("loop", msg.loop), ("point", msg.point)):
+            if number is not None and not _INT4[0] <= number <= _INT4[1]:
+                raise _Reject(
+                    "out_of_range", f"{name} {str(number)[:40]} is outside a 32-bit integer"
+                )
+        # The panel's text is free-form (often converted from GB 2312): keep the alarm, make the
+        # bytes PostgreSQL refuses visible, rather than lose a fire alarm over its label.
         events.append(
             EventRow(
-                device.num, ts, msg.seq, EVENT_KIND_IDS[kind], msg.loop, msg.point, msg.text[:500]
+                device.num,
+                ts,
+                msg.seq,
+                EVENT_KIND_IDS[kind],
+                msg.loop,
+                msg.point,
+                db_text(msg.text[:500]),
             )
         )
         return ts
@@ -279,7 +337,7 @@ class BatchDecoder:
         if text.startswith("{"):
             try:
                 text = STATUS_DECODER.decode(payload).status.lower()
-            except (msgspec.DecodeError, ValueError) as exc:
+            except (msgspec.DecodeError, ValueError, RecursionError) as exc:
                 raise _Reject("malformed", str(exc)[:200]) from None
         if text not in ("online", "offline"):
             raise _Reject("malformed", "status must be online or offline")

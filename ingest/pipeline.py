@@ -15,7 +15,7 @@ from alerts.dispatch import Dispatcher
 from alerts.escalation import run_escalations
 from alerts.lifecycle import Outcome, apply_transitions
 from devices.registry import Registry
-from ingest.decode import BatchDecoder, Decoded, RawMessage
+from ingest.decode import BatchDecoder, Decoded, RawMessage, Rejection, rejection
 from rules.engine import RuleEngine, StateRow, Transition
 from rules.model import RuleFile
 from store import alerts as store_alerts
@@ -55,6 +55,20 @@ class BatchResult:
     events: int = 0
     rejected: int = 0
     alerts: Outcome = field(default_factory=Outcome)
+
+    @classmethod
+    def merged(cls, parts: list[BatchResult]) -> BatchResult:
+        """One result for a batch that was committed in several parts."""
+        out = cls()
+        for p in parts:
+            out.messages += p.messages
+            out.readings += p.readings
+            out.inserted += p.inserted
+            out.events += p.events
+            out.rejected += p.rejected
+            for name in ("opened", "repeated", "cleared", "notifications"):
+                setattr(out.alerts, name, getattr(out.alerts, name) + getattr(p.alerts, name))
+        return out
 
 
 class Pipeline:
@@ -177,22 +191,28 @@ class Pipeline:
             self.refresh_registry(conn)
             decoded = self.decoder.decode(messages, self.registry, now_ms)
         ev = decoded.events
-        transitions = self.engine.evaluate(
-            decoded.dev,
-            decoded.metric,
-            decoded.ts,
-            decoded.value,
-            np.fromiter((e.device_num for e in ev), np.int32, len(ev)),
-            np.fromiter((e.kind for e in ev), np.int16, len(ev)),
-            np.fromiter((e.ts_ms for e in ev), np.int64, len(ev)),
-        )
-        if decoded.last_seen:
-            # Heartbeats (telemetry with no metrics) are signs of life that evaluate() never sees;
-            # devices with readings were already heard there, so this clears nothing twice.
-            nums = np.fromiter(decoded.last_seen.keys(), np.int32, len(decoded.last_seen))
-            times = np.fromiter(decoded.last_seen.values(), np.int64, len(decoded.last_seen))
-            transitions += self.engine.heard(nums, times)
-            transitions.sort(key=lambda tr: tr.ts_ms)
+        # Rule state moves now but counts only once write() commits; discard() undoes it.
+        self.engine.begin()
+        try:
+            transitions = self.engine.evaluate(
+                decoded.dev,
+                decoded.metric,
+                decoded.ts,
+                decoded.value,
+                np.fromiter((e.device_num for e in ev), np.int32, len(ev)),
+                np.fromiter((e.kind for e in ev), np.int16, len(ev)),
+                np.fromiter((e.ts_ms for e in ev), np.int64, len(ev)),
+            )
+            if decoded.last_seen:
+                # Heartbeats (telemetry with no metrics) are signs of life that evaluate() never
+                # sees; devices with readings were already heard there, so nothing clears twice.
+                nums = np.fromiter(decoded.last_seen.keys(), np.int32, len(decoded.last_seen))
+                times = np.fromiter(decoded.last_seen.values(), np.int64, len(decoded.last_seen))
+                transitions += self.engine.heard(nums, times)
+                transitions.sort(key=lambda tr: tr.ts_ms)
+        except BaseException:
+            self.engine.rollback()
+            raise
         for r in decoded.rejections:
             log.warning(
                 "message rejected",
@@ -202,6 +222,10 @@ class Pipeline:
                 detail=r.detail,
             )
         return Prepared(messages, decoded, transitions, self.registry, self.engine.take_dirty())
+
+    def discard(self, p: Prepared) -> None:
+        """Forget a prepared batch that will not be written: rule state goes back to before it."""
+        self.engine.rollback()
 
     def write(self, conn: psycopg.Connection[Any], p: Prepared) -> BatchResult:
         """Store a prepared batch in one transaction (idempotent: safe to repeat after a failure)."""
@@ -235,14 +259,7 @@ class Pipeline:
                     ],
                 )
             if d.rejections:
-                with (
-                    conn.cursor() as cur,
-                    cur.copy(
-                        "COPY rejected_messages (topic, device_id, reason, detail, payload) FROM STDIN"
-                    ) as cp,
-                ):
-                    for r in d.rejections:
-                        cp.write_row((r.topic, r.device_id, r.reason, r.detail, r.payload))
+                write_rejections(conn, d.rejections)
             if d.statuses:
                 store_registry.set_status(conn, d.statuses)
             now = time.monotonic()
@@ -253,6 +270,7 @@ class Pipeline:
                 flushed = False
             res.alerts = apply_transitions(conn, p.transitions, p.registry, self.dispatcher)
             store_state.save(conn, [_state_tuple(r) for r in p.state])
+        self.engine.commit()
         instruments.batch_committed(res.messages, d.rejections, res.alerts.opened)
         if flushed:
             self._pending_seen = {}
@@ -263,12 +281,51 @@ class Pipeline:
             log.info("redelivered readings skipped", duplicates=duplicates, readings=d.readings)
         return res
 
+    def dead_letter(
+        self, conn: psycopg.Connection[Any], msg: RawMessage, reason: str, detail: str
+    ) -> None:
+        """Store one message as a dead letter in its own transaction; as hex if even that fails."""
+        device_id = self.decoder.device_id_of(msg.topic)
+        limit = self.decoder.limits.max_payload_bytes
+        r = rejection(msg.topic, device_id, reason, detail, msg.payload, limit)
+        try:
+            with conn.transaction():
+                write_rejections(conn, [r])
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            # Last resort: nothing of the message's own text goes in, only hex and the reason.
+            log.error("dead letter refused; storing its payload as hex", error=str(exc)[:200])
+            hexed = rejection(
+                msg.topic.encode("utf-8", "backslashreplace").hex()[:1000],
+                None,
+                reason,
+                f"payload and topic stored as hex; {detail}",
+                msg.payload.hex().encode(),
+                2 * limit,
+            )
+            with conn.transaction():
+                write_rejections(conn, [hexed])
+        instruments.batch_committed(1, [r], 0)
+
     def flush_last_seen(self, conn: psycopg.Connection[Any]) -> None:
         """Write pending last_seen times now (at shutdown)."""
         if self._pending_seen:
             with conn.transaction():
                 store_registry.touch_last_seen(conn, self._pending_seen)
             self._pending_seen = {}
+
+
+def write_rejections(conn: psycopg.Connection[Any], rejections: list[Rejection]) -> None:
+    """COPY dead letters into rejected_messages (inside the caller's transaction)."""
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY rejected_messages (topic, device_id, reason, detail, payload) FROM STDIN"
+        ) as cp,
+    ):
+        for r in rejections:
+            cp.write_row((r.topic, r.device_id, r.reason, r.detail, r.payload))
 
 
 def _state_tuple(r: StateRow) -> store_state.Row:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -103,6 +104,34 @@ class _Groups:
         return cls(gstart, np.cumsum(start) - 1, np.r_[gstart[1:] - 1, d.size - 1], first)
 
 
+@dataclass(frozen=True, slots=True)
+class _StateUndo:
+    """The state of rule i for some devices as it was before an evaluation changed it."""
+
+    i: int
+    cols: npt.NDArray[np.int64]
+    raw: npt.NDArray[np.bool_]
+    active: npt.NDArray[np.bool_]
+    since: npt.NDArray[np.int64]
+    last_ts: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class _SeenUndo:
+    cols: npt.NDArray[np.int64]
+    last_seen: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class _HistoryUndo:
+    i: int
+    num: int
+    was: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None
+
+
+_Undo = _StateUndo | _SeenUndo | _HistoryUndo
+
+
 class RuleEngine:
     """Evaluates a rule file over batches; emits only transitions, never steady states."""
 
@@ -135,6 +164,9 @@ class RuleEngine:
             int, dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]
         ] = {i: {} for i, r in enumerate(self.rules) if r.kind == "rate"}
         self._dirty: list[tuple[int, npt.NDArray[np.int32]]] = []
+        # Undo log of the evaluation in progress (None: not journaling); see begin().
+        self._journal: list[_Undo] | None = None
+        self._dirty_at_begin: list[tuple[int, npt.NDArray[np.int32]]] = []
         # Silence is counted from here at the earliest: after a restart the broker's backlog
         # must get a chance to arrive before a device is called silent.
         self.silence_from_ms = 0
@@ -215,6 +247,54 @@ class RuleEngine:
         chunks, self._dirty = self._dirty, []
         pairs = {(i, int(d)) for i, arr in chunks for d in arr.tolist()}
         return [self._row(i, d) for i, d in sorted(pairs)]
+
+    # --- transactions: state advances only with the commit of the batch that moved it ---
+
+    def begin(self) -> None:
+        """Start recording what evaluation changes, so that rollback() can undo it."""
+        self._journal = []
+        self._dirty_at_begin = list(self._dirty)
+
+    def commit(self) -> None:
+        """Keep the changes since begin() (their batch committed)."""
+        self._journal = None
+        self._dirty_at_begin = []
+
+    def rollback(self) -> None:
+        """Undo every change since begin(): the next evaluation starts from the same state."""
+        journal, self._journal = self._journal, None
+        if journal is None:
+            return
+        dirty = self._dirty_at_begin
+        for u in reversed(journal):
+            if isinstance(u, _StateUndo):
+                self.raw[u.i, u.cols] = u.raw
+                self.active[u.i, u.cols] = u.active
+                self.since[u.i, u.cols] = u.since
+                self.last_ts[u.i, u.cols] = u.last_ts
+                dirty.append((u.i, u.cols.astype(np.int32)))
+            elif isinstance(u, _SeenUndo):
+                self.last_seen[u.cols] = u.last_seen
+            elif u.was is None:
+                self._history[u.i].pop(u.num, None)
+            else:
+                self._history[u.i][u.num] = u.was
+        # Rows taken by the failed batch are void; restored cells are saved with the next one.
+        self._dirty, self._dirty_at_begin = dirty, []
+
+    def _remember(self, i: int, cols: npt.NDArray[Any]) -> None:
+        if self._journal is not None:
+            c = np.asarray(cols, np.int64)
+            self._journal.append(
+                _StateUndo(
+                    i, c, self.raw[i, c], self.active[i, c], self.since[i, c], self.last_ts[i, c]
+                )
+            )
+
+    def _remember_seen(self, cols: npt.NDArray[Any]) -> None:
+        if self._journal is not None:
+            c = np.unique(np.asarray(cols, np.int64))
+            self._journal.append(_SeenUndo(c, self.last_seen[c]))
 
     def all_state(self) -> list[StateRow]:
         """Every (rule, device) state worth keeping: breached, active, or evaluated at least once."""
@@ -382,7 +462,10 @@ class RuleEngine:
         for g0, g1 in zip(gstart.tolist(), gend.tolist(), strict=True):
             tl = t[g0:g1]
             keep_from = g0 + int(np.searchsorted(tl, tl[-1] - window, side="left"))
-            hist[int(d[g0])] = (t[keep_from:g1].copy(), v[keep_from:g1].copy())
+            num = int(d[g0])
+            if self._journal is not None:
+                self._journal.append(_HistoryUndo(i, num, hist.get(num)))
+            hist[num] = (t[keep_from:g1].copy(), v[keep_from:g1].copy())
         # History readings were only context: decisions are for the batch's own readings.
         return dec[real], rate[real]
 
@@ -419,6 +502,7 @@ class RuleEngine:
         within = last >= gstart[gid]
         raw = np.where(within, dec[np.maximum(last, 0)] == 1, c_raw[gid])
         de = d[gend]
+        self._remember(i, de)
         if rule.for_ms:
             c_since = self.since[i, dg]
             prev_raw = np.empty(n, dtype=bool)
@@ -487,6 +571,8 @@ class RuleEngine:
         fd, ft = d[first], t[first]
         for i in self._deadman_rules:
             was = self.active[i, fd] & ~np.isnan(self._a[i, fd])
+            if was.any():
+                self._remember(i, fd[was])
             for num, when in zip(fd[was].tolist(), ft[was].tolist(), strict=True):
                 self.active[i, num] = False
                 self.raw[i, num] = False
@@ -495,6 +581,7 @@ class RuleEngine:
                 out.append(
                     Transition(self.rules[i], num, when, silent, float(self._a[i, num]), False)
                 )
+        self._remember_seen(fd)
         np.maximum.at(self.last_seen, d, t)
 
     def check_silence(self, now_ms: int) -> list[Transition]:

@@ -83,8 +83,18 @@ def test_every_message_is_stored_or_dead_lettered(batch: list[tuple[str, bytes]]
     out = DECODER.decode(msgs, REG, NOW)
     rejected = len(out.rejections)
     assert rejected <= len(msgs)
+    limit = DECODER.limits.max_payload_bytes
     for r in out.rejections:
-        assert r.reason and len(r.payload) <= 2048
+        # Kept whole up to the payload limit (replayable), cut to 2048 bytes beyond it.
+        assert r.reason and len(r.payload) <= limit
+        assert len(r.payload) == 2048 if r.truncated else r.payload in {p for _, p in batch}
+        # Every text the dead-letter row holds is one PostgreSQL accepts.
+        for text in (r.topic, r.detail, r.device_id or ""):
+            assert "\x00" not in text
+            text.encode("utf-8")
+    for e in out.events:
+        assert "\x00" not in e.text
+        e.text.encode("utf-8")
     # Every value that was accepted is finite and every accepted reading has a known device.
     assert (out.dev == 1).all()
     assert bool((out.value == out.value).all())
