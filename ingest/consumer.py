@@ -23,6 +23,7 @@ from ingest.decode import RawMessage
 from ingest.mqtt_client import BufferedClient
 from ingest.pipeline import BatchResult, Pipeline
 from rules.model import RuleFile
+from store import deadletters as store_deadletters
 
 log = structlog.get_logger("ingest")
 
@@ -80,6 +81,7 @@ class Consumer:
         self._reload: Callable[[], RuleFile] | None = None
         # When the oldest message of the batch being written arrived (None: no batch in hand).
         self._batch_since: float | None = None
+        self._replays_checked_at = 0.0
         self.committed_messages = 0
         # Set when the batch thread ended by an unexpected exception: a supervisor acts on it.
         self.failure: BaseException | None = None
@@ -249,6 +251,25 @@ class Consumer:
                 break
         return batch
 
+    def _replays(self, room: int) -> list[_Received]:
+        """Dead letters an operator asked to replay (`deadletters replay`), at most once a second."""
+        now = time.monotonic()
+        if room <= 0 or now - self._replays_checked_at < 1.0 or not self._conn or self._conn.closed:
+            return []
+        self._replays_checked_at = now
+        try:
+            claimed = store_deadletters.claim_replays(self._conn, room)
+        except psycopg.Error as exc:
+            log.warning("could not look for dead letters to replay", error=str(exc).strip()[:200])
+            return []
+        if claimed:
+            log.info("replaying dead letters", messages=len(claimed))
+        # QoS 0: nothing to ack; the claim's lease brings them back if this batch never commits.
+        return [
+            _Received(RawMessage(q.topic, q.payload, 0, q.id), 0, self._generation, now)
+            for q in claimed
+        ]
+
     def request_reload(self, load: Callable[[], RuleFile]) -> None:
         """Ask the batch thread to load and swap in new rules between two batches."""
         self._reload = load
@@ -283,6 +304,7 @@ class Consumer:
                 return
             self._between_batches()
             batch = self._collect()
+            batch += self._replays(self.opts.batch_max - len(batch))
             if not batch:
                 continue
             self._batch_since = batch[0].received_at

@@ -38,6 +38,7 @@ class RawMessage:
     topic: str
     payload: bytes
     mid: int = 0
+    replay_of: int | None = None  # the dead letter this is a replay of (not from the broker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class Rejection:
     detail: str
     payload: bytes
     truncated: bool = False
+    replay_of: int | None = None
 
 
 def db_text(text: str) -> str:
@@ -64,7 +66,13 @@ def db_text(text: str) -> str:
 
 
 def rejection(
-    topic: str, device_id: str | None, reason: str, detail: str, payload: bytes, keep: int
+    topic: str,
+    device_id: str | None,
+    reason: str,
+    detail: str,
+    payload: bytes,
+    keep: int,
+    replay_of: int | None = None,
 ) -> Rejection:
     """A dead letter whose every text column the database accepts; payloads over keep are cut."""
     truncated = len(payload) > keep
@@ -75,6 +83,7 @@ def rejection(
         db_text(detail),
         payload[:PAYLOAD_KEEP] if truncated else payload,
         truncated,
+        replay_of,
     )
 
 
@@ -210,6 +219,7 @@ class BatchDecoder:
                         r.detail,
                         msg.payload,
                         self.limits.max_payload_bytes,
+                        msg.replay_of,
                     )
                 )
         if val:

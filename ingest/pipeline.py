@@ -15,10 +15,11 @@ from alerts.dispatch import Dispatcher
 from alerts.escalation import run_escalations
 from alerts.lifecycle import Outcome, apply_transitions
 from devices.registry import Registry
-from ingest.decode import BatchDecoder, Decoded, RawMessage, Rejection, rejection
+from ingest.decode import BatchDecoder, Decoded, RawMessage, rejection
 from rules.engine import RuleEngine, StateRow, Transition
 from rules.model import RuleFile
 from store import alerts as store_alerts
+from store import deadletters as store_deadletters
 from store import instruments
 from store import registry as store_registry
 from store import rule_state as store_state
@@ -180,7 +181,9 @@ class Pipeline:
 
     def prepare(self, conn: psycopg.Connection[Any], messages: list[RawMessage]) -> Prepared:
         """Decode and evaluate; runs once per batch, whatever happens to the write."""
-        if time.monotonic() - self._registry_at > self.registry_refresh_s:
+        # A replay usually follows a registry fix: it must see the registry as it is now.
+        replaying = any(m.replay_of is not None for m in messages)
+        if replaying or time.monotonic() - self._registry_at > self.registry_refresh_s:
             self.refresh_registry(conn)
         now_ms = int(time.time() * 1000)
         decoded = self.decoder.decode(messages, self.registry, now_ms)
@@ -259,7 +262,10 @@ class Pipeline:
                     ],
                 )
             if d.rejections:
-                write_rejections(conn, d.rejections)
+                store_deadletters.write_rejections(conn, d.rejections)
+            replayed = [m.replay_of for m in p.messages if m.replay_of is not None]
+            if replayed:
+                store_deadletters.mark_replayed(conn, replayed)
             if d.statuses:
                 store_registry.set_status(conn, d.statuses)
             now = time.monotonic()
@@ -287,10 +293,12 @@ class Pipeline:
         """Store one message as a dead letter in its own transaction; as hex if even that fails."""
         device_id = self.decoder.device_id_of(msg.topic)
         limit = self.decoder.limits.max_payload_bytes
-        r = rejection(msg.topic, device_id, reason, detail, msg.payload, limit)
+        r = rejection(msg.topic, device_id, reason, detail, msg.payload, limit, msg.replay_of)
+        replayed = [] if msg.replay_of is None else [msg.replay_of]
         try:
             with conn.transaction():
-                write_rejections(conn, [r])
+                store_deadletters.write_rejections(conn, [r])
+                store_deadletters.mark_replayed(conn, replayed)
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
@@ -303,9 +311,11 @@ class Pipeline:
                 f"payload and topic stored as hex; {detail}",
                 msg.payload.hex().encode(),
                 2 * limit,
+                msg.replay_of,
             )
             with conn.transaction():
-                write_rejections(conn, [hexed])
+                store_deadletters.write_rejections(conn, [hexed])
+                store_deadletters.mark_replayed(conn, replayed)
         instruments.batch_committed(1, [r], 0)
 
     def flush_last_seen(self, conn: psycopg.Connection[Any]) -> None:
@@ -314,18 +324,6 @@ class Pipeline:
             with conn.transaction():
                 store_registry.touch_last_seen(conn, self._pending_seen)
             self._pending_seen = {}
-
-
-def write_rejections(conn: psycopg.Connection[Any], rejections: list[Rejection]) -> None:
-    """COPY dead letters into rejected_messages (inside the caller's transaction)."""
-    with (
-        conn.cursor() as cur,
-        cur.copy(
-            "COPY rejected_messages (topic, device_id, reason, detail, payload) FROM STDIN"
-        ) as cp,
-    ):
-        for r in rejections:
-            cp.write_row((r.topic, r.device_id, r.reason, r.detail, r.payload))
 
 
 def _state_tuple(r: StateRow) -> store_state.Row:

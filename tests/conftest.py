@@ -22,20 +22,26 @@ _counter = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def services() -> Iterator[Endpoints]:
-    """Start private services for the whole test session; never the system ones."""
-    configure_logging("info", "json")
+def embedded() -> Iterator[EmbeddedServices]:
+    """The private services of the test session (fault tests stop and start them)."""
     root = Path(tempfile.mkdtemp(prefix="firesentry-test-"))
     svc = EmbeddedServices(root, durable=False)
     try:
-        ep = svc.up()
-        migrate(ep.dsn())
-        with psycopg.connect(ep.dsn("postgres"), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}" TEMPLATE "{ep.db_name}"')
-        yield ep
+        yield svc
     finally:
         svc.down()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def services(embedded: EmbeddedServices) -> Iterator[Endpoints]:
+    """Start private services for the whole test session; never the system ones."""
+    configure_logging("info", "json")
+    ep = embedded.up()
+    migrate(ep.dsn())
+    with psycopg.connect(ep.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}" TEMPLATE "{ep.db_name}"')
+    yield ep
 
 
 @pytest.fixture()
