@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint sysdeps clean
+.PHONY: demo test faults lint sysdeps clean
 
 sysdeps:
 	@PYTHON=$(PYTHON) bash scripts/sysdeps.sh
@@ -24,6 +24,12 @@ lint: $(STAMP)
 
 test: sysdeps $(STAMP) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fault suite alone, with its table printed; FAULTS_N sets the backlog (default 20000).
+faults: sysdeps $(STAMP)
+	@FAULTS_N=$(or $(FAULTS_N),20000) $(BIN)/pytest tests/faults -s -q $(PYTEST_ARGS) \
+		> .faults.log 2>&1; status=$$?; grep -E '^fault-suite|^\.*fault-suite| passed| failed' .faults.log \
+		| sed 's/^\.*//'; echo "(full output in .faults.log)"; exit $$status
 
 clean:
 	-$(BIN)/firesentry down 2>/dev/null
