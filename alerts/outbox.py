@@ -19,8 +19,13 @@ from alerts.errors import PermanentError, RetryableError
 from alerts.templates import SEVERITY_ORDER, render
 from alerts.types import Notification
 from store import instruments
+from store.health import Outage
 
 log = structlog.get_logger("outbox")
+
+
+class OutboxFailing(RuntimeError):
+    """Rounds kept failing for longer than OutboxOptions.dead_after_s: the worker gave up."""
 
 
 class Notifier(Protocol):
@@ -45,6 +50,13 @@ class OutboxOptions:
     # channel → (max messages per recipient, window seconds); critical alerts are never held.
     rate_limits: Mapping[str, tuple[int, float]] = field(default_factory=dict)
     timezone: str = "Asia/Shanghai"
+    # While the database is away: how often to try it again, and how long one try may take.
+    reconnect_probe_s: float = 0.5
+    connect_timeout_s: float = 5.0
+    # After an unexpected error in a round: the pause, and how long such errors may go on
+    # without a good round in between before the worker counts as dead (run() raises).
+    error_pause_s: float = 1.0
+    dead_after_s: float = 60.0
 
 
 _CLAIM = """
@@ -135,25 +147,66 @@ class OutboxWorker:
         self._stop.set()
 
     async def run(self) -> None:
-        """Deliver until stopped; reconnect after database outages."""
+        """Deliver until stopped; raise OutboxFailing when rounds keep failing (see below).
+
+        Supervision policy of the outbox: a database outage (a connection error) is waited out,
+        probing every `reconnect_probe_s` so that work resumes within about a second of the
+        database coming back; it is logged once, then every 30 s, and when it ends. Any other
+        exception from a round is logged and the round retried after `error_pause_s` on a fresh
+        connection (the worker keeps no state: the rows stay in the database). Only when rounds
+        have kept failing for longer than `dead_after_s` without one good round does the worker
+        give up by raising, so that its process is restarted (see firesentry/app.py).
+        """
+        outage = Outage()
+        errors = Outage()
         while not self._stop.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self.dsn, autocommit=True, row_factory=tuple_row
+                    self.dsn,
+                    autocommit=True,
+                    row_factory=tuple_row,
+                    connect_timeout=max(2, round(self.opts.connect_timeout_s)),
                 ) as conn:
                     await conn.execute("LISTEN firesentry_outbox")
-                    await self._loop(conn)
+                    lasted = outage.recovered()
+                    if lasted is not None:
+                        log.info("outbox database reachable again", down_for_s=round(lasted, 1))
+                    await self._loop(conn, errors)
             except psycopg.OperationalError as exc:
-                log.warning("outbox database unavailable; retrying", error=str(exc).strip()[:200])
-                await self._sleep(min(5.0, self.opts.poll_interval_s * 2))
+                down_for = outage.failed()
+                if down_for is not None:
+                    log.warning(
+                        "outbox database unavailable; probing"
+                        if down_for == 0
+                        else "outbox database still unavailable",
+                        error=str(exc).strip()[:200],
+                        down_for_s=round(down_for, 1),
+                        probe_every_s=self.opts.reconnect_probe_s,
+                    )
+                await self._sleep(self.opts.reconnect_probe_s)
+            except Exception as exc:
+                failing_for = errors.lasted_s()
+                if failing_for > self.opts.dead_after_s:
+                    raise OutboxFailing(
+                        f"outbox rounds have failed for {failing_for:.0f} s without a good one"
+                    ) from exc
+                if errors.failed() is not None:
+                    log.exception(
+                        "outbox round failed unexpectedly; retrying",
+                        failing_for_s=round(failing_for, 1),
+                        retry_in_s=self.opts.error_pause_s,
+                    )
+                await self._sleep(self.opts.error_pause_s)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
 
-    async def _loop(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    async def _loop(self, conn: psycopg.AsyncConnection[Any], errors: Outage) -> None:
         while not self._stop.is_set():
             claimed = await self.run_once(conn)
+            if errors.recovered() is not None:
+                log.info("outbox rounds succeed again")
             if claimed:
                 continue
             # Sleep until a commit notifies us, or the poll interval passes (retries fall due).

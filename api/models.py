@@ -558,10 +558,42 @@ class StreamEvent(_Out):
 
 
 class Health(_Out):
-    """/healthz and /readyz."""
+    """/healthz (and the summary part of /readyz)."""
 
     status: Literal["ok", "ready", "not_ready"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class EngineCheck(_Out):
+    """One engine process as its last health report shows it."""
+
+    client_id: str
+    host: str
+    pid: int
+    status: str = Field(description="ok, or what is wrong (stale, broker disconnected, …)")
+    fresh: bool = Field(description="the report is recent enough to be believed")
+    updated_s_ago: float
+    broker_connected: bool
+    ingest_alive: bool
+    outbox_alive: bool
+    ingest_lag_s: float
+    committed_messages: int
+    started_at: dt.datetime
+    last_batch_at: dt.datetime | None
+
+
+class OutboxCheck(_Out):
+    """Notifications due now and how long the oldest has waited."""
+
+    due: int
+    oldest_due_s: float
+
+
+class Readiness(Health):
+    """/readyz: each component ok or why not; engines and outbox in detail when readable."""
+
+    engines: list[EngineCheck] = Field(default_factory=list)
+    outbox: OutboxCheck | None = None
 
 
 class ErrorDetail(_Out):

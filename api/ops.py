@@ -1,17 +1,17 @@
-"""Operations: liveness, readiness (database and broker), Prometheus metrics, who am I."""
+"""Operations: liveness, readiness (database, broker, engines, outbox), metrics, who am I."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import psycopg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.auth import Permission
-from api.models import Health, Me
+from api.models import EngineCheck, Health, Me, OutboxCheck, Readiness
 from api.routing import PREFIX, Call, Route, json_response
+from api.state import ApiOptions
+from store import health, instruments
 
 # MQTT 3.1.1 CONNECT with clean session, keepalive 10 s and client id "firesentry-probe".
 _CLIENT_ID = b"firesentry-probe"
@@ -49,42 +49,95 @@ async def probe_broker(host: str, port: int, within_s: float) -> str:
         return f"{host}:{port}: {exc}"
 
 
-def _select_one(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SELECT 1")
-
-
-async def probe_database(call: Call, within_s: float) -> str:
-    """'ok' when a pooled connection answers SELECT 1 in time, else why not."""
-    try:
-        await asyncio.wait_for(call.state.db(_select_one), within_s)
-    except TimeoutError:
-        return f"no answer within {within_s:g} s"
-    except Exception as exc:  # any failure means not ready; say which
-        return f"{type(exc).__name__}: {str(exc).strip()[:200]}"
-    return "ok"
-
-
 async def healthz(call: Call) -> web.StreamResponse:
     """GET /healthz: the process answers."""
     return json_response(Health(status="ok"))
 
 
+async def read_health(call: Call, within_s: float) -> tuple[str, health.Snapshot | None]:
+    """('ok', the engines and the outbox backlog) when the database answers in time, else why not.
+
+    Reading the health rows is itself the database probe: one round trip, one deadline.
+    """
+    try:
+        snap = await asyncio.wait_for(call.state.db(health.snapshot), within_s)
+    except TimeoutError:
+        return f"no answer within {within_s:g} s", None
+    except Exception as exc:  # any failure means not ready; say which
+        return f"{type(exc).__name__}: {str(exc).strip()[:200]}", None
+    return "ok", snap
+
+
+def engine_check(e: health.EngineStatus, opts: ApiOptions) -> EngineCheck:
+    """One engine's report judged against the readiness limits."""
+    h = e.health
+    fresh = e.age_s <= opts.ready_stale_after_s
+    problems = [] if fresh else [f"stale (last report {e.age_s:.0f} s ago)"]
+    if not h.broker_connected:
+        problems.append("broker disconnected")
+    if not h.ingest_alive:
+        problems.append("ingest not alive")
+    if not h.outbox_alive:
+        problems.append("outbox not alive")
+    if h.ingest_lag_s > opts.ready_max_lag_s:
+        problems.append(f"ingest lag {h.ingest_lag_s:.0f} s (limit {opts.ready_max_lag_s:g} s)")
+    return EngineCheck(
+        client_id=h.client_id,
+        host=h.host,
+        pid=h.pid,
+        status="ok" if not problems else ", ".join(problems),
+        fresh=fresh,
+        updated_s_ago=round(e.age_s, 1),
+        broker_connected=h.broker_connected,
+        ingest_alive=h.ingest_alive,
+        outbox_alive=h.outbox_alive,
+        ingest_lag_s=h.ingest_lag_s,
+        committed_messages=h.committed_messages,
+        started_at=h.started_at,
+        last_batch_at=h.last_batch_at,
+    )
+
+
 async def readyz(call: Call) -> web.StreamResponse:
-    """GET /readyz: the database and the broker are reachable."""
+    """GET /readyz: database, broker, every engine's health and the outbox backlog, each judged."""
     opts = call.state.options
-    db, broker = await asyncio.gather(
-        probe_database(call, opts.probe_timeout_s),
+    (db, snap), broker = await asyncio.gather(
+        read_health(call, opts.probe_timeout_s),
         probe_broker(opts.mqtt_host, opts.mqtt_port, opts.probe_timeout_s),
     )
-    ready = db == "ok" and broker == "ok"
+    checks = {"database": db, "broker": broker}
+    engines: list[EngineCheck] = []
+    outbox: OutboxCheck | None = None
+    if snap is None:
+        checks["engine"] = checks["outbox"] = "unknown: the database did not answer"
+    else:
+        engines = [engine_check(e, opts) for e in snap.engines]
+        bad = [f"{e.client_id}: {e.status}" for e in engines if e.status != "ok"]
+        checks["engine"] = "none registered" if not engines else "; ".join(bad) or "ok"
+        outbox = OutboxCheck(due=snap.outbox.due, oldest_due_s=round(snap.outbox.oldest_due_s, 1))
+        checks["outbox"] = (
+            "ok"
+            if snap.outbox.oldest_due_s <= opts.ready_max_outbox_age_s
+            else f"{snap.outbox.due} due, the oldest waiting {snap.outbox.oldest_due_s:.0f} s "
+            f"(limit {opts.ready_max_outbox_age_s:g} s)"
+        )
+    ready = all(v == "ok" for v in checks.values())
     return json_response(
-        Health(status="ready" if ready else "not_ready", checks={"database": db, "broker": broker}),
+        Readiness(
+            status="ready" if ready else "not_ready",
+            checks=checks,
+            engines=engines,
+            outbox=outbox,
+        ),
         status=200 if ready else 503,
     )
 
 
 async def metrics(call: Call) -> web.StreamResponse:
-    """GET /metrics: Prometheus text format."""
+    """GET /metrics: Prometheus text format (engine health read from the database now)."""
+    opts = call.state.options
+    _, snap = await read_health(call, opts.probe_timeout_s)
+    instruments.engine_health(snap, opts.ready_stale_after_s)
     return web.Response(
         body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
@@ -118,17 +171,20 @@ ROUTES = [
         "GET",
         "/readyz",
         readyz,
-        "Readiness: 200 when the database and the MQTT broker answer, else 503 (no token)",
+        "Readiness: 200 when the database and the broker answer, every engine reports fresh "
+        "health (broker connected, ingest and outbox alive, lag in bounds) and the outbox keeps "
+        "up; else 503 with the reason per component (no token)",
         None,
         "operations",
         authenticated=False,
-        response=Health,
+        response=Readiness,
     ),
     Route(
         "GET",
         "/metrics",
         metrics,
-        "Prometheus metrics: messages, rejections, batches, commits, alerts, notifications",
+        "Prometheus metrics: messages, rejections, batches, commits, alerts, notifications, "
+        "engine health (lag, broker, workers) and the outbox backlog",
         Permission.METRICS_READ,
         "operations",
         media="text/plain",

@@ -37,6 +37,10 @@ class ApiOptions:
     # How long a request waits for a free database connection.
     pool_timeout_s: float = 5.0
     probe_timeout_s: float = 2.0
+    # Readiness: an engine report older than this is stale; lag and outbox age limits.
+    ready_stale_after_s: float = 10.0
+    ready_max_lag_s: float = 30.0
+    ready_max_outbox_age_s: float = 120.0
     # Rows per FETCH of the CSV export's server-side cursor.
     export_chunk: int = 5_000
 

@@ -1,12 +1,28 @@
-"""The composition root: builds ingest, rules, alerts and the outbox worker from Settings."""
+"""The composition root: builds ingest, rules, alerts and the outbox worker from Settings.
+
+Supervision policy. The engine's workers are threads: ingest's batch thread (which also runs
+escalation and deadman ticks), the outbox thread (an asyncio loop around OutboxWorker), the
+health writer, and in `firesentry run` the API server. Each handles the failures it expects:
+ingest retries a batch until the database takes it, the outbox waits out database outages
+and retries a failed round. A worker that ends anyway is a bug or a broken environment, and
+the process does not limp on without it: the watchdog in `run_until_signal` logs the worker's
+traceback, stops the other workers gracefully (ingest commits and acks what it can; what was
+not acked is redelivered by the broker) and the command exits EX_SOFTWARE (70), so that its
+service manager (systemd `Restart=on-failure`) starts it again. Ack-after-commit and the
+transactional outbox are what make this crash-only restart safe.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +43,43 @@ from ingest.decode import BatchDecoder, Limits
 from ingest.pipeline import BatchResult, Pipeline
 from rules.engine import RuleEngine
 from rules.loader import load_rules
+from store import health
 
 log = structlog.get_logger("firesentry")
+
+EX_SOFTWARE = 70  # sysexits.h: an internal software error; the service manager restarts us
+# Test-only fault injection, off unless this variable names a fault (see FAULTS).
+FAULT_ENV = "FIRESENTRY_FAULT_INJECT"
+# ingest_thread: the batch thread raises after its first committed batch (no external fault
+# can kill that thread: it retries every error it expects).
+FAULTS = frozenset({"ingest_thread"})
+
+
+class InjectedFault(RuntimeError):
+    """The failure FIRESENTRY_FAULT_INJECT asked for (tests of the supervision only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerState:
+    """What a watched worker says of itself: alive, and the exception it died of (if known)."""
+
+    alive: bool
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDeath:
+    """A worker that ended while the engine was meant to be running."""
+
+    worker: str
+    error: BaseException | None
+
+
+def _fault_from_env() -> str | None:
+    fault = os.environ.get(FAULT_ENV, "").strip() or None
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"{FAULT_ENV}={fault!r}: known faults are {', '.join(sorted(FAULTS))}")
+    return fault
 
 
 def embedded_services(settings: Settings, durable: bool = True) -> EmbeddedServices:
@@ -79,6 +130,9 @@ class Engine:
         self.settings = settings
         self.endpoints = endpoints
         self.dsn = endpoints.dsn()
+        self._on_batch = on_batch
+        self._fault = _fault_from_env()
+        self._last_batch_at: dt.datetime | None = None
         rule_file = load_rules(settings.rules.file)
         hooks = settings.notify.webhooks
         self.receivers = [
@@ -154,7 +208,7 @@ class Engine:
             ),
             self.pipeline,
             self._connect_db,
-            on_batch=on_batch,
+            on_batch=self._after_batch,
         )
         n = settings.notify
         self._outbox_opts = OutboxOptions(
@@ -166,11 +220,42 @@ class Engine:
                 ch: (lim.max, lim.window_min * 60) for ch, lim in routing.rate_limits.items()
             },
             timezone=routing.timezone,
+            connect_timeout_s=settings.database.connect_timeout_s,
+            dead_after_s=n.dead_after_s,
         )
         self._outbox: OutboxWorker | None = None
         self._outbox_loop: asyncio.AbstractEventLoop | None = None
         self._outbox_thread: threading.Thread | None = None
+        self._outbox_failure: BaseException | None = None
         self._stopped = threading.Event()
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self._started_at = dt.datetime.now(dt.UTC)
+        self._health_thread: threading.Thread | None = None
+        self._health_stop = threading.Event()
+        self._health_failure: BaseException | None = None
+        # Removed on a deliberate stop; kept (saying what died) when the engine exits on a failure.
+        self._deregister = True
+        self._watched: dict[str, Callable[[], WorkerState]] = {
+            "ingest": lambda: WorkerState(self.consumer.alive(), self.consumer.failure),
+            "outbox": lambda: WorkerState(
+                self._thread_alive(self._outbox_thread), self._outbox_failure
+            ),
+            "health": lambda: WorkerState(
+                self._thread_alive(self._health_thread), self._health_failure
+            ),
+        }
+
+    @staticmethod
+    def _thread_alive(t: threading.Thread | None) -> bool:
+        return t is not None and t.is_alive()
+
+    def _after_batch(self, result: BatchResult) -> None:
+        self._last_batch_at = dt.datetime.now(dt.UTC)
+        if self._fault == "ingest_thread":
+            raise InjectedFault(f"{FAULT_ENV}=ingest_thread: the ingest batch thread fails here")
+        if self._on_batch is not None:
+            self._on_batch(result)
 
     def _connect_db(self) -> psycopg.Connection[Any]:
         return psycopg.connect(
@@ -198,8 +283,114 @@ class Engine:
 
         try:
             loop.run_until_complete(main())
+        except BaseException as exc:
+            # Kept, not re-raised: the watchdog logs it once, with its traceback, and exits 70
+            # (a re-raise would add an unstructured copy from threading's excepthook).
+            self._outbox_failure = exc
         finally:
             loop.close()
+
+    def health_report(self) -> health.EngineHealth:
+        """This process's report for engine_health (cheap: read from memory)."""
+        return health.EngineHealth(
+            client_id=self.settings.mqtt.client_id,
+            host=self.host,
+            pid=self.pid,
+            started_at=self._started_at,
+            broker_connected=self.consumer.broker_connected,
+            ingest_alive=self.consumer.alive(),
+            outbox_alive=self._thread_alive(self._outbox_thread),
+            ingest_lag_s=round(self.consumer.lag_s(), 3),
+            committed_messages=self.consumer.committed_messages,
+            last_batch_at=self._last_batch_at,
+        )
+
+    def _connect_health_db(self) -> psycopg.Connection[Any]:
+        # Short timeouts everywhere: this thread must notice a dead link and come back fast,
+        # never hang on one (tcp_user_timeout also bounds a write into a black-holed link).
+        return psycopg.connect(
+            self.dsn,
+            autocommit=True,
+            connect_timeout=max(2, round(min(5.0, self.settings.database.connect_timeout_s))),
+            application_name="firesentry-health",
+            options="-c statement_timeout=3000",
+            tcp_user_timeout=5000,
+        )
+
+    def _run_health(self) -> None:
+        """Write this engine's health every WRITE_INTERVAL_S on a connection of its own."""
+        conn: psycopg.Connection[Any] | None = None
+        outage = health.Outage()
+
+        def attempt(action: Callable[[psycopg.Connection[Any]], None]) -> None:
+            nonlocal conn
+            try:
+                try:
+                    if conn is None or conn.closed:
+                        conn = self._connect_health_db()
+                    action(conn)
+                except psycopg.OperationalError:
+                    if conn is None:
+                        raise
+                    # A connection broken while idle shows it only when used: one fresh try.
+                    conn.close()
+                    conn = self._connect_health_db()
+                    action(conn)
+            except psycopg.Error as exc:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                down_for = outage.failed()
+                if down_for is not None:
+                    log.warning(
+                        "cannot write engine health; retrying",
+                        error=str(exc).strip()[:200],
+                        down_for_s=round(down_for, 1),
+                    )
+                return
+            lasted = outage.recovered()
+            if lasted is not None:
+                log.info("engine health written again", down_for_s=round(lasted, 1))
+
+        try:
+            while not self._health_stop.is_set():
+                attempt(lambda c: health.write(c, self.health_report()))
+                self._health_stop.wait(health.WRITE_INTERVAL_S)
+            if self._deregister:
+                attempt(
+                    lambda c: health.remove(c, self.settings.mqtt.client_id, self.host, self.pid)
+                )
+            else:
+                attempt(lambda c: health.write(c, self.health_report()))
+        except BaseException as exc:  # for the watchdog, as in _run_outbox
+            self._health_failure = exc
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def watch(self, name: str, probe: Callable[[], WorkerState]) -> None:
+        """Supervise one more worker (the in-process API server) with the engine's own."""
+        self._watched[name] = probe
+
+    def dead_worker(self) -> WorkerDeath | None:
+        """The first watched worker that ended although the engine was not stopped, if any."""
+        if self._stopped.is_set():
+            return None
+        for name, probe in self._watched.items():
+            state = probe()
+            if not state.alive:
+                return WorkerDeath(name, state.error)
+        return None
+
+    def report_death(self, death: WorkerDeath) -> None:
+        """Log a dead worker with its traceback, before the engine stops and exits 70."""
+        log.error(
+            "worker died; stopping the others and exiting for a restart",
+            worker=death.worker,
+            error=repr(death.error) if death.error is not None else "ended without an exception",
+            exit_code=EX_SOFTWARE,
+            exc_info=death.error,
+        )
 
     def start(self) -> None:
         """Start the consumer and the outbox worker; returns when both are running."""
@@ -210,6 +401,10 @@ class Engine:
         )
         self._outbox_thread.start()
         ready.wait(10)
+        self._health_thread = threading.Thread(
+            target=self._run_health, name="engine-health", daemon=True
+        )
+        self._health_thread.start()
         log.info(
             "engine running",
             mqtt=f"{self.endpoints.mqtt_host}:{self.endpoints.mqtt_port}",
@@ -217,17 +412,32 @@ class Engine:
             webhooks=[r.name for r in self.receivers],
         )
 
-    def stop(self) -> None:
-        """Drain the current batch, ack it, stop the outbox worker."""
+    def stop(self, *, deregister: bool = True) -> None:
+        """Drain the current batch, ack it, stop the outbox worker and the health writer.
+
+        deregister: remove this engine's health row (a deliberate stop); False leaves its last
+        report, naming what died, for /readyz until the restarted engine replaces it.
+        """
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._deregister = deregister
         log.info("stopping engine")
         self.consumer.stop()
-        if self._outbox is not None and self._outbox_loop is not None:
-            self._outbox_loop.call_soon_threadsafe(self._outbox.stop)
+        loop = self._outbox_loop
+        if (
+            self._outbox is not None
+            and loop is not None
+            and self._thread_alive(self._outbox_thread)
+        ):
+            # The loop may close between the check and the call when the worker just died.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._outbox.stop)
         if self._outbox_thread is not None:
             self._outbox_thread.join(15)
+        self._health_stop.set()
+        if self._health_thread is not None:
+            self._health_thread.join(15)
 
     def reload_rules(self) -> None:
         """Re-read the rule file and swap it in between two batches (state of kept rules stays)."""
@@ -240,8 +450,11 @@ class Engine:
         """Where the running engine leaves its pid, for `firesentry rules reload`."""
         return self.settings.embedded.dir / "engine.pid"
 
-    def run_until_signal(self, extra_stop: threading.Event | None = None) -> None:
-        """Run until SIGTERM or SIGINT (or extra_stop), then stop gracefully; SIGHUP reloads rules."""
+    def run_until_signal(self, extra_stop: threading.Event | None = None) -> int:
+        """Run until SIGTERM/SIGINT/extra_stop (return 0) or a worker dies (return 70).
+
+        Either way the other workers stop gracefully first; SIGHUP reloads the rules.
+        """
         stop = extra_stop or threading.Event()
 
         def handler(signum: int, frame: object) -> None:
@@ -253,13 +466,18 @@ class Engine:
         old_hup = signal.signal(signal.SIGHUP, lambda *_: self.reload_rules())
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.write_text(f"{os.getpid()}\n")
+        death: WorkerDeath | None = None
         try:
             self.start()
             while not stop.wait(0.5):
-                pass
+                death = self.dead_worker()
+                if death is not None:
+                    self.report_death(death)
+                    break
         finally:
-            self.stop()
+            self.stop(deregister=death is None)
             self.pid_file.unlink(missing_ok=True)
             signal.signal(signal.SIGTERM, old_term)
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGHUP, old_hup)
+        return EX_SOFTWARE if death is not None else 0

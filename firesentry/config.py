@@ -88,7 +88,9 @@ class IngestConfig(_Section):
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
     max_future_s: int = Field(default=300, ge=0)
     registry_refresh_s: float = Field(default=10.0, gt=0)
-    retry_max_s: float = Field(default=30.0, gt=0, description="cap on the commit retry backoff")
+    retry_max_s: float = Field(
+        default=2.0, gt=0, description="longest wait between two tries while the database fails"
+    )
 
 
 class StorageConfig(_Section):
@@ -183,6 +185,11 @@ class NotifyConfig(_Section):
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
     lease_s: float = Field(default=60.0, gt=0)
+    dead_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="outbox rounds failing this long (not a database outage): the process exits 70",
+    )
 
 
 class ApiConfig(_Section):
@@ -192,6 +199,19 @@ class ApiConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535, description="0: any free port")
     pool_max: int = Field(default=8, ge=1, le=100, description="database connections of the API")
+    ready_stale_after_s: float = Field(
+        default=10.0, gt=0, description="/readyz: an engine whose health is older is down"
+    )
+    ready_max_lag_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="/readyz: fail when ingest's oldest uncommitted message is older",
+    )
+    ready_max_outbox_age_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="/readyz: fail when the oldest due notification waited longer",
+    )
 
 
 class LogConfig(_Section):

@@ -16,12 +16,12 @@ from pydantic import SecretStr
 from alerts.testing import Received, WebhookReceiver
 from devices.catalog import DeviceType
 from devices.credentials import mosquitto_hash, new_password
-from firesentry.app import Engine, resolve_endpoints
+from firesentry.app import EX_SOFTWARE, Engine, WorkerDeath, resolve_endpoints
 from firesentry.broker import sync
 from firesentry.config import Settings
 from firesentry.config import WebhookReceiver as WebhookConfig
 from firesentry.embedded import Endpoints
-from firesentry.serve import start_demo_console
+from firesentry.serve import api_probe, start_demo_console
 from simulators.demo_fleet import DemoFleet, SimDevice
 from store import registry as reg
 from store.migrate import migrate
@@ -178,18 +178,30 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
     )
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     console = None
+    death: WorkerDeath | None = None
     try:
         engine.start()
         console = start_demo_console(demo_settings, ep)
         if console is not None:
             print(f"  control-room console (demo operator token): {console[1]}", flush=True)
+            engine.watch("api", api_probe(console[0]))
         fleet.start()
+        # The same supervision as `firesentry run`: a dead worker ends the demo with 70.
         while not stop.wait(0.5):
-            pass
+            death = engine.dead_worker()
+            if death is not None:
+                engine.report_death(death)
+                print(
+                    f"demo failed: the {death.worker} worker died ({death.error!r}); see the log "
+                    "above for its traceback",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                break
     finally:
         # Stop the devices first so that the engine drains everything they sent.
         fleet.stop()
-        engine.stop()
+        engine.stop(deregister=death is None)
         if console is not None:
             console[0].stop()
         receiver.stop()
@@ -201,6 +213,8 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         flush=True,
     )
     print("Services keep running for the next demo; `firesentry down` stops them.", flush=True)
+    if death is not None:
+        return EX_SOFTWARE
     return 0 if receiver.received or duration_s is None else 1
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import psycopg
 import structlog
@@ -18,6 +20,9 @@ from store import tokens as store_tokens
 log = structlog.get_logger("firesentry")
 DEMO_TOKEN_NAME = "demo operator"
 
+if TYPE_CHECKING:
+    from firesentry.app import WorkerState
+
 
 def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
     """What the API needs to know, from the one configuration."""
@@ -27,7 +32,23 @@ def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
         mqtt_port=ep.mqtt_port,
         rules=load_rules(settings.rules.file),
         pool_max=settings.api.pool_max,
+        ready_stale_after_s=settings.api.ready_stale_after_s,
+        ready_max_lag_s=settings.api.ready_max_lag_s,
+        ready_max_outbox_age_s=settings.api.ready_max_outbox_age_s,
     )
+
+
+def api_probe(server: ApiServer) -> Callable[[], WorkerState]:
+    """How the engine's watchdog sees an in-process API server: its thread alive, its error."""
+    from firesentry.app import WorkerState
+
+    def probe() -> WorkerState:
+        # ApiServer keeps its thread and the exception that ended it to itself (api/server.py
+        # has no public accessor yet); read them here, in the one place that needs them.
+        thread = server._thread
+        return WorkerState(thread is not None and thread.is_alive(), server._error)
+
+    return probe
 
 
 def start_api(settings: Settings, ep: Endpoints, *, any_port_if_taken: bool = False) -> ApiServer:
@@ -48,7 +69,7 @@ def start_api(settings: Settings, ep: Endpoints, *, any_port_if_taken: bool = Fa
 
 
 def serve(settings: Settings, ep: Endpoints) -> int:
-    """`firesentry run`: the engine until SIGTERM/SIGINT, with the API when enabled."""
+    """`firesentry run`: the engine (and the API when enabled) until a signal; 70: a worker died."""
     from firesentry.app import Engine
 
     engine = Engine(settings, ep)
@@ -57,12 +78,13 @@ def serve(settings: Settings, ep: Endpoints) -> int:
     except OSError as exc:
         print(f"firesentry: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    if api is not None:
+        engine.watch("api", api_probe(api))
     try:
-        engine.run_until_signal()
+        return engine.run_until_signal()
     finally:
         if api is not None:
             api.stop()
-    return 0
 
 
 def start_demo_console(settings: Settings, ep: Endpoints) -> tuple[ApiServer, str] | None:

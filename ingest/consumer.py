@@ -296,7 +296,6 @@ class Consumer:
             # Unacked messages are redelivered, so dying is safe; dying unseen is not.
             self.failure = exc
             log.exception("ingest batch thread died")
-            raise
 
     def _run(self) -> None:
         while True:

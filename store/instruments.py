@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+from store.health import Snapshot
 
 MESSAGES_IN = Counter("firesentry_messages_total", "MQTT messages committed by ingest")
 REJECTED = Counter(
@@ -34,6 +36,53 @@ NOTIFICATIONS = Counter(
 API_REQUESTS = Counter(
     "firesentry_api_requests_total", "HTTP API requests, by route and status", ["route", "status"]
 )
+
+
+# Engine health, set from the engine_health table on each scrape (see api/ops.py): the API that
+# serves /metrics is often another process than the engines, so it reports what they wrote.
+INGEST_LAG = Gauge(
+    "firesentry_ingest_lag_seconds",
+    "Age of the oldest MQTT message received but not committed, per engine",
+    ["engine"],
+)
+BROKER_CONNECTED = Gauge(
+    "firesentry_broker_connected", "1 when the engine's broker session is up", ["engine"]
+)
+WORKER_ALIVE = Gauge(
+    "firesentry_worker_alive",
+    "1 when the engine's worker runs (0 for every worker of an engine whose report is stale)",
+    ["engine", "worker"],
+)
+HEALTH_AGE = Gauge(
+    "firesentry_engine_health_age_seconds", "Seconds since the engine last reported", ["engine"]
+)
+OUTBOX_PENDING = Gauge(
+    "firesentry_outbox_pending", "Notifications due for delivery now (pending, failed, lease over)"
+)
+OUTBOX_OLDEST = Gauge(
+    "firesentry_outbox_oldest_pending_seconds",
+    "How long the oldest notification due for delivery has waited",
+)
+_ENGINE_GAUGES = (INGEST_LAG, BROKER_CONNECTED, WORKER_ALIVE, HEALTH_AGE)
+
+
+def engine_health(snap: Snapshot | None, stale_after_s: float) -> None:
+    """Set the health gauges from a snapshot of engine_health (None: unknown, so drop them)."""
+    for g in _ENGINE_GAUGES:
+        g.clear()
+    if snap is None:
+        OUTBOX_PENDING.set(float("nan"))
+        OUTBOX_OLDEST.set(float("nan"))
+        return
+    for e in snap.engines:
+        h, fresh = e.health, e.age_s <= stale_after_s
+        INGEST_LAG.labels(h.client_id).set(h.ingest_lag_s)
+        BROKER_CONNECTED.labels(h.client_id).set(int(fresh and h.broker_connected))
+        for worker, alive in (("ingest", h.ingest_alive), ("outbox", h.outbox_alive)):
+            WORKER_ALIVE.labels(h.client_id, worker).set(int(fresh and alive))
+        HEALTH_AGE.labels(h.client_id).set(e.age_s)
+    OUTBOX_PENDING.set(snap.outbox.due)
+    OUTBOX_OLDEST.set(snap.outbox.oldest_due_s)
 
 
 class _Rejection(Protocol):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import os
 import re
 import uuid
 from pathlib import Path
@@ -16,6 +19,8 @@ from api.openapi import openapi_path
 from api.state import STATIC_DIR
 from firesentry.cli import main
 from firesentry.embedded import Endpoints, free_port
+from store import alerts as store_alerts
+from store import health
 from store.readonly import ensure_readonly_role
 from tests.api.conftest import Seeded, api_options, auth
 from tests.api.test_auth import _env
@@ -23,16 +28,103 @@ from tests.api.test_auth import _env
 Client = TestClient[Any, Any]
 
 
-async def test_healthz_and_readyz_need_no_token(client: Client) -> None:
-    """/healthz answers; /readyz checks the database and the broker."""
-    assert (await (await client.get("/healthz")).json()) == {"status": "ok", "checks": {}}
+def report(dsn: str, client_id: str = "ingest-a", **changes: Any) -> health.EngineHealth:
+    """Write an engine's health row as a running engine would (healthy unless changed)."""
+    h = health.EngineHealth(
+        client_id=client_id,
+        host="test-host",
+        pid=os.getpid(),
+        started_at=dt.datetime.now(dt.UTC),
+        broker_connected=True,
+        ingest_alive=True,
+        outbox_alive=True,
+        ingest_lag_s=0.0,
+        committed_messages=12,
+        last_batch_at=dt.datetime.now(dt.UTC),
+    )
+    h = dataclasses.replace(h, **changes)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        health.write(conn, h)
+    return h
+
+
+async def readiness(client: Client) -> tuple[int, dict[str, Any]]:
+    """GET /readyz: (status code, body)."""
     r = await client.get("/readyz")
-    assert r.status == 200
-    assert (await r.json())["checks"] == {"database": "ok", "broker": "ok"}
+    return r.status, await r.json()
+
+
+async def test_healthz_and_readyz_need_no_token(client: Client, seeded: Seeded) -> None:
+    """/healthz answers; /readyz is 200 with a fresh, healthy engine and every check ok."""
+    assert (await (await client.get("/healthz")).json()) == {"status": "ok", "checks": {}}
+    report(seeded.dsn)
+    status, body = await readiness(client)
+    assert status == 200, body
+    assert body["checks"] == {"database": "ok", "broker": "ok", "engine": "ok", "outbox": "ok"}
+    (engine,) = body["engines"]
+    assert engine["client_id"] == "ingest-a" and engine["status"] == "ok" and engine["fresh"]
+    assert engine["committed_messages"] == 12 and engine["pid"] == os.getpid()
+    assert body["outbox"] == {"due": 0, "oldest_due_s": 0.0}
+
+
+async def test_readyz_fails_without_any_engine(client: Client) -> None:
+    """The API alone, with no engine ever registered, is not ready and says so."""
+    status, body = await readiness(client)
+    assert status == 503 and body["status"] == "not_ready"
+    assert body["checks"]["engine"] == "none registered" and body["engines"] == []
+    assert body["checks"]["database"] == "ok" and body["checks"]["outbox"] == "ok"
+
+
+async def test_readyz_names_each_engine_problem(client: Client, seeded: Seeded) -> None:
+    """A stale engine, a dead ingest or outbox, a lost broker and a long lag each fail readiness."""
+    report(seeded.dsn, "ingest-ok")
+    report(
+        seeded.dsn,
+        "ingest-bad",
+        broker_connected=False,
+        ingest_alive=False,
+        outbox_alive=False,
+        ingest_lag_s=45.0,
+    )
+    report(seeded.dsn, "ingest-gone")
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE engine_health SET updated_at = now() - interval '40 seconds'"
+            " WHERE client_id = 'ingest-gone'"
+        )
+    status, body = await readiness(client)
+    assert status == 503
+    by_id = {e["client_id"]: e for e in body["engines"]}
+    assert by_id["ingest-ok"]["status"] == "ok"
+    assert by_id["ingest-bad"]["status"] == (
+        "broker disconnected, ingest not alive, outbox not alive, ingest lag 45 s (limit 30 s)"
+    )
+    gone = by_id["ingest-gone"]
+    assert not gone["fresh"] and gone["status"].startswith("stale (last report 4")
+    assert "ingest-ok" not in body["checks"]["engine"]
+    assert "ingest-bad: broker disconnected" in body["checks"]["engine"]
+    assert "ingest-gone: stale" in body["checks"]["engine"]
+
+
+async def test_readyz_fails_when_the_outbox_falls_behind(client: Client, seeded: Seeded) -> None:
+    """A notification due for longer than the limit fails the outbox check; one not yet due not."""
+    report(seeded.dsn)
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        now = dt.datetime.now(dt.UTC)
+        for due in (now - dt.timedelta(minutes=5), now + dt.timedelta(minutes=5)):
+            store_alerts.enqueue(conn, None, "webhook", "ops", {"n": 1}, not_before=due)
+    status, body = await readiness(client)
+    assert status == 503
+    assert body["outbox"]["due"] == 1 and 295 < body["outbox"]["oldest_due_s"] < 400
+    assert re.fullmatch(
+        r"1 due, the oldest waiting 3\d\d s \(limit 120 s\)", body["checks"]["outbox"]
+    )
+    assert body["checks"]["engine"] == "ok"
 
 
 async def test_readyz_is_503_when_the_broker_is_down(db: Endpoints, seeded: Seeded) -> None:
     """With nothing listening on the broker's port /readyz says not_ready and why."""
+    report(seeded.dsn)
     port = free_port()
     app = build_app(api_options(db, mqtt_port=port))
     async with TestClient(TestServer(app)) as client:
@@ -40,10 +132,11 @@ async def test_readyz_is_503_when_the_broker_is_down(db: Endpoints, seeded: Seed
         body = await r.json()
     assert r.status == 503 and body["status"] == "not_ready"
     assert body["checks"]["database"] == "ok" and str(port) in body["checks"]["broker"]
+    assert body["checks"]["engine"] == "ok"
 
 
 async def test_readyz_is_503_when_the_database_is_down(db: Endpoints) -> None:
-    """With the database unreachable /readyz is 503 and API calls are 503, not 500."""
+    """With the database unreachable /readyz is 503 (engines unknown) and API calls are 503."""
     bad = api_options(
         db,
         dsn=db.dsn().replace(f"port={db.db_port}", f"port={free_port()}"),
@@ -52,7 +145,10 @@ async def test_readyz_is_503_when_the_database_is_down(db: Endpoints) -> None:
     )
     async with TestClient(TestServer(build_app(bad))) as client:
         r = await client.get("/readyz")
-        assert r.status == 503 and (await r.json())["checks"]["database"] != "ok"
+        body = await r.json()
+        assert r.status == 503 and body["checks"]["database"] != "ok"
+        assert body["checks"]["engine"] == "unknown: the database did not answer"
+        assert body["engines"] == [] and body["outbox"] is None
         r = await client.get("/api/v1/alerts", headers=auth("fst_whatever"))
         assert r.status == 503 and (await r.json())["error"] == "unavailable"
 
@@ -72,6 +168,39 @@ async def test_metrics_are_prometheus_text(client: Client, seeded: Seeded) -> No
     ):
         assert f"# TYPE {name.removesuffix('_bucket').removesuffix('_total')}" in text, name
     assert 'firesentry_api_requests_total{route="/api/v1/alerts",status="200"}' in text
+
+
+async def test_metrics_report_engine_health_from_the_database(
+    client: Client, seeded: Seeded
+) -> None:
+    """The health gauges come from engine_health and notifications, so any API process shows them."""
+    report(seeded.dsn, "ingest-m", ingest_lag_s=2.5, outbox_alive=False)
+    report(seeded.dsn, "ingest-stale")
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE engine_health SET updated_at = now() - interval '1 minute'"
+            " WHERE client_id = 'ingest-stale'"
+        )
+        store_alerts.enqueue(
+            conn,
+            None,
+            "webhook",
+            "ops",
+            {"n": 1},
+            not_before=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=90),
+        )
+    r = await client.get("/metrics", headers=auth(seeded.tokens["admin"]))
+    text = await r.text()
+    assert 'firesentry_ingest_lag_seconds{engine="ingest-m"} 2.5' in text
+    assert 'firesentry_broker_connected{engine="ingest-m"} 1.0' in text
+    assert 'firesentry_worker_alive{engine="ingest-m",worker="ingest"} 1.0' in text
+    assert 'firesentry_worker_alive{engine="ingest-m",worker="outbox"} 0.0' in text
+    # A stale report says nothing about now: its workers count as not alive.
+    assert 'firesentry_worker_alive{engine="ingest-stale",worker="ingest"} 0.0' in text
+    assert 'firesentry_broker_connected{engine="ingest-stale"} 0.0' in text
+    assert "firesentry_outbox_pending 1.0" in text
+    oldest = re.search(r"^firesentry_outbox_oldest_pending_seconds (\S+)$", text, re.M)
+    assert oldest and 89 < float(oldest.group(1)) < 200
 
 
 async def test_openapi_document_matches_the_routes(client: Client) -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
@@ -88,7 +89,7 @@ def test_metrics_count_ingest_alerts_and_notifications(
 
 
 def test_api_command_serves_until_sigterm(db: Endpoints) -> None:
-    """`firesentry api` serves the API alone, answers /readyz, and exits 0 on SIGTERM."""
+    """`firesentry api` serves the API alone, says in /readyz that no engine runs, exits 0 on SIGTERM."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIRESENTRY_")}
     env.update(
         {
@@ -117,8 +118,14 @@ def test_api_command_serves_until_sigterm(db: Endpoints) -> None:
         line = proc.stdout.readline()
         m = re.search(r"on (http://\S+)/ ", line)
         assert m, line
-        with urllib.request.urlopen(m.group(1) + "/readyz", timeout=10) as r:
-            assert json.loads(r.read())["status"] == "ready"
+        # Database and broker answer; no engine has ever reported, so it is not ready (503).
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(m.group(1) + "/readyz", timeout=10)
+        assert err.value.code == 503
+        body = json.loads(err.value.read())
+        assert body["status"] == "not_ready"
+        assert body["checks"]["database"] == "ok" and body["checks"]["broker"] == "ok"
+        assert body["checks"]["engine"] == "none registered"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     finally:

@@ -110,7 +110,11 @@ def test_kill_9_three_times_during_a_drain(
     killed_at = []
     for threshold in (N // 5, N // 2, 4 * N // 5):
         eng = run.start()
-        killed_at.append(progress.until(lambda n, t=threshold: n >= t, 120, f"{threshold} stored"))
+
+        def reached(n: int, t: int = threshold) -> bool:
+            return n >= t
+
+        killed_at.append(progress.until(reached, 120, f"{threshold} stored"))
         eng.kill()
     assert all(k < N for k in killed_at), f"drain finished before a kill: {killed_at}"
     eng = run.start()
