@@ -24,6 +24,7 @@ from ingest.mqtt_client import BufferedClient
 from ingest.pipeline import BatchResult, Pipeline
 from rules.model import RuleFile
 from store import deadletters as store_deadletters
+from store.health import Outage
 
 log = structlog.get_logger("ingest")
 
@@ -435,29 +436,23 @@ def _error_text(exc: BaseException) -> str:
 
 
 class _Outage:
-    """Short probing intervals during an outage, one log line at its start, then every 30 s."""
-
-    LOG_EVERY_S = 30.0
+    """Probing intervals during an outage (0.1 s doubling to a cap), logged by Outage's rule."""
 
     def __init__(self, what: str) -> None:
         self.what = what
-        self.since: float | None = None
-        self.logged_at = 0.0
+        self.outage = Outage()
         self.delay = 0.1
         self.attempts = 0
 
     def failed(self, exc: BaseException, cap_s: float, **fields: Any) -> float:
         """Note a failed attempt; return how long to wait before the next."""
-        now = time.monotonic()
         self.attempts += 1
-        if self.since is None:
-            self.since = now
-        if self.attempts == 1 or now - self.logged_at >= self.LOG_EVERY_S:
-            self.logged_at = now
+        down_for = self.outage.failed()
+        if down_for is not None:
             log.warning(
                 self.what,
                 error=str(exc).strip()[:200],
-                for_s=round(now - self.since, 1),
+                for_s=round(down_for, 1),
                 attempts=self.attempts,
                 **fields,
             )
@@ -466,10 +461,6 @@ class _Outage:
 
     def over(self) -> None:
         """Note success; log how long the outage lasted, if there was one."""
-        if self.since is not None:
-            log.info(
-                "database reachable again",
-                after_s=round(time.monotonic() - self.since, 1),
-                attempts=self.attempts,
-            )
-            self.since = None
+        lasted = self.outage.recovered()
+        if lasted is not None:
+            log.info("database reachable again", after_s=round(lasted, 1), attempts=self.attempts)

@@ -8,13 +8,13 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from alerts.testing import WebhookReceiver
 from firesentry.embedded import EmbeddedServices, Endpoints
+from tests.e2e.conftest import SECRET
 from tests.e2e.test_crash import EngineProcess
 from tests.faults import drain
 from tests.helpers import scalar, wait_until
@@ -22,15 +22,7 @@ from tests.helpers import scalar, wait_until
 pytestmark = pytest.mark.e2e
 # `make faults FAULTS_N=200000` runs the same suite on a bigger backlog.
 N = int(os.environ.get("FAULTS_N", "20000"))
-SECRET = "fault-suite-secret"
 RESULTS: dict[str, dict[str, object]] = {}
-
-
-@pytest.fixture()
-def receiver() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver(SECRET.encode()).start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture()

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
-from tests.e2e.conftest import engine, fleet, receiver  # noqa: F401  (fixtures)
 from tests.faults import drain
 from tests.helpers import scalar, wait_until
 from tests.unit.test_decode_fuzz import payloads
@@ -50,7 +49,7 @@ def control_stored(db: Endpoints) -> int:
     )
 )
 def test_generated_payloads_never_stall_ingest(
-    engine: Engine,  # noqa: F811
+    engine: Engine,
     db: Endpoints,
     prefix: str,
     fuzz: list[tuple[str, str, bytes]],

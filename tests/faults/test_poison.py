@@ -12,7 +12,6 @@ import pytest
 from alerts.testing import WebhookReceiver
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
-from tests.e2e.conftest import engine, fleet, receiver  # noqa: F401  (fixtures)
 from tests.helpers import Publisher, scalar, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -59,10 +58,10 @@ def count(db: Endpoints, query: str) -> int:
 
 
 def test_every_poison_class_is_dead_lettered_and_ingest_goes_on(
-    engine: Engine,  # noqa: F811
+    engine: Engine,
     db: Endpoints,
     prefix: str,
-    receiver: WebhookReceiver,  # noqa: F811
+    receiver: WebhookReceiver,
     pub: Publisher,
 ) -> None:
     """Poison messages between good ones cost a dead letter each; readings and a fire alarm after
@@ -108,10 +107,10 @@ def test_every_poison_class_is_dead_lettered_and_ingest_goes_on(
 
 
 def test_a_refusal_nobody_foresaw_is_isolated_by_bisection(
-    engine: Engine,  # noqa: F811
+    engine: Engine,
     db: Endpoints,
     prefix: str,
-    receiver: WebhookReceiver,  # noqa: F811
+    receiver: WebhookReceiver,
     pub: Publisher,
 ) -> None:
     """A row the database refuses for a reason decode cannot know (here a trigger) is dead-lettered

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -12,6 +11,7 @@ import pytest
 
 from firesentry.cli_deadletters import hexdump, payload_text
 from firesentry.embedded import Endpoints
+from ingest.decode import Rejection
 from store import deadletters
 from tests.helpers import scalar, wait_until
 from tests.store.test_devices_cli import run
@@ -350,17 +350,6 @@ def test_claim_inside_a_rolled_back_transaction_is_undone(db: Endpoints) -> None
         assert [r.id for r in deadletters.claim_replays(conn, 10)] == [a]
 
 
-@dataclass(frozen=True, slots=True)
-class _Rejection:
-    topic: str
-    device_id: str | None
-    reason: str
-    detail: str
-    payload: bytes
-    truncated: bool = False
-    replay_of: int | None = None
-
-
 def test_write_rejections_records_truncation_and_replay_link(db: Endpoints) -> None:
     """write_rejections stores payload_truncated and replay_of with the rest of the row."""
     dsn = db.dsn()
@@ -370,8 +359,8 @@ def test_write_rejections_records_truncation_and_replay_link(db: Endpoints) -> N
             deadletters.write_rejections(
                 conn,
                 [
-                    _Rejection("fs/v1/d1/telemetry", "d1", "oversize", "big", b"x" * 8, True),
-                    _Rejection(
+                    Rejection("fs/v1/d1/telemetry", "d1", "oversize", "big", b"x" * 8, True),
+                    Rejection(
                         "fs/v1/d1/telemetry", "d1", "unknown_device", "", b"{}", False, original
                     ),
                 ],
