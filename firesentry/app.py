@@ -91,6 +91,7 @@ def embedded_services(settings: Settings, durable: bool = True) -> EmbeddedServi
         pg_bin_dir=e.pg_bin_dir,
         durable=durable,
         timescaledb=e.timescaledb,
+        max_payload_bytes=settings.ingest.max_payload_bytes,
     )
 
 

@@ -235,11 +235,59 @@ class _Postgres:
             self._run(str(self.bin / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.data))
 
 
+# Mosquitto 2.0 settings of the private broker (issue 11). Numbers: python -m
+# bench.broker_persistence, bench/results/broker-persistence-20261201T100716Z-vm.json
+# (Mosquitto 2.0.11, 2-core VM, ext4, 3 publisher processes, 135-byte payloads).
+#
+# Mosquitto PUBACKs a message before it is on disk: its only persistence is a rewrite of the
+# whole mosquitto.db (fsync, rename), ~1.1 us per queued message here (108 ms at 100k; 10k
+# retained add ~8 ms), and the PUBACKs of a loop turn leave before that turn's save. So no
+# setting makes a PUBACK durable. Each setting, killed with SIGKILL right after the last
+# PUBACK (PUBACK rate with a 100k backlog):
+# - autosave_interval 30 (before): loses everything since the last save, up to 30 s (20k of
+#   20k, 100k of 100k); 9.8k msgs/s.
+# - autosave_on_changes true + autosave_interval 1 (a save per loop turn that queued
+#   something): 26 msgs/s from 90k to 100k queued, 192 from 0 to 20k (0.3-2 % of before), and
+#   still 3 lost (a save under way). Messages sent in flight to a connected session are not
+#   counted as changes: with ingest connected but holding its acks (a slow or failed commit)
+#   nothing was saved and 20k of 20k were lost. Rejected.
+# - autosave_on_changes true + autosave_interval 1000: <= 1000 queued messages lost (879,
+#   998), 8.4k msgs/s; the same blind spot (20k of 20k lost with acks held). Rejected.
+# - autosave_interval 1: a save starts when `last_backup + 1 < now` in whole seconds, i.e.
+#   every ~2 s (1.95-2.04 s measured under load); 10.7k msgs/s (publishers were the limit;
+#   broker CPU 11.3 us/msg vs 10.8), offline and connected sessions alike. Chosen.
+# The window: a broker crash loses the messages PUBACKed after the start of the last
+# completed save: at most ~2 s of traffic plus one save's duration (measured: 3,292 of 100k
+# with the last save 0.5 s before the kill, 18,141 of 20k with it 1.5 s before). The test
+# tests/faults/test_broker_crash.py checks that nothing PUBACKed before a completed save is
+# lost. The same setting serves durable=False (tests): at their backlogs a save is ~1-25 ms.
+PERSISTENCE = ("autosave_on_changes false", "autosave_interval 1")
+MAX_PAYLOAD_BYTES = 64 * 1024  # ingest.max_payload_bytes default (firesentry/config.py)
+# Fixed header, topic and MQTT 5 properties around a payload. Mosquitto 2.0 checks
+# max_packet_size on packets it receives; what it forwards is the same payload and topic plus
+# a few bytes of properties, so clients announcing the same limit get everything.
+PACKET_HEADROOM_BYTES = 4096
+# Queue bounds per client. Every save rewrites the whole queue and stops the broker's only
+# thread while it runs (fire alarms included), so the bound is set by the save, not by memory.
+# Measured at the bound (bench/results/broker-persistence-bound-20261201T094618Z-vm.json):
+# 1M queued 135-byte messages, a 241 MB file, 1.08 s per save, so a 1.1 s stall every ~2 s;
+# the PUBACK rate fell to 4.5k msgs/s, the drain was 9k msgs/s, RSS 446 MB (of 24 GiB). Much
+# beyond it saves run back to back and the broker barely serves. 1M is ~17 min of a
+# 10,000-device fleet each sending every 10 s (1,000 msgs/s), ~1.7 h at one message a minute;
+# a longer outage needs a broker with durable storage. The byte bound holds big
+# store-and-forward batches to about the same save (128 MiB + ~105 B a message). Past either
+# bound Mosquitto still PUBACKs but drops the message for that session (it logs "Outgoing
+# messages are being dropped for client ..."): 20,000 of 1,020,000 in the measurement.
+MAX_QUEUED_MESSAGES = 1_000_000
+MAX_QUEUED_BYTES = 128 * 1024 * 1024
+
+
 class _Mosquitto:
     """A private Mosquitto with persistence and in-flight limits that ack-after-commit needs."""
 
-    def __init__(self, root: Path, binary: str) -> None:
+    def __init__(self, root: Path, binary: str, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> None:
         self.root = root
+        self.max_payload_bytes = max_payload_bytes
         self.conf = root / "mosquitto.conf"
         self.data = root / "data"
         self.log = root / "mosquitto.log"
@@ -301,6 +349,25 @@ class _Mosquitto:
             )
         self.data.mkdir(parents=True, exist_ok=True)
         user = self.run_user()
+        self.conf.write_text("\n".join(self.config_lines(port, user)) + "\n")
+        self.pidfile.unlink(missing_ok=True)
+        if user != pwd.getpwuid(os.geteuid()).pw_name:
+            _chown_tree(self.root, user)
+        res = subprocess.run(
+            [binary, "-c", str(self.conf), "-d"], capture_output=True, text=True, check=False
+        )
+        if res.returncode != 0:
+            raise EmbeddedError(
+                f"mosquitto failed to start: {res.stderr.strip()}\n{_tail(self.log)}"
+            )
+        _wait(lambda: port_open(port), 15, "Mosquitto", self.log)
+
+    def persistence_lines(self) -> list[str]:
+        """How often the broker writes its state to mosquitto.db (see PERSISTENCE)."""
+        return list(PERSISTENCE)
+
+    def config_lines(self, port: int, user: str) -> list[str]:
+        """The mosquitto.conf that start() writes, one setting a line."""
         lines = [
             "# written by firesentry up; edits are overwritten at the next start",
             "per_listener_settings false",
@@ -308,11 +375,16 @@ class _Mosquitto:
             f"user {user}",
             "persistence true",
             f"persistence_location {self.data}/",
-            "autosave_interval 30",
+            *self.persistence_lines(),
             # MQTT 3.1.1 peers get 20 in flight by default; ingest holds acks for a whole batch.
             "max_inflight_messages 65535",
-            # Default is 1000 queued per session: far too few while ingest restarts.
-            "max_queued_messages 10000000",
+            # The default 1000 queued per session is far too few while ingest restarts; the
+            # bounds below keep a flood from taking the machine's memory (see MAX_QUEUED_BYTES).
+            f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+            f"max_queued_bytes {MAX_QUEUED_BYTES}",
+            # A packet above this disconnects its sender. The headroom lets a payload a little
+            # over max_payload_bytes reach ingest, which dead-letters it with a reason.
+            f"max_packet_size {self.max_payload_bytes + PACKET_HEADROOM_BYTES}",
             "set_tcp_nodelay true",
             f"log_dest file {self.log}",
             "log_type error",
@@ -325,18 +397,7 @@ class _Mosquitto:
             lines.extend(self.auth_conf.read_text().splitlines())
         else:
             lines.append("allow_anonymous true")
-        self.conf.write_text("\n".join(lines) + "\n")
-        self.pidfile.unlink(missing_ok=True)
-        if user != pwd.getpwuid(os.geteuid()).pw_name:
-            _chown_tree(self.root, user)
-        res = subprocess.run(
-            [binary, "-c", str(self.conf), "-d"], capture_output=True, text=True, check=False
-        )
-        if res.returncode != 0:
-            raise EmbeddedError(
-                f"mosquitto failed to start: {res.stderr.strip()}\n{_tail(self.log)}"
-            )
-        _wait(lambda: port_open(port), 15, "Mosquitto", self.log)
+        return lines
 
     def stop(self) -> None:
         pid = self.pid()
@@ -369,10 +430,11 @@ class EmbeddedServices:
         pg_bin_dir: str | None = None,
         durable: bool = True,
         timescaledb: bool = False,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
     ) -> None:
         self.root = root.resolve()
         self.state_file = self.root / "state.json"
-        self.mosquitto = _Mosquitto(self.root / "mqtt", mosquitto_bin)
+        self.mosquitto = _Mosquitto(self.root / "mqtt", mosquitto_bin, max_payload_bytes)
         self._pg_bin_dir = pg_bin_dir
         self._durable = durable
         self._timescaledb = timescaledb
