@@ -26,6 +26,16 @@ from devices.catalog import DeviceType
 # The same pattern as the CHECK in migrations/0001_core.sql; device ids are MQTT usernames too.
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+# Broker accounts of the engine itself: a device with such an id would share ingest's account
+# name (and so, with client ids bound to accounts, its session). Compared case-insensitively.
+RESERVED_DEVICE_IDS = frozenset({"ingest"})
+RESERVED_DEVICE_PREFIXES = ("ingest-", "ingest_", "firesentry")
+
+
+def reserved_device_id(device_id: str) -> bool:
+    """Whether an id is kept for the engine's own broker accounts."""
+    low = device_id.lower()
+    return low in RESERVED_DEVICE_IDS or low.startswith(RESERVED_DEVICE_PREFIXES)
 Text = Annotated[str, StringConstraints(max_length=500)]
 
 
@@ -98,6 +108,16 @@ class DeviceRecord(_Record):
         default_factory=dict
     )
     heartbeat_s: int = Field(default=60, ge=1, le=86400)
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if reserved_device_id(value):
+            raise ValueError(
+                f"{value!r} is reserved for the engine's broker accounts (ingest, ingest-*, "
+                "firesentry*); choose another device id"
+            )
+        return value
 
 
 class ContactRecord(_Record):

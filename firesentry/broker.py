@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
 from devices.credentials import mosquitto_hash, new_password
+from devices.records import ID_PATTERN
 from firesentry.config import Settings
 from store import registry as reg
 
@@ -41,16 +43,15 @@ def render_passwords(entries: Iterable[tuple[str, str]]) -> str:
     return "".join(f"{user}:{hashed}\n" for user, hashed in entries)
 
 
-def render_acl(topic_prefix: str, ingest_user: str) -> str:
-    """The ACL: each device writes only below its own id, ingest reads everything."""
+def render_acl(topic_prefix: str, ingest_users: str | Sequence[str]) -> str:
+    """The ACL: each device writes only below its own id, each ingest account reads everything."""
+    users = [ingest_users] if isinstance(ingest_users, str) else list(ingest_users)
     return (
         "# written by firesentry broker sync; edits are overwritten\n"
         "# %u is the MQTT username, which is the device id.\n"
         f"pattern write {topic_prefix}/%u/#\n"
         f"pattern read {topic_prefix}/%u/cmd\n"
-        "\n"
-        f"user {ingest_user}\n"
-        f"topic read {topic_prefix}/#\n"
+        + "".join(f"\nuser {u}\ntopic read {topic_prefix}/#\n" for u in users)
     )
 
 
@@ -60,6 +61,9 @@ def render_auth_conf(folder: Path) -> str:
         "allow_anonymous false\n"
         f"password_file {folder / PASSWORD_FILE}\n"
         f"acl_file {folder / ACL_FILE}\n"
+        # The client id is the account: nobody can take over ingest's session (and receive, or
+        # drop, what is queued for it) or knock a device off by connecting with its client id.
+        "use_username_as_clientid true\n"
     )
 
 
@@ -80,21 +84,25 @@ def write_broker_files(
     ingest: tuple[str, str],
     topic_prefix: str,
     owner: tuple[int, int] | None = None,
+    more_ingest: Sequence[tuple[str, str]] = (),
 ) -> Path:
     """Write passwd, acl and auth.conf into folder; return the path of auth.conf.
 
-    devices are (id, hash); ingest is (username, hash). owner (uid, gid) is the broker's user,
-    which must be able to read the files when it reloads them after dropping root.
+    devices are (id, hash); ingest (and each of more_ingest, one per further ingest worker) is
+    (username, hash). owner (uid, gid) is the broker's user, which must be able to read the
+    files when it reloads them after dropping root.
     """
-    clash = [d for d, _ in devices if d == ingest[0]]
+    accounts = [ingest, *more_ingest]
+    names = {u for u, _ in accounts}
+    clash = [d for d, _ in devices if d in names]
     if clash:
         raise BrokerSyncError(
-            f"device id {clash[0]!r} is also the ingest account's username; rename the device "
-            "or set mqtt.username to another name"
+            f"device id {clash[0]!r} is also an ingest account's username; rename the device "
+            "or choose another ingest account name"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    _write_private(folder / PASSWORD_FILE, render_passwords([*devices, ingest]), owner)
-    _write_private(folder / ACL_FILE, render_acl(topic_prefix, ingest[0]), owner)
+    _write_private(folder / PASSWORD_FILE, render_passwords([*devices, *accounts]), owner)
+    _write_private(folder / ACL_FILE, render_acl(topic_prefix, [u for u, _ in accounts]), owner)
     _write_private(folder / AUTH_CONF, render_auth_conf(folder.resolve()), owner)
     return folder / AUTH_CONF
 
@@ -112,8 +120,8 @@ def _configured_ingest(settings: Settings) -> tuple[str, str] | None:
     return mq.username, mq.password.get_secret_value()
 
 
-def _kept_ingest(secret_file: Path) -> tuple[str, str]:
-    """The generated ingest account for an external broker, its password kept in secret_file."""
+def _kept_ingest(secret_file: Path, user: str = DEFAULT_INGEST_USER) -> tuple[str, str]:
+    """A generated ingest account, its password kept in secret_file."""
     try:
         password = secret_file.read_text().strip()
     except FileNotFoundError:
@@ -122,16 +130,25 @@ def _kept_ingest(secret_file: Path) -> tuple[str, str]:
         password = new_password()
         secret_file.parent.mkdir(parents=True, exist_ok=True)
         _write_private(secret_file, password + "\n")
-    return DEFAULT_INGEST_USER, password
+    return user, password
 
 
-def sync(settings: Settings, out: Path | None = None) -> SyncResult:
+def worker_secret_file(folder: Path, user: str) -> Path:
+    """Where the password of a further ingest worker's account is kept."""
+    return folder / f"{user}.secret"
+
+
+def sync(
+    settings: Settings, out: Path | None = None, workers: Sequence[str] = ()
+) -> SyncResult:
     """Write the broker's auth files from the registry; reload the private broker if it is ours.
 
     With out, the files go to that folder for an external broker (and ingest's generated password
     to out/ingest.secret). Otherwise embedded services must be enabled; the files go to their
     mqtt folder, ingest's account is kept in state.json and the broker is reloaded (restarted the
-    first time, so that clients connected anonymously before are dropped).
+    first time, so that clients connected anonymously before are dropped). workers names one
+    more account per further ingest worker (the broker binds client id to account, so workers
+    cannot share one); their passwords are kept in <folder>/<name>.secret.
     """
     from firesentry.app import embedded_services, resolve_endpoints
 
@@ -144,15 +161,27 @@ def sync(settings: Settings, out: Path | None = None) -> SyncResult:
         devices, missing = reg.password_hashes(conn)
     prefix = settings.mqtt.topic_prefix
     configured = _configured_ingest(settings)
+    svc = embedded_services(settings)
+    folder = out if out is not None else svc.mosquitto.root
+    for name in workers:
+        if not re.fullmatch(ID_PATTERN, name):
+            raise BrokerSyncError(f"ingest worker account {name!r} must match {ID_PATTERN}")
+    more = [_kept_ingest(worker_secret_file(folder, w), w) for w in workers]
+    more_hashed = [(u, mosquitto_hash(p)) for u, p in more]
     if out is not None:
         user, password = configured or _kept_ingest(out / INGEST_SECRET)
-        write_broker_files(out, devices, (user, mosquitto_hash(password)), prefix)
+        write_broker_files(
+            out, devices, (user, mosquitto_hash(password)), prefix, more_ingest=more_hashed
+        )
         return SyncResult(out, len(devices), missing, user, "written")
-    svc = embedded_services(settings)
     user, password = configured or svc.ingest_account(DEFAULT_INGEST_USER)
-    folder = svc.mosquitto.root
     write_broker_files(
-        folder, devices, (user, mosquitto_hash(password)), prefix, svc.mosquitto.owner()
+        folder,
+        devices,
+        (user, mosquitto_hash(password)),
+        prefix,
+        svc.mosquitto.owner(),
+        more_hashed,
     )
     action = svc.apply_auth()
     return SyncResult(folder, len(devices), missing, user, action)

@@ -274,7 +274,7 @@ def _cmd_broker_sync(settings: Settings, args: argparse.Namespace) -> int:
     from firesentry.broker import BrokerSyncError, sync
 
     try:
-        res = sync(settings, Path(args.out) if args.out else None)
+        res = sync(settings, Path(args.out) if args.out else None, args.worker or ())
     except BrokerSyncError as exc:
         print(f"firesentry: {exc}", file=sys.stderr)
         return 2
@@ -294,6 +294,11 @@ def _cmd_broker_sync(settings: Settings, args: argparse.Namespace) -> int:
         print("  the private broker is not running; `firesentry up` starts it with auth on")
     else:
         print(f"  private broker {res.action}; `firesentry run` logs in as {res.ingest_user}")
+    for name in args.worker or ():
+        print(
+            f"  ingest worker account {name}: FIRESENTRY_MQTT__USERNAME={name}, "
+            f"FIRESENTRY_MQTT__PASSWORD=<contents of {res.dir / (name + '.secret')}>"
+        )
     return 0
 
 
@@ -368,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = broker.add_subparsers(dest="broker_command", required=True)
     bs = bsub.add_parser("sync", help="write password and ACL files from the registry; reload")
     bs.add_argument("--out", help="write the files here for an external broker instead")
+    bs.add_argument(
+        "--worker",
+        action="append",
+        metavar="NAME",
+        help="one more ingest account, for a further ingest worker (repeat for each)",
+    )
     bs.set_defaults(fn=_cmd_broker_sync)
     return p
 

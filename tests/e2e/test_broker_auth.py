@@ -88,6 +88,7 @@ class Client:
     connack: list[ReasonCode] = field(default_factory=list)
     pubacks: dict[int, ReasonCode] = field(default_factory=dict)
     messages: list[tuple[str, bytes]] = field(default_factory=list)
+    disconnects: list[ReasonCode] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def publish(self, topic: str, payload: bytes) -> int:
@@ -103,10 +104,14 @@ class Client:
         self.mqttc.loop_stop()
 
 
-def connect(ep: Endpoints, username: str | None, password: str | None) -> Client:
+def connect(
+    ep: Endpoints, username: str | None, password: str | None, client_id: str | None = None
+) -> Client:
     """Connect, and wait for the broker's CONNACK (accepted or not)."""
     mqttc = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id or f"t-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
     )
     c = Client(mqttc)
     if username is not None:
@@ -122,7 +127,11 @@ def connect(ep: Endpoints, username: str | None, password: str | None) -> Client
         with c.lock:
             c.messages.append((msg.topic, bytes(msg.payload)))
 
+    def on_disconnect(cl: mqtt.Client, ud: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        c.disconnects.append(rc)
+
     mqttc.on_connect = on_connect
+    mqttc.on_disconnect = on_disconnect
     mqttc.on_publish = on_publish
     mqttc.on_message = on_message
     # A refused CONNACK would otherwise make paho retry in the background.
@@ -227,3 +236,78 @@ def test_engine_logs_in_with_the_ingest_account(broker: AuthBroker) -> None:
         a.close()
     finally:
         engine.stop()
+
+
+def test_a_device_using_ingests_client_id_does_not_take_over_its_session(
+    broker: AuthBroker,
+) -> None:
+    """dev-a connecting with ingest's client id (configured or its username) neither kicks the
+    engine off nor stops other devices' messages from being stored."""
+    client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+    engine = Engine(engine_settings(PREFIX, client_id), broker.ep)
+    engine.start()
+    attackers: list[Client] = []
+    try:
+        assert engine.consumer.wait_connected(10)
+        generation = engine.consumer._generation
+        for stolen in (client_id, broker.ep.mqtt_username or "ingest"):
+            attackers.append(connect(broker.ep, "dev-a", broker.passwords["dev-a"], stolen))
+        b = connect(broker.ep, "dev-b", broker.passwords["dev-b"])
+        t0 = int(time.time() * 1000)
+        for i in range(10):
+            b.publish(
+                f"{PREFIX}/dev-b/telemetry", b'{"ts": %d, "metrics": {"temp_c_1": 30}}' % (t0 + i)
+            )
+        dsn = broker.ep.dsn()
+        query = "SELECT count(*) FROM telemetry t JOIN devices d ON d.num = t.device_num"
+        wait_until(lambda: scalar(dsn, query + " WHERE d.id = 'dev-b'") == 10, 15, "dev-b stored")
+        b.close()
+        assert engine.consumer.broker_connected
+        assert engine.consumer._generation == generation, "ingest's session was taken over"
+    finally:
+        for c in attackers:
+            c.close()
+        engine.stop()
+
+
+def test_a_device_cannot_knock_another_device_off(broker: AuthBroker) -> None:
+    """dev-a connecting with dev-b's client id leaves dev-b's connection up."""
+    b = connect(broker.ep, "dev-b", broker.passwords["dev-b"], "dev-b")
+    a = connect(broker.ep, "dev-a", broker.passwords["dev-a"], "dev-b")
+    try:
+        assert not a.connack[0].is_failure and not b.connack[0].is_failure
+        # dev-b proves it is still connected: its own publish is PUBACKed on this session.
+        mid = b.publish(f"{PREFIX}/dev-b/event", b'{"still": "here"}')
+        wait_until(lambda: mid in b.pubacks or b.disconnects, 10, "dev-b's PUBACK")
+        assert b.disconnects == [], f"dev-b was disconnected: {b.disconnects}"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_each_ingest_worker_has_its_own_account_and_session(broker: AuthBroker) -> None:
+    """`broker sync --worker ingest-b` adds an account; two workers (ingest, ingest-b) stay
+    connected side by side, each receiving what it subscribes to."""
+    from firesentry.broker import worker_secret_file
+
+    sync(broker.settings, workers=["ingest-b"])
+    password = worker_secret_file(broker.svc.mosquitto.root, "ingest-b").read_text().strip()
+    ep = broker.ep
+    first = connect(ep, ep.mqtt_username, ep.mqtt_password)
+    second = connect(ep, "ingest-b", password)
+    try:
+        assert not first.connack[0].is_failure and not second.connack[0].is_failure
+        granted: list[list[ReasonCode]] = []
+        second.mqttc.on_subscribe = lambda cl, ud, mid, rcs, props: granted.append(rcs)
+        second.mqttc.subscribe(f"{PREFIX}/#", qos=1)
+        wait_until(lambda: granted, 10, "SUBACK for ingest-b")
+        assert not granted[0][0].is_failure
+        a = connect(ep, "dev-a", broker.passwords["dev-a"])
+        topic = f"{PREFIX}/dev-a/status"
+        a.publish(topic, b"online")
+        wait_until(lambda: second.received(topic), 10, "ingest-b received dev-a's message")
+        a.close()
+        assert first.disconnects == [] and second.disconnects == []
+    finally:
+        first.close()
+        second.close()

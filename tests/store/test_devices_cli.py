@@ -100,3 +100,24 @@ def test_add_prints_the_password_once(
     new = next(line.split(": ")[1] for line in out.splitlines() if "password:" in line)
     assert rc == 0 and new != password
     assert verify(new, scalar(dsn, "SELECT password_hash FROM devices WHERE id = 'u2-wp'"))
+
+
+@pytest.mark.parametrize("device_id", ["ingest", "Ingest-2", "firesentry-ingest"])
+def test_the_engines_account_names_are_refused_as_device_ids(
+    cli_env: Endpoints, capsys: pytest.CaptureFixture[str], device_id: str
+) -> None:
+    """A device named after an ingest account would share its broker account and session:
+    `devices add` refuses it with the reason, and so does the database behind any other path."""
+    assert run(capsys, "devices", "import", "units.csv", "devices.csv")[0] == 0
+    rc, _, err = run(
+        capsys, "devices", "add", "--id", device_id, "--unit", "u1", "--type", "water_level"
+    )
+    assert rc == 2 and "--id:" in err and "reserved" in err
+    with (
+        psycopg.connect(cli_env.dsn(), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.CheckViolation),
+    ):
+        conn.execute(
+            "INSERT INTO devices (id, unit_id, type) VALUES (%s, 'u1', 'water_level')",
+            (device_id,),
+        )
