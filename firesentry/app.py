@@ -36,8 +36,8 @@ from alerts.routing import RoutingError, load_routing
 from alerts.types import Receiver
 from devices.registry import Registry
 from firesentry.channels import build_notifiers, robot_channels
-from firesentry.config import Settings
-from firesentry.embedded import EmbeddedServices, Endpoints
+from firesentry.config import Settings, transport_warnings
+from firesentry.embedded import BrokerTls, EmbeddedServices, Endpoints
 from ingest.consumer import Consumer, ConsumerOptions
 from ingest.decode import BatchDecoder, Limits
 from ingest.pipeline import BatchResult, Pipeline
@@ -85,6 +85,7 @@ def _fault_from_env() -> str | None:
 def embedded_services(settings: Settings, durable: bool = True) -> EmbeddedServices:
     """The private services described by the embedded section."""
     e = settings.embedded
+    t = e.tls
     return EmbeddedServices(
         e.dir,
         mosquitto_bin=e.mosquitto_bin,
@@ -92,6 +93,9 @@ def embedded_services(settings: Settings, durable: bool = True) -> EmbeddedServi
         durable=durable,
         timescaledb=e.timescaledb,
         max_payload_bytes=settings.ingest.max_payload_bytes,
+        tls=BrokerTls(
+            t.enabled, t.bind, t.port, tuple(t.hosts), t.cert_file, t.key_file, t.ca_file
+        ),
     )
 
 
@@ -115,6 +119,8 @@ def resolve_endpoints(settings: Settings, *, start: bool = False) -> Endpoints:
         db.dbname,
         db.user,
         db.password.get_secret_value() if db.password else "",
+        db_sslmode=db.sslmode,
+        db_sslrootcert=db.sslrootcert,
     )
 
 
@@ -206,6 +212,12 @@ class Engine:
                 batch_max=ing.batch_max,
                 batch_wait_ms=ing.batch_wait_ms,
                 retry_max_s=ing.retry_max_s,
+                # The private broker is reached over loopback: mqtt.tls is for external ones.
+                tls=mq.tls.enabled and not settings.embedded.enabled,
+                tls_ca_file=str(mq.tls.ca_file) if mq.tls.ca_file else None,
+                tls_cert_file=str(mq.tls.cert_file) if mq.tls.cert_file else None,
+                tls_key_file=str(mq.tls.key_file) if mq.tls.key_file else None,
+                tls_check_hostname=mq.tls.check_hostname,
             ),
             self.pipeline,
             self._connect_db,
@@ -406,6 +418,14 @@ class Engine:
             target=self._run_health, name="engine-health", daemon=True
         )
         self._health_thread.start()
+        for w in transport_warnings(self.settings):
+            log.warning(
+                "insecure transport" + (" (loopback: stays on this machine)" if w.loopback else ""),
+                receiver=w.receiver,
+                url=w.url,
+                loopback=w.loopback,
+                problem=w.problem,
+            )
         log.info(
             "engine running",
             mqtt=f"{self.endpoints.mqtt_host}:{self.endpoints.mqtt_port}",

@@ -49,7 +49,11 @@ def render_acl(topic_prefix: str, ingest_users: str | Sequence[str]) -> str:
     return (
         "# written by firesentry broker sync; edits are overwritten\n"
         "# %u is the MQTT username, which is the device id.\n"
-        f"pattern write {topic_prefix}/%u/#\n"
+        # Only the three topics of the contract: a device can leave at most three retained
+        # messages (Mosquitto 2.0 has no separate size limit for retained ones).
+        f"pattern write {topic_prefix}/%u/telemetry\n"
+        f"pattern write {topic_prefix}/%u/event\n"
+        f"pattern write {topic_prefix}/%u/status\n"
         f"pattern read {topic_prefix}/%u/cmd\n"
         + "".join(f"\nuser {u}\ntopic read {topic_prefix}/#\n" for u in users)
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import aiohttp
 
 from alerts.notify.dingtalk import DingTalkNotifier, DingTalkOptions
@@ -81,6 +83,7 @@ def build_notifiers(settings: Settings, session: aiohttp.ClientSession) -> dict[
         out["sms"] = SmsNotifier([_sms_provider(name, c, session) for name, c in n.sms.items()])
     if n.email is not None:
         e = n.email
+        ctx = ssl.create_default_context(cafile=str(e.ca_file)) if e.ca_file else None
         out["email"] = EmailNotifier(
             EmailOptions(
                 host=e.host,
@@ -89,6 +92,7 @@ def build_notifiers(settings: Settings, session: aiohttp.ClientSession) -> dict[
                 username=e.username,
                 password=_secret(e.password) or None,
                 starttls=e.starttls,
+                ssl_context=ctx,
                 timeout_s=e.timeout_s,
             )
         )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +17,7 @@ from pydantic import (
     HttpUrl,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -25,6 +30,13 @@ ENV_PREFIX = "FIRESENTRY_"
 ENV_NESTED = "__"
 # Keys whose values are secrets: the committed file must not hold them.
 SECRET_KEYS = frozenset({"password", "secret", "token", "access_key_secret", "auth_token"})
+# Query parameters that carry a credential (WeCom robots: key=, DingTalk: access_token=): a URL
+# with one, or with user:pass@, is a secret and is refused in the file like the keys above.
+SECRET_URL_PARAMS = frozenset(
+    {"key", "token", "access_token", "secret", "password", "api_key", "apikey", "auth_token"}
+)
+# Feishu/Lark robots carry their token in the path: /open-apis/bot/v2/hook/<token>.
+_SECRET_URL_PATH = re.compile(r"/bot/v\d+/hook/[^/]+")
 
 
 class ConfigError(Exception):
@@ -33,6 +45,60 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _must_exist(value: Path | None, what: str) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError(f"file {value} does not exist (or is not a file); give the path of {what}")
+    return value
+
+
+class EmbeddedTlsConfig(_Section):
+    """The private broker's MQTT-over-TLS listener for devices (README "MQTT over TLS")."""
+
+    enabled: bool = True
+    bind: str = Field(
+        default="127.0.0.1", description="0.0.0.0: every IPv4 interface, for devices elsewhere"
+    )
+    port: int = Field(default=0, ge=0, le=65535, description="0: a free port, kept; 8883 usual")
+    hosts: list[str] = Field(
+        default_factory=list,
+        description="names/IPs devices use, added to the generated certificate",
+    )
+    cert_file: Path | None = Field(default=None, description="your own certificate (PEM chain)")
+    key_file: Path | None = Field(default=None, description="its private key (PEM)")
+    ca_file: Path | None = Field(
+        default=None, description="the CA devices pin for your certificate (none: a public CA)"
+    )
+
+    @field_validator("cert_file")
+    @classmethod
+    def _cert_exists(cls, v: Path | None) -> Path | None:
+        return _must_exist(v, "the broker's certificate (PEM, with its chain)")
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_exists(cls, v: Path | None) -> Path | None:
+        return _must_exist(v, "the private key of the broker's certificate (PEM)")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_exists(cls, v: Path | None) -> Path | None:
+        return _must_exist(v, "the CA certificate that issued the broker's certificate")
+
+    @model_validator(mode="after")
+    def _own_cert_complete(self) -> EmbeddedTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError(
+                "embedded.tls.cert_file and embedded.tls.key_file go together: set both to use "
+                "your own certificate, or neither to use the generated one"
+            )
+        if self.ca_file is not None and self.cert_file is None:
+            raise ValueError(
+                "embedded.tls.ca_file is only for your own certificate (cert_file, key_file); "
+                "the generated certificate's CA is .firesentry/tls/ca.crt"
+            )
+        return self
 
 
 class EmbeddedConfig(_Section):
@@ -47,6 +113,47 @@ class EmbeddedConfig(_Section):
     timescaledb: bool = Field(
         default=False, description="preload the timescaledb extension (must be installed)"
     )
+    tls: EmbeddedTlsConfig = EmbeddedTlsConfig()
+
+
+class MqttTlsConfig(_Section):
+    """TLS to the broker: the CA that signed its certificate, a client certificate if it asks."""
+
+    enabled: bool = False
+    ca_file: Path | None = Field(default=None, description="PEM CA bundle; none: the system's")
+    cert_file: Path | None = Field(default=None, description="client certificate (PEM)")
+    key_file: Path | None = Field(default=None, description="its private key (PEM)")
+    check_hostname: bool = Field(
+        default=True,
+        description="the certificate must name mqtt.host (never turn off in production)",
+    )
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_exists(cls, v: Path | None) -> Path | None:
+        return _must_exist(v, "the CA certificate (PEM) that signed the broker's certificate")
+
+    @field_validator("cert_file")
+    @classmethod
+    def _cert_exists(cls, v: Path | None) -> Path | None:
+        return _must_exist(v, "ingest's client certificate (PEM)")
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_exists(cls, v: Path | None) -> Path | None:
+        return _must_exist(v, "the private key of ingest's client certificate (PEM)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttTlsConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("mqtt.tls.key_file needs mqtt.tls.cert_file (the client certificate)")
+        given = [f for f in ("ca_file", "cert_file", "key_file") if getattr(self, f) is not None]
+        if given and not self.enabled:
+            raise ValueError(
+                f"mqtt.tls.{given[0]} is set but mqtt.tls.enabled is false; set "
+                "mqtt.tls.enabled: true (FIRESENTRY_MQTT__TLS__ENABLED=true) or remove it"
+            )
+        return self
 
 
 class MqttConfig(_Section):
@@ -65,6 +172,7 @@ class MqttConfig(_Section):
     shared_group: str | None = Field(
         default=None, description="subscribe via $share/<group>/ for several ingest workers"
     )
+    tls: MqttTlsConfig = MqttTlsConfig()
 
 
 class DatabaseConfig(_Section):
@@ -78,6 +186,29 @@ class DatabaseConfig(_Section):
     pool_min: int = Field(default=1, ge=1)
     pool_max: int = Field(default=4, ge=1)
     connect_timeout_s: float = Field(default=5.0, gt=0)
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="prefer",
+        description="libpq sslmode; verify-full (with sslrootcert) across any network",
+    )
+    sslrootcert: str | None = Field(
+        default=None, description="CA file that signed the server's certificate, or 'system'"
+    )
+
+    @field_validator("sslrootcert")
+    @classmethod
+    def _root_exists(cls, v: str | None) -> str | None:
+        if v is not None and v != "system":
+            _must_exist(Path(v), "the CA certificate (PEM) that signed the server's certificate")
+        return v
+
+    @model_validator(mode="after")
+    def _rootcert_is_used(self) -> DatabaseConfig:
+        if self.sslrootcert is not None and self.sslmode in ("disable", "allow", "prefer"):
+            raise ValueError(
+                f"database.sslrootcert is set but database.sslmode is {self.sslmode}, which never "
+                "checks the server's certificate; set database.sslmode: verify-full"
+            )
+        return self
 
 
 class IngestConfig(_Section):
@@ -167,8 +298,27 @@ class EmailConfig(_Section):
     sender: str
     username: str | None = None
     password: SecretStr | None = None
-    starttls: bool = False
+    starttls: bool = Field(
+        default=True, description="false sends the password and alerts in clear (warned at start)"
+    )
+    ca_file: Path | None = Field(
+        default=None, description="CA that signed the server's certificate; none: the system's"
+    )
     timeout_s: float = Field(default=20.0, gt=0)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_exists(cls, v: Path | None) -> Path | None:
+        return _must_exist(v, "the CA certificate (PEM) that signed the SMTP server's certificate")
+
+    @model_validator(mode="after")
+    def _not_implicit_tls(self) -> EmailConfig:
+        if self.port == 465:
+            raise ValueError(
+                "notify.email.port 465 is SMTP over implicit TLS, which is not supported; use "
+                "the submission port 587 with starttls: true"
+            )
+        return self
 
 
 class NotifyConfig(_Section):
@@ -212,6 +362,37 @@ class ApiConfig(_Section):
         gt=0,
         description="/readyz: fail when the oldest due notification waited longer",
     )
+    export_pool_max: int = Field(
+        default=2,
+        ge=1,
+        le=50,
+        description="database connections for CSV exports, apart from pool_max (exports wait "
+        "on their clients, so they must never hold the control room's connections)",
+    )
+    export_per_token: int = Field(
+        default=1, ge=1, le=50, description="exports one token may run at once; more: 429"
+    )
+    export_idle_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="an export client that reads nothing this long is dropped",
+    )
+    stream_idle_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="an SSE client that reads nothing this long"
+    )
+    stream_token_check_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="how often open streams check that their token is neither revoked nor expired",
+    )
+    auth_fail_limit: int = Field(
+        default=20,
+        ge=1,
+        description="failed authentications per client address in auth_fail_window_s; more: 429",
+    )
+    auth_fail_window_s: float = Field(default=60.0, gt=0, le=86400)
 
 
 class LogConfig(_Section):
@@ -278,6 +459,36 @@ def _find_secrets(node: Any, path: str = "") -> list[str]:
     return found
 
 
+def url_secret(value: str) -> str | None:
+    """Say which secret a URL carries (credentials, a key= parameter, a robot token), or None."""
+    try:
+        parts = urllib.parse.urlsplit(value.strip())
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.netloc:
+        return None
+    if "@" in parts.netloc:
+        return "credentials before @"
+    for name, _ in urllib.parse.parse_qsl(parts.query):
+        if name.lower() in SECRET_URL_PARAMS:
+            return f"query parameter {name}="
+    if _SECRET_URL_PATH.search(parts.path):
+        return "a robot token in the path"
+    return None
+
+
+def _find_url_secrets(node: Any, path: str = "") -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found.extend(_find_url_secrets(value, f"{path}.{key}" if path else str(key)))
+    elif isinstance(node, str):
+        why = url_secret(node)
+        if why is not None:
+            found.append((path, why))
+    return found
+
+
 def _env_name(dotted: str) -> str:
     return ENV_PREFIX + ENV_NESTED.join(part.upper() for part in dotted.split("."))
 
@@ -290,6 +501,107 @@ def _describe(err: Any) -> str:
     value = err.get("input")
     shown = "" if isinstance(value, dict) or err["type"] == "missing" else f" (got {value!r})"
     return f"  {loc}{shown}: {msg}; override with {_env_name(loc) if err['loc'] else 'the file'}"
+
+
+@dataclass(frozen=True, slots=True)
+class TransportWarning:
+    """A link configured without TLS (or without checking the peer), for the warning at start."""
+
+    receiver: str  # the config path, e.g. notify.webhooks.ops
+    url: str  # scheme://host:port/path, never credentials, query or a token in the path
+    loopback: bool  # the peer is on this machine: nothing crosses a network
+    problem: str
+
+
+def is_loopback(host: str | None) -> bool:
+    """Tell whether host names this machine (localhost, 127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _shown(url: str) -> tuple[str, str | None]:
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname
+    netloc = parts.netloc.rpartition("@")[2]
+    path = _SECRET_URL_PATH.sub("/bot/hook/…", parts.path)
+    return f"{parts.scheme}://{netloc}{path}", host
+
+
+def transport_warnings(settings: Settings) -> list[TransportWarning]:
+    """Every receiver reached over http://, a plain-text SMTP, and external links without TLS."""
+    out: list[TransportWarning] = []
+    n = settings.notify
+    urls: list[tuple[str, str | None]] = [
+        *((f"notify.webhooks.{k}", str(w.url)) for k, w in n.webhooks.items()),
+        *((f"notify.sms.{k}", c.url) for k, c in n.sms.items()),
+        *((f"notify.robots.{k}", str(r.url)) for k, r in n.robots.items()),
+    ]
+    for where, url in urls:
+        if url is not None and url.lower().startswith("http://"):
+            shown, host = _shown(url)
+            out.append(
+                TransportWarning(
+                    where,
+                    shown,
+                    is_loopback(host),
+                    "http:// sends alerts (and any signature or token) unencrypted; use https://",
+                )
+            )
+    e = n.email
+    if e is not None and not e.starttls:
+        out.append(
+            TransportWarning(
+                "notify.email",
+                f"smtp://{e.host}:{e.port}",
+                is_loopback(e.host),
+                "starttls: false sends alerts"
+                + (" and the SMTP password" if e.username else "")
+                + " unencrypted",
+            )
+        )
+    if settings.embedded.enabled:
+        return out  # ingest and the engine reach the private services over loopback
+    mq, db = settings.mqtt, settings.database
+    if not mq.tls.enabled and not is_loopback(mq.host):
+        out.append(
+            TransportWarning(
+                "mqtt",
+                f"mqtt://{mq.host}:{mq.port}",
+                False,
+                "mqtt.tls.enabled is false: ingest's password and all messages cross the "
+                "network unencrypted",
+            )
+        )
+    if mq.tls.enabled and not mq.tls.check_hostname:
+        out.append(
+            TransportWarning(
+                "mqtt",
+                f"mqtts://{mq.host}:{mq.port}",
+                is_loopback(mq.host),
+                "mqtt.tls.check_hostname is false: any certificate from the CA is accepted "
+                "for this host",
+            )
+        )
+    if db.sslmode not in ("verify-ca", "verify-full") and not is_loopback(db.host):
+        problem = {
+            "require": "encrypted, but the server's certificate is not checked",
+            "prefer": "falls back to no encryption, and the server's certificate is not checked",
+        }.get(db.sslmode, "not encrypted")
+        out.append(
+            TransportWarning(
+                "database",
+                f"postgresql://{db.host}:{db.port}/{db.dbname}",
+                False,
+                f"database.sslmode {db.sslmode}: {problem}; use verify-full with sslrootcert",
+            )
+        )
+    return out
 
 
 def load_settings(path: Path | str | None = None) -> Settings:
@@ -307,9 +619,13 @@ def load_settings(path: Path | str | None = None) -> Settings:
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {p} must be a mapping at the top level")
-        secrets = _find_secrets(loaded)
-        if secrets:
-            lines = "\n".join(f"  {s}: set {_env_name(s)} instead" for s in secrets)
+        found = [f"  {s}: set {_env_name(s)} instead" for s in _find_secrets(loaded)]
+        found += [
+            f"  {s}: the URL carries a secret ({why}); set the whole URL in {_env_name(s)} instead"
+            for s, why in _find_url_secrets(loaded)
+        ]
+        if found:
+            lines = "\n".join(found)
             raise ConfigError(
                 f"config file {p} holds secrets; move them to the environment:\n{lines}"
             )

@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg
 
+from firesentry.tls import TlsError, ensure_server_certs
+
 LOOPBACK = "127.0.0.1"
 DB_NAME = "firesentry"
 DB_USER = "firesentry"
@@ -43,6 +45,10 @@ class Endpoints:
     # ingest's broker account once `firesentry broker sync` has turned authentication on.
     mqtt_username: str | None = None
     mqtt_password: str | None = None
+    mqtt_tls_port: int = 0  # the broker's MQTT-over-TLS listener; 0: none
+    # libpq's sslmode and sslrootcert (database.sslmode); None: libpq's default (prefer).
+    db_sslmode: str | None = None
+    db_sslrootcert: str | None = None
 
     def dsn(self, dbname: str | None = None) -> str:
         """Return a libpq connection string for the database (or another one on the cluster)."""
@@ -52,6 +58,8 @@ class Endpoints:
             dbname=dbname or self.db_name,
             user=self.db_user,
             password=self.db_password,
+            sslmode=self.db_sslmode,
+            sslrootcert=self.db_sslrootcert,
         )
 
 
@@ -280,12 +288,61 @@ PACKET_HEADROOM_BYTES = 4096
 # messages are being dropped for client ..."): 20,000 of 1,020,000 in the measurement.
 MAX_QUEUED_MESSAGES = 1_000_000
 MAX_QUEUED_BYTES = 128 * 1024 * 1024
+# Retained messages (issue 12): Mosquitto 2.0.11 has no size limit of their own
+# (retain_available false would refuse the retained status topic the contract needs;
+# message_size_limit, deprecated, bounds every message alike). So a retained message is bounded
+# by max_packet_size like any other, and how many a device can leave by an ACL that lets it
+# write only its telemetry, event and status topics (firesentry/broker.py), not fs/v1/<id>/#.
+# With per_listener_settings false the accounts, ACL and the limits above apply to the TLS
+# listener exactly as to the plain one.
+TLS_WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
+# mosquitto.conf options that belong to the listener above them whatever per_listener_settings
+# says (Mosquitto 2.0 man page, "Listeners"): repeated in the TLS listener's block.
+LISTENER_OPTIONS = frozenset(
+    {
+        "use_username_as_clientid",
+        "use_identity_as_username",
+        "use_subject_as_username",
+        "require_certificate",
+        "max_connections",
+        "max_topic_alias",
+        "mount_point",
+        "protocol",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerTls:
+    """The private broker's MQTT-over-TLS listener (README "MQTT over TLS")."""
+
+    enabled: bool = True
+    bind: str = LOOPBACK  # 0.0.0.0: every IPv4 interface (devices on public networks)
+    port: int = 0  # 0: a free port, chosen once and kept in mqtt/tls_port (8883 in production)
+    hosts: tuple[str, ...] = ()  # names and IPs beyond loopback in the generated certificate
+    cert_file: Path | None = None  # your own certificate (with its chain) instead of generated
+    key_file: Path | None = None
+    ca_file: Path | None = None  # with your own certificate: the CA devices pin (None: public)
+
+
+@dataclass(frozen=True, slots=True)
+class _TlsListener:
+    port: int
+    bind: str
+    cert: Path
+    key: Path
 
 
 class _Mosquitto:
     """A private Mosquitto with persistence and in-flight limits that ack-after-commit needs."""
 
-    def __init__(self, root: Path, binary: str, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> None:
+    def __init__(
+        self,
+        root: Path,
+        binary: str,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        tls: BrokerTls | None = None,
+    ) -> None:
         self.root = root
         self.max_payload_bytes = max_payload_bytes
         self.conf = root / "mosquitto.conf"
@@ -293,6 +350,11 @@ class _Mosquitto:
         self.log = root / "mosquitto.log"
         self.pidfile = root / "mosquitto.pid"
         self.binary = binary
+        self.tls = tls if tls is not None and tls.enabled else None
+        # The generated CA and server certificate, beside mqtt/ (PostgreSQL may use them too).
+        self.tls_dir = root.parent / "tls"
+        self._tls_port_file = root / "tls_port"
+        self._tls_listener: _TlsListener | None = None
 
     def pid(self) -> int | None:
         try:
@@ -348,6 +410,7 @@ class _Mosquitto:
                 "mosquitto not found; install the 'mosquitto' package (make demo does)"
             )
         self.data.mkdir(parents=True, exist_ok=True)
+        self._tls_listener = self._prepare_tls(port)
         user = self.run_user()
         self.conf.write_text("\n".join(self.config_lines(port, user)) + "\n")
         self.pidfile.unlink(missing_ok=True)
@@ -361,6 +424,93 @@ class _Mosquitto:
                 f"mosquitto failed to start: {res.stderr.strip()}\n{_tail(self.log)}"
             )
         _wait(lambda: port_open(port), 15, "Mosquitto", self.log)
+        tls = self._tls_listener
+        if tls is not None:
+            probe = LOOPBACK if tls.bind in TLS_WILDCARD_BINDS else tls.bind
+            _wait(lambda: port_open(tls.port, probe), 15, "Mosquitto's TLS listener", self.log)
+
+    def tls_port(self) -> int:
+        """The TLS listener's port, kept across restarts; 0 when there is no TLS listener."""
+        if self.tls is None:
+            return 0
+        if self.tls.port:
+            return self.tls.port
+        try:
+            return int(self._tls_port_file.read_text().strip())
+        except (OSError, ValueError):
+            return 0
+
+    def tls_ca(self) -> Path | None:
+        """The CA certificate devices pin for the TLS listener (None: off, or a public CA)."""
+        if self.tls is None:
+            return None
+        if self.tls.cert_file is not None:
+            return self.tls.ca_file.resolve() if self.tls.ca_file is not None else None
+        return self.tls_dir / "ca.crt"
+
+    def tls_note(self) -> str:
+        """A few words on the TLS listener for `firesentry status` ("" when there is none)."""
+        port, ca = self.tls_port(), self.tls_ca()
+        if self.tls is None or not port:
+            return ""
+        pin = f", devices pin {ca}" if ca is not None else ""
+        return f"; TLS on {self.tls.bind or '*'}:{port}{pin}"
+
+    def _prepare_tls(self, plain_port: int) -> _TlsListener | None:
+        """Choose the TLS port and put the certificate and key where the broker's user reads them."""
+        tls = self.tls
+        if tls is None:
+            return None
+        port = self.tls_port()
+        if not port or (not tls.port and (port == plain_port or port_open(port))):
+            port = free_port()
+            while port == plain_port:
+                port = free_port()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._tls_port_file.write_text(f"{port}\n")
+        try:
+            if tls.cert_file is not None and tls.key_file is not None:
+                cert, key = tls.cert_file, tls.key_file
+            else:
+                extra = [*tls.hosts]
+                if tls.bind not in TLS_WILDCARD_BINDS and tls.bind != LOOPBACK:
+                    extra.append(tls.bind)
+                made = ensure_server_certs(self.tls_dir, extra)
+                cert, key = made.cert, made.key
+        except TlsError as exc:
+            raise EmbeddedError(f"no certificate for the TLS listener: {exc}") from exc
+        # Copies inside mqtt/ (chowned to the broker's user at start): the broker never reads
+        # the CA key, nor a key file of yours that only root may read.
+        here = self.root / "tls"
+        here.mkdir(exist_ok=True)
+        for src, name in ((cert, "server.crt"), (key, "server.key")):
+            dst = here / name
+            tmp = dst.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(Path(src).read_bytes())
+            os.replace(tmp, dst)
+        return _TlsListener(port, tls.bind, here / "server.crt", here / "server.key")
+
+    def tls_lines(self) -> list[str]:
+        """The TLS listener's block: last in mosquitto.conf, as listener options follow it."""
+        tls = self._tls_listener
+        if tls is None:
+            return []
+        lines = [
+            "# MQTT over TLS: the same accounts, ACL and limits as the plain listener",
+            f"listener {tls.port} {tls.bind}".rstrip(),
+            f"certfile {tls.cert}",
+            f"keyfile {tls.key}",
+            "tls_version tlsv1.2",
+        ]
+        # Options of a listener (not global even with per_listener_settings false) from
+        # auth.conf apply to the TLS listener too, use_username_as_clientid above all.
+        if self.auth_conf.exists():
+            for line in self.auth_conf.read_text().splitlines():
+                if line.split(" ", 1)[0] in LISTENER_OPTIONS:
+                    lines.append(line)
+        return lines
 
     def persistence_lines(self) -> list[str]:
         """How often the broker writes its state to mosquitto.db (see PERSISTENCE)."""
@@ -397,7 +547,7 @@ class _Mosquitto:
             lines.extend(self.auth_conf.read_text().splitlines())
         else:
             lines.append("allow_anonymous true")
-        return lines
+        return [*lines, *self.tls_lines()]
 
     def stop(self) -> None:
         pid = self.pid()
@@ -431,10 +581,13 @@ class EmbeddedServices:
         durable: bool = True,
         timescaledb: bool = False,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        tls: BrokerTls | None = None,
     ) -> None:
         self.root = root.resolve()
         self.state_file = self.root / "state.json"
-        self.mosquitto = _Mosquitto(self.root / "mqtt", mosquitto_bin, max_payload_bytes)
+        self.mosquitto = _Mosquitto(
+            self.root / "mqtt", mosquitto_bin, max_payload_bytes, tls or BrokerTls()
+        )
         self._pg_bin_dir = pg_bin_dir
         self._durable = durable
         self._timescaledb = timescaledb
@@ -533,6 +686,7 @@ class EmbeddedServices:
                 mqtt_port = free_port()
             self.mosquitto.start(mqtt_port)
         ep = Endpoints(LOOPBACK, mqtt_port, LOOPBACK, pg_port, DB_NAME, DB_USER, password)
+        ep = dataclasses.replace(ep, mqtt_tls_port=self.mosquitto.tls_port())
         self._save_state(ep)
         _ensure_database(ep)
         return self._with_broker_account(ep, self._load_state())
@@ -557,6 +711,7 @@ class EmbeddedServices:
         state = self._load_state()
         pid = self.mosquitto.pid()
         mq = f"running pid {pid} on {LOOPBACK}:{state.get('mqtt_port')}" if pid else "stopped"
+        mq += self.mosquitto.tls_note() if pid else ""
         try:
             pg_running = self.postgres.running()
         except EmbeddedError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +49,12 @@ class ConsumerOptions:
     batch_max: int = 2000
     batch_wait_ms: int = 50
     retry_max_s: float = 2.0
+    # TLS to the broker (mqtt.tls). ca_file None: the system's trust store.
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_check_hostname: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +101,16 @@ class Consumer:
         )
         if opts.username:
             client.username_pw_set(opts.username, opts.password)
+        # TLS to the broker: only the given CA (or the system's), TLS 1.2 or later.
+        self.tls_context: ssl.SSLContext | None = None
+        if opts.tls:
+            ctx = ssl.create_default_context(cafile=opts.tls_ca_file)
+            if opts.tls_cert_file:
+                ctx.load_cert_chain(opts.tls_cert_file, opts.tls_key_file)
+            client.tls_set_context(ctx)
+            # The certificate must name opts.host unless explicitly turned off.
+            client.tls_insecure_set(not opts.tls_check_hostname)
+            self.tls_context = ctx
         # Reconnect soon after the broker is back: a long backoff only delays alarms.
         client.reconnect_delay_set(1, 2)
         client.on_connect = self._on_connect

@@ -1,4 +1,4 @@
-"""E-mail channel: one multipart message a notification over SMTP, with optional STARTTLS."""
+"""E-mail channel: one multipart message a notification over SMTP, STARTTLS unless turned off."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class EmailOptions:
     port: int = 25
     username: str | None = None
     password: str | None = None
-    starttls: bool = False
+    starttls: bool = True  # False only for a server on a trusted network (warned at start)
     ssl_context: ssl.SSLContext | None = None  # None: the system's trust store
     timeout_s: float = 20.0
     local_hostname: str | None = None
@@ -91,6 +91,13 @@ class EmailNotifier:
                 o.host, o.port, local_hostname=o.local_hostname, timeout=o.timeout_s
             ) as smtp:
                 if o.starttls:
+                    smtp.ehlo()
+                    if not smtp.has_extn("starttls"):
+                        raise PermanentError(
+                            f"the SMTP server {o.host}:{o.port} does not offer STARTTLS; use one "
+                            "that does, or set notify.email.starttls: false for a server on a "
+                            "trusted network (alerts and the password then travel in clear)"
+                        )
                     smtp.starttls(context=o.ssl_context or ssl.create_default_context())
                 if o.username:
                     smtp.login(o.username, o.password or "")

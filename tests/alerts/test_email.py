@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 import ssl
@@ -132,3 +133,23 @@ async def test_email_uses_starttls_when_asked(certificate: tuple[Path, Path]) ->
             note("email", RCPT)
         )
         assert [m.tls for m in smtp.messages] == [True]
+
+
+async def test_email_starttls_is_the_default(certificate: tuple[Path, Path]) -> None:
+    """Options that do not mention starttls upgrade the connection before sending."""
+    cert, key = certificate
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    opts = EmailOptions(host="127.0.0.1", sender=SENDER, ssl_context=client_ctx, timeout_s=5)
+    with FakeSmtpServer(tls_context=server_ctx, require_starttls=True) as smtp:
+        await EmailNotifier(dataclasses.replace(opts, port=smtp.port)).send(note("email", RCPT))
+        assert [m.tls for m in smtp.messages] == [True]
+
+
+async def test_email_server_without_starttls_is_refused(smtp: FakeSmtpServer) -> None:
+    """By default a server that offers no STARTTLS gets nothing: a permanent error says why."""
+    opts = EmailOptions(host="127.0.0.1", port=smtp.port, sender=SENDER, timeout_s=5)
+    with pytest.raises(PermanentError, match=r"does not offer STARTTLS.*starttls: false"):
+        await EmailNotifier(opts).send(note("email", RCPT))
+    assert smtp.messages == []
