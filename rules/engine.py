@@ -534,6 +534,9 @@ class RuleEngine:
         moved = (new_raw != c_raw) | (new_active != c_active)
         if since_moved is not None:
             moved |= since_moved
+        # A group that opened and cleared within the batch ends where it began, but its last_ts
+        # must be saved too: redelivered after a crash, those readings would fire again.
+        moved[gid[changed]] = True
         if moved.any():
             self._dirty.append((i, de[moved]))
         if changed.size == 0:

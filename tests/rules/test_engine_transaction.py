@@ -135,3 +135,20 @@ def test_rollback_restores_every_cell(
     evaluate(engine, rows(failed))
     engine.rollback()
     assert same(before, snapshot(engine))
+
+
+def test_an_alert_that_opens_and_clears_in_one_batch_is_not_refired_after_a_restart() -> None:
+    """Open and clear within one batch leave raw/active as they were, yet the state is saved with
+    its last_ts, so the same batch redelivered to a restarted engine fires nothing again."""
+    engine = RuleEngine(load_rules(), REG)
+    batch = [(1, RC, T0, 40.0), (1, RC, T0 + 1000, 350.0), (1, RC, T0 + 2000, 40.0)]
+    engine.begin()
+    assert evaluate(engine, batch) == [
+        "residual_current_high:1:open",
+        "residual_current_high:1:clear",
+    ]
+    saved = engine.take_dirty()
+    engine.commit()
+    restarted = RuleEngine(load_rules(), REG)
+    restarted.load_state(saved)
+    assert evaluate(restarted, batch) == []
