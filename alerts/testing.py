@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import msgspec
 from aiohttp import web
 
-from alerts.notify.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from alerts.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidDelivery, check
 
 if TYPE_CHECKING:  # aiosmtpd is a dev dependency; `firesentry demo` imports this module too
     from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -162,13 +162,13 @@ class _HttpServer(_ServerThread):
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """One POST the receiver accepted."""
+    """One POST the receiver accepted: signed, in the time window, with a key not seen before."""
 
     body: dict[str, Any]
     raw: bytes
     headers: dict[str, str]
     signature_ok: bool
-    idempotency_key: str
+    idempotency_key: str  # the signed body's, never the (unsigned) Idempotency-Key header
 
 
 @dataclass(slots=True)
@@ -177,17 +177,24 @@ class _Behaviour:
 
 
 class WebhookReceiver(_HttpServer):
-    """Answers like a user's webhook would: verifies signatures, drops repeated keys."""
+    """Answers like a careful user's webhook: 401 unless signed and fresh, each body key once.
+
+    A POST without a valid signature, or with a timestamp more than 300 s off, is answered 401
+    and recorded only in `refused`; a replay of a key already processed (whatever its
+    Idempotency-Key header says) is answered 200 `{"duplicate": true}` and not processed again.
+    """
 
     thread_name = "webhook-receiver"
 
-    def __init__(
-        self, secret: bytes | None, on_receive: Callable[[Received], None] | None = None
-    ) -> None:
+    def __init__(self, secret: bytes, on_receive: Callable[[Received], None] | None = None) -> None:
         super().__init__()
+        if not secret:
+            raise ValueError("a webhook receiver needs the secret its deliveries are signed with")
         self.secret = secret
         self.on_receive = on_receive
         self.received: list[Received] = []
+        self.refused: list[str] = []  # the reason of each POST answered 401/400
+        self._keys: set[str] = set()
         self.behaviour = _Behaviour()
 
     @property
@@ -213,18 +220,19 @@ class WebhookReceiver(_HttpServer):
         if status != 200:
             return web.Response(status=status, text="injected failure")
         headers = dict(request.headers)
-        ok = self.secret is not None and verify(
-            self.secret, headers.get(TIMESTAMP_HEADER, ""), raw, headers.get(SIGNATURE_HEADER, "")
-        )
         try:
-            body = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            return web.Response(status=400, text="body is not JSON")
-        key = headers.get(IDEMPOTENCY_HEADER, "")
-        item = Received(body, raw, headers, ok, key)
+            key = check(
+                self.secret, headers.get(TIMESTAMP_HEADER), raw, headers.get(SIGNATURE_HEADER)
+            )
+        except InvalidDelivery as exc:
+            with self._lock:
+                self.refused.append(exc.reason)
+            return web.json_response({"ok": False, "error": exc.reason}, status=exc.status)
+        item = Received(msgspec.json.decode(raw), raw, headers, True, key)
         with self._cond:
-            duplicate = any(r.idempotency_key == key for r in self.received)
+            duplicate = key in self._keys
             if not duplicate:
+                self._keys.add(key)
                 self.received.append(item)
             self._cond.notify_all()
         if not duplicate and self.on_receive is not None:

@@ -1,4 +1,4 @@
-"""Alert endpoints: list, detail with history, acknowledge / resolve / close, silences."""
+"""Alert endpoints: list, detail with history, acknowledge / resolve / close."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aiohttp import web
 
 from alerts import actions
 from alerts.actions import ActionError
+from api import privacy
 from api.auth import Permission
 from api.models import (
     AlertDetail,
@@ -20,14 +21,11 @@ from api.models import (
     CloseBody,
     CommentBody,
     NotificationOut,
-    SilenceBody,
-    SilenceOut,
     decode_cursor,
     encode_cursor,
 )
 from api.routing import PREFIX, ApiError, Call, Route, json_response, not_found
 from store import alert_queries as q
-from store import registry as store_registry
 from store.alerts import AlertView
 
 
@@ -68,6 +66,8 @@ def _alert_id(call: Call) -> int:
 async def get_alert(call: Call) -> web.StreamResponse:
     """GET /alerts/{id}."""
     alert_id, scope = _alert_id(call), call.who.scope
+    # Phone numbers and e-mail addresses only for the roles that contact people.
+    clear = call.who.may(Permission.CONTACTS_READ)
 
     def load(conn: psycopg.Connection[Any]) -> AlertDetail | None:
         a = q.get_alert_in_scope(conn, alert_id, scope)
@@ -91,14 +91,14 @@ async def get_alert(call: Call) -> web.StreamResponse:
                 NotificationOut(
                     id=n.id,
                     channel=n.channel,
-                    receiver=n.receiver,
+                    receiver=n.receiver if clear else privacy.mask_address(n.receiver),
                     contact_name=n.contact_name,
                     kind=n.kind,
                     state=n.state,
                     attempts=n.attempts,
                     created_at=n.created_at,
                     sent_at=n.sent_at,
-                    last_error=n.last_error,
+                    last_error=n.last_error if clear else privacy.mask_in(n.last_error, n.receiver),
                 )
                 for n in q.notifications(conn, alert_id)
             ],
@@ -160,54 +160,6 @@ async def close(call: Call) -> web.StreamResponse:
     )
 
 
-async def create_silence(call: Call) -> web.StreamResponse:
-    """POST /silences."""
-    body, who = call.b(SilenceBody), call.who
-    try:
-        start, end = body.window()
-    except ValueError as exc:
-        raise ApiError(400, "bad_request", str(exc)) from None
-    if body.unit_id is not None and not who.sees_unit(body.unit_id):
-        raise forbidden_unit(body.unit_id)
-    if who.units is not None and body.unit_id is None and body.device_id is None:
-        raise ApiError(
-            403, "forbidden", "a token limited to some units must name a unit or device it covers"
-        )
-
-    def run(conn: psycopg.Connection[Any]) -> SilenceOut:
-        if body.unit_id is not None and not store_registry.unit_exists(conn, body.unit_id):
-            raise not_found(f"unit {body.unit_id}")
-        if body.device_id is not None:
-            device = store_registry.get_device(conn, body.device_id)
-            if device is None or not who.sees_unit(device.unit_id):
-                raise not_found(f"device {body.device_id}")
-        try:
-            sid = actions.silence(
-                conn,
-                author=who.name,
-                reason=body.reason,
-                starts_at=start,
-                ends_at=end,
-                unit_id=body.unit_id,
-                device_id=body.device_id,
-                rule_id=body.rule_id,
-            )
-        except ActionError as exc:
-            raise ApiError(400, "bad_request", str(exc)) from None
-        return SilenceOut(
-            id=sid,
-            unit_id=body.unit_id,
-            device_id=body.device_id,
-            rule_id=body.rule_id,
-            starts_at=start,
-            ends_at=end,
-            author=who.name,
-            reason=body.reason,
-        )
-
-    return json_response(await call.state.db(run), status=201)
-
-
 _ID = {"id": "the alert's id"}
 ROUTES = [
     Route(
@@ -262,16 +214,5 @@ ROUTES = [
         body=CloseBody,
         response=AlertOut,
         path_params=_ID,
-    ),
-    Route(
-        "POST",
-        f"{PREFIX}/silences",
-        create_silence,
-        "Mute notifications of a unit, device or rule for a while (alerts are still recorded)",
-        Permission.ALERTS_ACT,
-        "alerts",
-        body=SilenceBody,
-        response=SilenceOut,
-        status=201,
     ),
 ]

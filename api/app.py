@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from api import alerts, ops, stream, telemetry, units
+from api import alerts, ops, silences, stream, telemetry, units
 from api.openapi import openapi_document
 from api.routing import PREFIX, STATE, Route, endpoint, errors_middleware
 from api.state import ApiOptions, ApiState
@@ -16,6 +16,7 @@ from api.stream import AlertFeed
 
 ROUTES: list[Route] = [
     *alerts.ROUTES,
+    *silences.ROUTES,
     *stream.ROUTES,
     *units.ROUTES,
     *telemetry.ROUTES,
@@ -36,23 +37,24 @@ def _version() -> str:
         return "0"
 
 
-@web.middleware
-async def security_headers(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """No sniffing, no framing, and a strict content security policy for the console."""
-    resp = await handler(request)
-    if not resp.prepared:
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Referrer-Policy", "no-referrer")
-        if not request.path.startswith(PREFIX):
-            resp.headers.setdefault("Content-Security-Policy", CSP)
-    return resp
+async def security_headers(request: web.Request, resp: web.StreamResponse) -> None:
+    """No sniffing, no referrer, and a strict content security policy for the console.
+
+    Set as each response is prepared (a signal, not a middleware) so that streamed answers
+    (CSV, SSE, static files) and aiohttp's own error pages get them too. no-referrer: the
+    console links nowhere that needs to know where a user came from, and a Referer would
+    carry unit and device ids (and the API's host) to whatever a link points at.
+    """
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    if not request.path.startswith(PREFIX):
+        resp.headers.setdefault("Content-Security-Policy", CSP)
 
 
 def build_app(options: ApiOptions) -> web.Application:
     """The API and the console as one aiohttp app (the pool opens when the app starts)."""
-    app = web.Application(middlewares=[security_headers, errors_middleware])
+    app = web.Application(middlewares=[errors_middleware])
+    app.on_response_prepare.append(security_headers)
     state = ApiState(options)
     app[STATE] = state
     for route in ROUTES:

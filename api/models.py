@@ -245,34 +245,6 @@ class CloseBody(_Body):
         return self
 
 
-class SilenceBody(_Body):
-    """A silence: mute a unit, a device and/or a rule for duration_min or until ends_at."""
-
-    unit_id: Id | None = None
-    device_id: Id | None = None
-    rule_id: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$")
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
-    duration_min: int | None = Field(default=None, ge=1, le=60 * 24 * 90)
-    reason: str = Field(min_length=1, max_length=500)
-
-    @model_validator(mode="after")
-    def _window(self) -> SilenceBody:
-        if self.unit_id is None and self.device_id is None and self.rule_id is None:
-            raise ValueError("a silence needs unit_id, device_id or rule_id")
-        if (self.ends_at is None) == (self.duration_min is None):
-            raise ValueError("give exactly one of ends_at and duration_min")
-        return self
-
-    def window(self) -> tuple[dt.datetime, dt.datetime]:
-        """(start, end) of the silence."""
-        start = self.starts_at or now()
-        end = self.ends_at or start + dt.timedelta(minutes=self.duration_min or 0)
-        if end <= start:
-            raise ValueError("a silence must end after it starts")
-        return start, end
-
-
 # --- responses ---
 
 
@@ -307,6 +279,7 @@ class AlertOut(_Out):
     message: Message
     needs_verification: bool
     silenced: bool
+    silenced_by: int | None  # the silence that mutes it (GET /silences/{id})
     acknowledged_at: dt.datetime | None
     cleared_at: dt.datetime | None
     closed_at: dt.datetime | None
@@ -335,6 +308,7 @@ class AlertOut(_Out):
             message=Message(en=a.message_en, zh_CN=a.message_zh),
             needs_verification=a.needs_verification,
             silenced=a.silenced_by is not None,
+            silenced_by=a.silenced_by,
             acknowledged_at=a.acknowledged_at,
             cleared_at=a.cleared_at,
             closed_at=a.closed_at,
@@ -384,19 +358,6 @@ class AlertDetail(_Out):
     alert: AlertOut
     history: list[AlertEventOut]
     notifications: list[NotificationOut]
-
-
-class SilenceOut(_Out):
-    """A silence that was created."""
-
-    id: int
-    unit_id: str | None
-    device_id: str | None
-    rule_id: str | None
-    starts_at: dt.datetime
-    ends_at: dt.datetime
-    author: str
-    reason: str
 
 
 class UnitOut(_Out):

@@ -16,11 +16,13 @@ _PATH_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 _REF = "#/components/schemas/{model}"
 _ERRORS = {
     "400": "invalid parameters or body (every invalid field is listed)",
-    "401": "no token, or an unknown or revoked one",
+    "401": "no token, or an unknown, revoked or expired one",
     "403": "the token's role may not do this, or the unit is outside its scope",
     "404": "no such resource (or outside the token's units)",
     "409": "the alert is not in a state that allows the action",
-    "503": "the database is unavailable",
+    "429": "too many failed authentications from this address (Retry-After says how long), "
+    "or, for an export, the token already runs its exports at once",
+    "503": "the database is unavailable (for an export: every export slot is in use)",
 }
 
 
@@ -107,7 +109,7 @@ def openapi_document(routes: list[Route], version: str) -> dict[str, Any]:
             }
         error_ref = refs[(Error, "serialization")]
         for code, text in _ERRORS.items():
-            if code in ("401", "403") and not r.authenticated:
+            if code in ("401", "403", "429") and not r.authenticated:
                 continue
             op["responses"][code] = {
                 "description": text,

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.auth import Permission
 from api.models import EngineCheck, Health, Me, OutboxCheck, Readiness
-from api.routing import PREFIX, Call, Route, json_response
+from api.routing import PREFIX, Call, Route, holds_token, json_response
 from api.state import ApiOptions
 from store import health, instruments
 
@@ -99,11 +99,16 @@ def engine_check(e: health.EngineStatus, opts: ApiOptions) -> EngineCheck:
 
 
 async def readyz(call: Call) -> web.StreamResponse:
-    """GET /readyz: database, broker, every engine's health and the outbox backlog, each judged."""
+    """GET /readyz: database, broker, every engine's health and the outbox backlog, each judged.
+
+    Without a live token only ok/fail per part: the reasons name hosts, ports, engine ids and
+    database errors, which help an attacker and are no business of a load balancer's.
+    """
     opts = call.state.options
-    (db, snap), broker = await asyncio.gather(
+    (db, snap), broker, detailed = await asyncio.gather(
         read_health(call, opts.probe_timeout_s),
         probe_broker(opts.mqtt_host, opts.mqtt_port, opts.probe_timeout_s),
+        holds_token(call.request, opts.probe_timeout_s),
     )
     checks = {"database": db, "broker": broker}
     engines: list[EngineCheck] = []
@@ -122,6 +127,14 @@ async def readyz(call: Call) -> web.StreamResponse:
             f"(limit {opts.ready_max_outbox_age_s:g} s)"
         )
     ready = all(v == "ok" for v in checks.values())
+    if not detailed:
+        return json_response(
+            Readiness(
+                status="ready" if ready else "not_ready",
+                checks={k: "ok" if v == "ok" else "fail" for k, v in checks.items()},
+            ),
+            status=200 if ready else 503,
+        )
     return json_response(
         Readiness(
             status="ready" if ready else "not_ready",
@@ -173,7 +186,8 @@ ROUTES = [
         readyz,
         "Readiness: 200 when the database and the broker answer, every engine reports fresh "
         "health (broker connected, ingest and outbox alive, lag in bounds) and the outbox keeps "
-        "up; else 503 with the reason per component (no token)",
+        "up; else 503. Without a token each component is just ok or fail; with any live token "
+        "(any role) the reasons and every engine's report",
         None,
         "operations",
         authenticated=False,

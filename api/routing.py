@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -135,20 +136,118 @@ def bad_request(exc: ValidationError, what: str) -> ApiError:
     return ApiError(400, "bad_request", f"invalid {what}: {where}{first['message']}", details)
 
 
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="firesentry"'}
+NO_TOKEN = "send 'Authorization: Bearer <token>' (`firesentry tokens create` makes one)"
+BAD_TOKEN = "unknown, revoked or expired token"
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(unmatched)"
+
+
+def _refuse(request: web.Request, reason: str, message: str) -> ApiError:
+    """Count a failed authentication of the client's address; the 401, or 429 after a burst."""
+    state = request.app[STATE]
+    # The peer's address: X-Forwarded-For is not trusted, anyone could send one.
+    address = request.remote or "unknown"
+    verdict = state.failed_auth.failed(address)
+    route = _route_name(request)
+    if verdict.retry_after_s is None:
+        # Never the token: not even its first characters (they would help a guesser).
+        log.warning(
+            "api authentication failed",
+            address=address,
+            route=route,
+            reason=reason,
+            failures=verdict.failures,
+        )
+        return ApiError(401, "unauthorized", message, headers=_CHALLENGE)
+    if verdict.newly_throttled:
+        log.warning(
+            "api authentication throttled",
+            address=address,
+            route=route,
+            failures=verdict.failures,
+            window_s=state.failed_auth.window_s,
+            retry_after_s=verdict.retry_after_s,
+        )
+    return ApiError(
+        429,
+        "too_many_requests",
+        f"{verdict.failures} failed authentications from {address} within "
+        f"{state.failed_auth.window_s:g} s; try again in {verdict.retry_after_s} s",
+        headers={"Retry-After": str(verdict.retry_after_s)},
+    )
+
+
 async def _principal(request: web.Request) -> Principal:
     token = bearer(request.headers.get("Authorization"))
-    challenge = {"WWW-Authenticate": 'Bearer realm="firesentry"'}
     if token is None:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "send 'Authorization: Bearer <token>' (`firesentry tokens create` makes one)",
-            headers=challenge,
-        )
-    row = await request.app[STATE].db(store_tokens.lookup, token)
+        raise _refuse(request, "no bearer token", NO_TOKEN)
+    state = request.app[STATE]
+    row = await state.db(store_tokens.lookup, token)
+    return _confirmed(request, token, row)
+
+
+def _confirmed(request: web.Request, token: str, row: store_tokens.TokenRow | None) -> Principal:
+    known = request.app[STATE].known_tokens
     if row is None:
-        raise ApiError(401, "unauthorized", "unknown or revoked token", headers=challenge)
+        known.forget(store_tokens.digest(token))
+        raise _refuse(request, "unknown, revoked or expired token", BAD_TOKEN)
+    known.confirmed(store_tokens.digest(token))
     return Principal(row.id, row.name, row.role, row.units or None)
+
+
+async def holds_token(request: web.Request, within_s: float) -> bool:
+    """Tell whether the caller sent a live token (any role), for routes open to everyone.
+
+    A bad token counts as a failed authentication but is answered as if none was sent. When
+    the database cannot tell within within_s: whether it confirmed the token lately.
+    """
+    token = bearer(request.headers.get("Authorization"))
+    if token is None:
+        return False
+    state = request.app[STATE]
+    try:
+        row = await asyncio.wait_for(state.db(store_tokens.lookup, token), within_s)
+    except (TimeoutError, psycopg.Error, psycopg_pool.PoolTimeout, OSError):
+        return state.known_tokens.recently_confirmed(store_tokens.digest(token))
+    try:
+        _confirmed(request, token, row)
+    except ApiError:
+        return False
+    return True
+
+
+def _unstorable(text: str) -> str | None:
+    # PostgreSQL text cannot hold NUL; caught here, once, it is a 400 instead of a 500 deep in
+    # whichever query meets it first.
+    if "\x00" in text:
+        return "contains a NUL byte (\\x00), which cannot be stored"
+    return None
+
+
+def _check_text(where: str, items: Iterable[tuple[str, Any]]) -> None:
+    """400 naming the first field whose name or text (at any depth of a body) cannot be stored."""
+    stack = [(k, v) for k, v in items]
+    while stack:
+        field_name, value = stack.pop(0)
+        problem = _unstorable(field_name)
+        if isinstance(value, str) and problem is None:
+            problem = _unstorable(value)
+        if problem is not None:
+            shown = field_name.replace("\x00", "\\x00")
+            raise ApiError(
+                400,
+                "bad_request",
+                f"invalid {where}: {shown}: {problem}",
+                [{"field": shown, "message": problem}],
+            )
+        if isinstance(value, dict):
+            stack[:0] = [(f"{field_name}.{k}", v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack[:0] = [(f"{field_name}.{i}", v) for i, v in enumerate(value)]
 
 
 def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -164,10 +263,13 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
                     "forbidden",
                     f"a token with role {principal.role} may not do this ({route.permission})",
                 )
+        _check_text("path", request.match_info.items())
+        raw_query = _query_dict(request)
+        _check_text("parameters", raw_query.items())
         query: BaseModel | None = None
         if route.query is not None:
             try:
-                query = route.query.model_validate(_query_dict(request))
+                query = route.query.model_validate(raw_query)
             except ValidationError as exc:
                 raise bad_request(exc, "parameters") from None
         elif request.query:
@@ -181,6 +283,8 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
                 data: Any = json.loads(raw) if raw.strip() else {}
             except ValueError:
                 raise ApiError(400, "bad_request", "the body is not valid JSON") from None
+            if isinstance(data, dict):
+                _check_text("body", data.items())
             try:
                 body = route.body.model_validate(data)
             except ValidationError as exc:
@@ -203,8 +307,7 @@ async def errors_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Every failure of an API route as JSON; never a stack trace, never an HTML page."""
-    resource = request.match_info.route.resource
-    route_name = resource.canonical if resource is not None else "(unmatched)"
+    route_name = _route_name(request)
     try:
         resp = await handler(request)
     except ApiError as exc:

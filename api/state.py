@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from api.exports import ExportSlots
+from api.throttle import FailedAuth, KnownTokens
 from rules.model import RuleFile
 
 if TYPE_CHECKING:
@@ -43,6 +46,19 @@ class ApiOptions:
     ready_max_outbox_age_s: float = 120.0
     # Rows per FETCH of the CSV export's server-side cursor.
     export_chunk: int = 5_000
+    # Exports run on a pool of their own, so that analysts can never take the control room's
+    # connections; each token runs so many at once; a client that reads nothing this long is
+    # dropped and its connection returned.
+    export_pool_max: int = 2
+    export_per_token: int = 1
+    export_idle_timeout_s: float = 30.0
+    # An SSE client that takes no bytes this long is dropped (its queue would only grow).
+    stream_idle_timeout_s: float = 60.0
+    # How often open streams check that their token is still live (not revoked, not expired).
+    stream_token_check_s: float = 2.0
+    # Failed authentications per client address: beyond the limit in the window, 429.
+    auth_fail_limit: int = 20
+    auth_fail_window_s: float = 60.0
 
 
 class ApiState:
@@ -59,16 +75,37 @@ class ApiState:
             open=False,
             name="api",
         )
+        # No connection is kept open for exports when none runs (min_size 0).
+        self.export_pool = ConnectionPool(
+            options.dsn,
+            min_size=0,
+            max_size=options.export_pool_max,
+            kwargs={"autocommit": True, "application_name": "firesentry-api-export"},
+            timeout=options.pool_timeout_s,
+            open=False,
+            name="api-export",
+        )
+        # The exports' blocking fetches get threads of their own, too: a slow export never
+        # holds a thread the board's requests are waiting for.
+        self.export_threads = ThreadPoolExecutor(
+            options.export_pool_max, thread_name_prefix="api-export"
+        )
+        self.exports = ExportSlots(options.export_pool_max, options.export_per_token)
+        self.failed_auth = FailedAuth(options.auth_fail_limit, options.auth_fail_window_s)
+        self.known_tokens = KnownTokens()
         self.feed: AlertFeed | None = None
         self.bucket_function: str | None = None
 
     def open(self) -> None:
-        """Open the pool without waiting for the database (readyz tells whether it is there)."""
+        """Open the pools without waiting for the database (readyz tells whether it is there)."""
         self.pool.open(wait=False)
+        self.export_pool.open(wait=False)
 
     def close(self) -> None:
         """Close every connection."""
+        self.export_pool.close()
         self.pool.close()
+        self.export_threads.shutdown(wait=False, cancel_futures=True)
 
     def _call(
         self,

@@ -4,24 +4,32 @@ One feed per app follows alert_events in commit order (stream_seq, see migration
 wakes on NOTIFY, or polls every stream_poll_s anyway, and hands each change to every
 subscriber whose units it concerns. A client that reconnects with the last id it saw gets what
 it missed from the database first, then the live changes; nothing is skipped or repeated.
+
+A stream is authorised when it opens and then again before every change it is handed, and at
+least every stream_token_check_s: a token revoked or expired meanwhile gets a final
+`event: end` naming why (data {"reason", "message"}), and the stream closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+import psycopg_pool
 import structlog
 from aiohttp import web
 
+from api import exports
 from api.auth import Permission
 from api.models import AlertOut, StreamEvent, StreamQuery
 from api.routing import PREFIX, ApiError, Call, Route
 from api.state import ApiState
 from store import alert_queries as q
+from store import tokens as store_tokens
 
 log = structlog.get_logger("api.stream")
 BATCH = 500
@@ -30,18 +38,39 @@ QUEUE = 1_000
 CHANNEL = "firesentry_alert_events"
 
 
-class Subscriber:
-    """One open stream: its queue (None ends it) and the units it may see."""
+# Why a stream ended, as its final `end` event says (token reasons from store/tokens.py).
+END_MESSAGES = {
+    store_tokens.REVOKED: "the token was revoked; this stream is closed",
+    store_tokens.EXPIRED: "the token expired; this stream is closed",
+    store_tokens.DELETED: "the token no longer exists; this stream is closed",
+    "server_stopping": "the server is stopping; reconnect with Last-Event-ID",
+    "too_far_behind": "this client fell too far behind; reconnect with Last-Event-ID",
+}
 
-    def __init__(self, scope: Sequence[str] | None) -> None:
+
+class Subscriber:
+    """One open stream: its token, its queue (None ends it) and the units it may see."""
+
+    def __init__(self, scope: Sequence[str] | None, token_id: int) -> None:
         self.queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(QUEUE)
         self.scope = None if scope is None else frozenset(scope)
+        self.token_id = token_id
         # Set when the client fell too far behind: it is sent what it has, then reconnects.
         self.overflow = False
+        # Why the stream must end now (a key of END_MESSAGES), once decided.
+        self.ended: str | None = None
 
     def wants(self, ev: StreamEvent) -> bool:
         """Tell whether the event concerns the subscriber's units."""
         return self.scope is None or ev.alert.unit_id in self.scope
+
+    def end(self, reason: str) -> None:
+        """End the stream now: what is queued is dropped (a dead token gets nothing more)."""
+        if self.ended is None:
+            self.ended = reason
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
 
 async def load_events(
@@ -78,29 +107,31 @@ class AlertFeed:
         self.position: int | None = None
         self._subs: set[Subscriber] = set()
         self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Start following from the newest change."""
+        """Start following from the newest change, and watching the streams' tokens."""
         with contextlib.suppress(psycopg.Error, OSError):
             self.position = await self.state.db(q.last_stream_seq)
-        self._task = asyncio.create_task(self._run(), name="alert-feed")
+        self._tasks = [
+            asyncio.create_task(self._run(), name="alert-feed"),
+            asyncio.create_task(self._watch_tokens(), name="alert-feed-tokens"),
+        ]
 
     async def stop(self) -> None:
         """End every open stream and stop following."""
         self._stopping.set()
         for sub in list(self._subs):
-            while sub.queue.full():
-                sub.queue.get_nowait()
-            sub.queue.put_nowait(None)
-        if self._task is not None:
-            self._task.cancel()
+            sub.end("server_stopping")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
-    def subscribe(self, scope: Sequence[str] | None) -> Subscriber:
+    def subscribe(self, scope: Sequence[str] | None, token_id: int) -> Subscriber:
         """Open a subscription (before replaying, so that nothing falls in between)."""
-        sub = Subscriber(scope)
+        sub = Subscriber(scope, token_id)
         self._subs.add(sub)
         return sub
 
@@ -110,7 +141,7 @@ class AlertFeed:
 
     def _publish(self, ev: StreamEvent) -> None:
         for sub in self._subs:
-            if sub.overflow or not sub.wants(ev):
+            if sub.ended is not None or sub.overflow or not sub.wants(ev):
                 continue
             try:
                 sub.queue.put_nowait(ev)
@@ -127,6 +158,10 @@ class AlertFeed:
                 self.position = await self.state.db(q.last_stream_seq)
                 return
             events = await load_events(self.state, self.position, None)
+            if events:
+                # Checked after the events were read: a token revoked before any of them
+                # committed is seen here, so its stream never gets a change made after that.
+                await self.check_tokens()
             position = self.position
             for ev in events:
                 self._publish(ev)
@@ -134,6 +169,32 @@ class AlertFeed:
             self.position = position
             if len(events) < BATCH:
                 return
+
+    async def check_tokens(self) -> None:
+        """End every stream whose token was revoked, expired or deleted since it was opened."""
+        subs = [s for s in self._subs if s.ended is None]
+        if not subs:
+            return
+        dead = await self.state.db(store_tokens.no_longer_live, {s.token_id for s in subs})
+        for sub in subs:
+            reason = dead.get(sub.token_id)
+            if reason is not None:
+                log.info("stream ended", token_id=sub.token_id, reason=reason)
+                sub.end(reason)
+
+    async def _watch_tokens(self) -> None:
+        # A stream is authorised once, when it opens; without this a revoked token would go
+        # on receiving alert changes for as long as its connection lasts.
+        every = self.state.options.stream_token_check_s
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), every)
+                return
+            try:
+                await self.check_tokens()
+            except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+                # Nothing can reach a stream while the database is away either; check again.
+                log.warning("stream token check failed; retrying", error=str(exc)[:200])
 
     async def _run(self) -> None:
         opts = self.state.options
@@ -157,6 +218,10 @@ def _frame(event: str, ident: int, data: str) -> bytes:
     return f"id: {ident}\nevent: {event}\ndata: {data}\n\n".encode()
 
 
+def _end_frame(ident: int, reason: str) -> bytes:
+    return _frame("end", ident, json.dumps({"reason": reason, "message": END_MESSAGES[reason]}))
+
+
 def _last_event_id(call: Call) -> int | None:
     header = call.request.headers.get("Last-Event-ID")
     if header is not None and header.strip():
@@ -177,7 +242,7 @@ async def stream(call: Call) -> web.StreamResponse:
     feed = state.feed
     if feed is None:
         raise ApiError(503, "unavailable", "the alert feed is not running")
-    sub = feed.subscribe(scope)
+    sub = feed.subscribe(scope, call.who.token_id)
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -185,21 +250,24 @@ async def stream(call: Call) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
+    idle = state.options.stream_idle_timeout_s
+
+    async def send(data: bytes) -> None:
+        await exports.send(call.request, resp, data, idle)
+
     try:
         await resp.prepare(call.request)
-        await resp.write(b"retry: 2000\n\n")
+        await send(b"retry: 2000\n\n")
         if last is None:
             last = feed.position
             if last is None:
                 last = await state.db(q.last_stream_seq)
         else:
             replayed = 0
-            while True:
+            while sub.ended is None:
                 events = await load_events(state, last, scope)
                 for ev in events:
-                    await resp.write(
-                        _frame("alert", ev.stream_id, ev.model_dump_json(by_alias=True))
-                    )
+                    await send(_frame("alert", ev.stream_id, ev.model_dump_json(by_alias=True)))
                     last = ev.stream_id
                 replayed += len(events)
                 if len(events) < BATCH:
@@ -207,26 +275,32 @@ async def stream(call: Call) -> web.StreamResponse:
                 if replayed >= MAX_REPLAY:
                     # Too far behind to catch up event by event: reload the lists instead.
                     last = max(feed.position or 0, last)
-                    await resp.write(_frame("reset", last, "{}"))
+                    await send(_frame("reset", last, "{}"))
                     break
-        await resp.write(_frame("ready", last, f'{{"stream_id": {last}}}'))
+        if sub.ended is None:
+            await send(_frame("ready", last, f'{{"stream_id": {last}}}'))
         keepalive = state.options.stream_keepalive_s
-        while True:
+        while sub.ended is None:
             if sub.overflow and sub.queue.empty():
+                sub.ended = "too_far_behind"
                 break
             try:
                 live = await asyncio.wait_for(sub.queue.get(), keepalive)
             except TimeoutError:
-                await resp.write(b": keepalive\n\n")
+                await send(b": keepalive\n\n")
                 continue
             if live is None:
                 break
             if live.stream_id <= last:
                 continue
-            await resp.write(_frame("alert", live.stream_id, live.model_dump_json(by_alias=True)))
+            await send(_frame("alert", live.stream_id, live.model_dump_json(by_alias=True)))
             last = live.stream_id
+        if sub.ended is not None:
+            await send(_end_frame(last, sub.ended))
     except ConnectionResetError:
         pass  # the client went away
+    except exports.ClientStalled as exc:
+        log.info("stream client dropped", token_id=call.who.token_id, reason=str(exc))
     finally:
         feed.unsubscribe(sub)
     return resp

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
-import io
 from dataclasses import asdict
 from typing import Any
 
 import psycopg
+import structlog
 from aiohttp import web
 
+from api import exports
 from api.auth import Permission
 from api.models import (
     BUCKETS,
@@ -31,6 +31,7 @@ from store import series as store_series
 from store import stats as store_stats
 from store import units as store_units
 
+log = structlog.get_logger("api.export")
 DEFAULT_SPAN = dt.timedelta(hours=24)
 
 
@@ -112,23 +113,50 @@ async def telemetry(call: Call) -> web.StreamResponse:
 
 
 def _csv_rows(rows: list[tuple[dt.datetime, str, str, float, str]]) -> bytes:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerows(
-        (ts.astimezone(dt.UTC).isoformat(timespec="milliseconds"), dev, m, repr(v), u)
+    return exports.csv_lines(
+        (ts.astimezone(dt.UTC).isoformat(timespec="milliseconds"), dev, m, v, u)
         for ts, dev, m, v, u in rows
     )
-    return buf.getvalue().encode()
 
 
 async def telemetry_csv(call: Call) -> web.StreamResponse:
-    """GET /telemetry.csv: streamed through a server-side cursor, one chunk at a time."""
+    """GET /telemetry.csv: streamed through a server-side cursor, one chunk at a time.
+
+    On the export pool and its threads, in one of the caller's export slots (429 when the
+    token already uses them, 503 when all are taken); a client that stops reading for
+    export_idle_timeout_s is dropped and its connection returned.
+    """
     eq = call.q(ExportQuery)
     start, end = _range(eq, DEFAULT_SPAN)
-    state = call.state
+    state, who = call.state, call.who
     metric_ids = [METRIC_BY_NAME[m].id for m in eq.metric] or None
     devices = await state.db(lambda conn: _sources(conn, call, eq.device, eq.unit))
-    source = eq.device or eq.unit
+    refused = state.exports.acquire(who.token_id)
+    if refused is not None:
+        raise ApiError(
+            refused.status,
+            refused.error,
+            refused.message,
+            headers={"Retry-After": str(exports.RETRY_AFTER_S)},
+        )
+    try:
+        return await _export(call, eq.device or eq.unit or "", devices, metric_ids, start, end)
+    finally:
+        state.exports.release(who.token_id)
+
+
+async def _export(
+    call: Call,
+    source: str,
+    devices: list[store_registry.DeviceView],
+    metric_ids: list[int] | None,
+    start: dt.datetime,
+    end: dt.datetime,
+) -> web.StreamResponse:
+    state = call.state
+    opts = state.options
+    loop = asyncio.get_running_loop()
+    threads = state.export_threads
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
@@ -138,30 +166,32 @@ async def telemetry_csv(call: Call) -> web.StreamResponse:
             "Cache-Control": "no-store",
         }
     )
-    conn = await asyncio.to_thread(state.pool.getconn)
+    conn = await loop.run_in_executor(threads, state.export_pool.getconn)
     chunks = store_series.iter_readings(
-        conn, [d.id for d in devices], metric_ids, start, end, chunk=state.options.export_chunk
+        conn, [d.id for d in devices], metric_ids, start, end, chunk=opts.export_chunk
     )
-    loop = asyncio.get_running_loop()
     # The chunk being fetched in a worker thread: if this task ends early (the client left,
     # the server stops), it must finish before the cursor is closed and the connection returned.
     pending: asyncio.Future[Any] | None = None
+    idle = opts.export_idle_timeout_s
     try:
         await resp.prepare(call.request)
-        await resp.write(b"ts,device_id,metric,value,unit\n")
+        await exports.send(call.request, resp, b"ts,device_id,metric,value,unit\n", idle)
         while True:
-            pending = loop.run_in_executor(None, next, chunks, None)
+            pending = loop.run_in_executor(threads, next, chunks, None)
             rows = await asyncio.shield(pending)
             pending = None
             if rows is None:
                 break
-            await resp.write(_csv_rows(rows))
-        await resp.write_eof()
+            await exports.send(call.request, resp, _csv_rows(rows), idle)
+        await exports.send(call.request, resp, None, idle)
+    except exports.ClientStalled as exc:
+        log.warning("export client dropped", token=call.who.name, reason=str(exc))
     finally:
         if pending is not None:
             await asyncio.wait([pending])
-        await asyncio.to_thread(chunks.close)
-        await asyncio.to_thread(state.pool.putconn, conn)
+        await loop.run_in_executor(threads, chunks.close)
+        await loop.run_in_executor(threads, state.export_pool.putconn, conn)
     return resp
 
 

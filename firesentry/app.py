@@ -108,8 +108,10 @@ def resolve_endpoints(settings: Settings, *, start: bool = False) -> Endpoints:
             if not start:
                 raise RuntimeError("embedded services are not running; run `firesentry up` first")
             log.info("starting embedded services", dir=str(svc.root))
-            ep = svc.up()
-        return ep
+            ep = svc.up(settings.storage.backend)
+        # The engine, the API and the CLI log in as the app role, which owns nothing;
+        # migrate_dsn() still reaches the schema owner.
+        return ep.as_app()
     db, mq = settings.database, settings.mqtt
     return Endpoints(
         mq.host,
@@ -119,6 +121,8 @@ def resolve_endpoints(settings: Settings, *, start: bool = False) -> Endpoints:
         db.dbname,
         db.user,
         db.password.get_secret_value() if db.password else "",
+        migrate_user=db.migrate_user,
+        migrate_password=db.migrate_password.get_secret_value() if db.migrate_password else None,
         db_sslmode=db.sslmode,
         db_sslrootcert=db.sslrootcert,
     )
@@ -477,24 +481,34 @@ class Engine:
         Either way the other workers stop gracefully first; SIGHUP reloads the rules.
         """
         stop = extra_stop or threading.Event()
+        received: list[int] = []
+        hup = threading.Event()
 
+        # Handlers only take note: they run in the main thread between two bytecodes, maybe in
+        # the middle of a log line that holds the log's (non-reentrant) write lock, so logging
+        # from one would deadlock the process (seen: SIGTERM during start-up's warnings).
         def handler(signum: int, frame: object) -> None:
-            log.info("signal received", signal=signal.Signals(signum).name)
+            received.append(signum)
             stop.set()
 
         old_term = signal.signal(signal.SIGTERM, handler)
         old_int = signal.signal(signal.SIGINT, handler)
-        old_hup = signal.signal(signal.SIGHUP, lambda *_: self.reload_rules())
+        old_hup = signal.signal(signal.SIGHUP, lambda *_: hup.set())
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.write_text(f"{os.getpid()}\n")
         death: WorkerDeath | None = None
         try:
             self.start()
             while not stop.wait(0.5):
+                if hup.is_set():
+                    hup.clear()
+                    self.reload_rules()
                 death = self.dead_worker()
                 if death is not None:
                     self.report_death(death)
                     break
+            if received:
+                log.info("signal received", signal=signal.Signals(received[0]).name)
         finally:
             self.stop(deregister=death is None)
             self.pid_file.unlink(missing_ok=True)

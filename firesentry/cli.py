@@ -63,11 +63,34 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from firesentry.app import resolve_endpoints
-    from store.migrate import migrate
+    from store import roles
+    from store.migrate import MigrationError, migrate
 
     ep = resolve_endpoints(settings, start=True)
-    applied = migrate(ep.dsn(), settings.storage.backend)
+    try:
+        # As the schema owner (the migrate user; the database user when none is configured).
+        applied = migrate(
+            ep.migrate_dsn(), settings.storage.backend, lock_timeout_s=_lock_s(settings)
+        )
+    except MigrationError as exc:  # the lock held too long; a role that may not migrate
+        print(f"firesentry: {exc}", file=sys.stderr)
+        return 1
     print("\n".join(f"applied {a}" for a in applied) or "schema is up to date")
+    app, owner = ep.app_user or ep.db_user, ep.migrate_user or ep.db_user
+    if app != owner:
+        # The engine's role gets what it needs on every object, now and later (idempotent).
+        with psycopg.connect(ep.migrate_dsn(), autocommit=True) as conn:
+            roles.grant_app(conn, app)
+            # Only a superuser can take advisory locks from PUBLIC (`up` does, embedded).
+            if roles.may_take_advisory_locks(conn, "public"):
+                roles.restrict_advisory_locks(conn, [owner, app])
+            still_open = roles.may_take_advisory_locks(conn, "public")
+        print(f"role {app}: reads and writes rows, no DDL; the schema belongs to {owner}")
+        if still_open:
+            print(
+                "  every role may still take advisory locks (and hold the migration lock); "
+                "only a superuser can revoke that: see README, Storage, for the SQL"
+            )
     return 0
 
 
@@ -77,7 +100,7 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from store.migrate import migrate
 
     ep = resolve_endpoints(settings, start=True)
-    migrate(ep.dsn(), settings.storage.backend)
+    migrate(ep.migrate_dsn(), settings.storage.backend, lock_timeout_s=_lock_s(settings))
     return serve(settings, ep)  # the engine, and the API beside it when api.enabled
 
 
@@ -87,8 +110,13 @@ def _database(settings: Settings) -> str:
     from store.migrate import migrate
 
     ep = resolve_endpoints(settings, start=True)
-    migrate(ep.dsn(), settings.storage.backend)
+    migrate(ep.migrate_dsn(), settings.storage.backend, lock_timeout_s=_lock_s(settings))
     return ep.dsn()
+
+
+def _lock_s(settings: Settings) -> float:
+    """How long a migration waits for another session's lock (database.migrate_lock_timeout_s)."""
+    return settings.database.migrate_lock_timeout_s
 
 
 def _fmt_time(t: dt.datetime | None) -> str:

@@ -11,8 +11,12 @@ import psycopg
 
 from alerts import actions
 from alerts.actions import FALSE_ALARM_CAUSES, ActionError
+from alerts.silences import SilenceError, SilenceRequest, create_silence, end_silence
 from firesentry.config import Settings
+from rules.loader import RuleFileError, load_rules
 from store import alerts as store_alerts
+from store import silences as store_silences
+from store.silences import SILENCE_STATES, SilenceRow
 
 _OPEN = ["firing", "acknowledged", "resolved"]
 _DURATION = re.compile(r"^(\d+)([mhd])$")
@@ -24,18 +28,23 @@ def _connect(settings: Settings) -> psycopg.Connection[Any]:
     return psycopg.connect(resolve_endpoints(settings).dsn(), autocommit=True)
 
 
-def _duration(text: str) -> dt.timedelta:
+def _duration(text: str) -> int:
+    """A duration such as 90m, 2h or 1d, in minutes."""
     m = _DURATION.match(text)
     if not m:
         raise argparse.ArgumentTypeError("use a number and m, h or d, e.g. 90m, 2h, 1d")
-    n, unit = int(m.group(1)), m.group(2)
-    return (
-        dt.timedelta(minutes=n)
-        if unit == "m"
-        else dt.timedelta(hours=n)
-        if unit == "h"
-        else dt.timedelta(days=n)
-    )
+    return int(m.group(1)) * {"m": 1, "h": 60, "d": 24 * 60}[m.group(2)]
+
+
+def _moment(text: str) -> dt.datetime:
+    """An RFC 3339 time with an offset (or Z)."""
+    try:
+        at = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use RFC 3339, e.g. 2026-12-01T18:00:00+08:00") from None
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError("give an offset, e.g. 2026-12-01T18:00:00+08:00 or …Z")
+    return at
 
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
@@ -47,9 +56,10 @@ def _list(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{'id':>6}  {'state':12} {'severity':8} {'rule':24} {'device':18} {'unit':22} opened")
     for a in rows:
         state = a.state + ("*" if a.state == "resolved" and a.acknowledged_at is None else "")
+        muted = f"  silenced #{a.silenced_by}" if a.silenced_by is not None else ""
         print(
             f"{a.id:>6}  {state:12} {a.severity:8} {a.rule_id:24} {a.device_id:18} "
-            f"{a.unit_name[:22]:22} {a.opened_at:%Y-%m-%d %H:%M:%S}"
+            f"{a.unit_name[:22]:22} {a.opened_at:%Y-%m-%d %H:%M:%S}{muted}"
         )
     if any(a.state == "resolved" and a.acknowledged_at is None for a in rows):
         print("* cleared but not acknowledged yet")
@@ -79,22 +89,118 @@ def _act(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# The command-line option of each field a silence can be refused for.
+_OPTION = {
+    "unit_id": "--unit",
+    "device_id": "--device",
+    "rule_id": "--rule",
+    "ends_at": "--until",
+    "duration_min": "--for",
+    "reason": "--reason",
+}
+
+
+def _silence_error(exc: SilenceError) -> int:
+    where = f"{_OPTION.get(exc.field, exc.field)}: " if exc.field else ""
+    print(f"firesentry: {where}{exc.message}")
+    return 1
+
+
 def _silence(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        rules = load_rules(settings.rules.file)
+    except RuleFileError as exc:
+        print(f"firesentry: {exc}")
+        return 1
+    req = SilenceRequest(
+        args.reason,
+        args.unit,
+        args.device,
+        args.rule,
+        ends_at=args.until,
+        duration_min=args.duration,
+    )
+    # Whoever holds the database credentials acts as admin, and gives a reason.
     with _connect(settings) as conn:
         try:
-            sid = actions.silence(
-                conn,
-                author=args.by,
-                reason=args.reason,
-                ends_at=dt.datetime.now(dt.UTC) + args.duration,
-                unit_id=args.unit,
-                device_id=args.device,
-                rule_id=args.rule,
-            )
-        except ActionError as exc:
-            print(f"firesentry: {exc}")
-            return 1
-    print(f"silence {sid} until {dt.datetime.now(dt.UTC) + args.duration:%Y-%m-%d %H:%M} UTC")
+            s = create_silence(conn, req, author=args.by, admin=True, rules=rules)
+        except SilenceError as exc:
+            return _silence_error(exc)
+    print(f"silence {s.id} until {s.ends_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    if s.covers_critical:
+        print(
+            "it covers critical alerts: the control room still gets them, marked silenced;"
+            " the unit's other parties do not"
+        )
+    return 0
+
+
+def _fmt_time(t: dt.datetime | None) -> str:
+    return "-" if t is None else f"{t.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _target(s: SilenceRow) -> str:
+    parts = [
+        f"unit {s.unit_id}" if s.unit_id else "",
+        f"device {s.device_id}" if s.device_id else "",
+    ]
+    parts.append(f"rule {s.rule_id}" if s.rule_id else "every rule")
+    return ", ".join(p for p in parts if p)
+
+
+def _silences_list(settings: Settings, args: argparse.Namespace) -> int:
+    states = SILENCE_STATES if args.state == "all" else tuple(args.state.split(","))
+    unknown = sorted(set(states) - set(SILENCE_STATES))
+    if unknown:
+        print(f"firesentry: --state: unknown {', '.join(unknown)}; use {', '.join(SILENCE_STATES)}")
+        return 1
+    with _connect(settings) as conn:
+        rows = store_silences.search(conn, states=states, unit_id=args.unit, limit=args.limit)
+    print(f"{'id':>6}  {'state':8} {'ends':20} {'target':40} {'author':16} reason")
+    for s in rows:
+        print(
+            f"{s.id:>6}  {s.state:8} {_fmt_time(s.ends_at):20} {_target(s)[:40]:40} "
+            f"{s.author[:16]:16} {s.reason}"
+        )
+    return 0
+
+
+def _silences_show(settings: Settings, args: argparse.Namespace) -> int:
+    with _connect(settings) as conn:
+        s = store_silences.get(conn, args.id)
+    if s is None:
+        print(f"firesentry: no silence {args.id}")
+        return 1
+    fields = [
+        ("id", str(s.id)),
+        ("state", s.state),
+        ("target", _target(s)),
+        (
+            "covers critical",
+            "yes (the control room still gets them)" if s.covers_critical else "no",
+        ),
+        ("starts", _fmt_time(s.starts_at)),
+        ("ends", _fmt_time(s.ends_at)),
+        ("author", s.author),
+        ("created", _fmt_time(s.created_at)),
+        ("reason", s.reason),
+        ("ended", f"{_fmt_time(s.ended_at)} by {s.ended_by}" if s.ended_by else "-"),
+        ("end comment", s.end_comment or "-"),
+        ("alerts muted", ", ".join(map(str, s.alert_ids)) or "-"),
+    ]
+    for name, value in fields:
+        print(f"{name:16} {value}")
+    return 0
+
+
+def _silences_end(settings: Settings, args: argparse.Namespace) -> int:
+    with _connect(settings) as conn:
+        try:
+            s = end_silence(conn, args.id, actor=args.by, comment=args.comment)
+        except SilenceError as exc:
+            return _silence_error(exc)
+    muted = f"; {len(s.alert_ids)} muted alert(s) still firing are told now" if s.alert_ids else ""
+    print(f"silence {s.id} ended by {s.ended_by}{muted}")
     return 0
 
 
@@ -159,7 +265,9 @@ def _notify_test(settings: Settings, args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `alerts` and `notify` commands."""
-    p = sub.add_parser("alerts", help="list, acknowledge, resolve, close and silence alerts")
+    p = sub.add_parser(
+        "alerts", help="list, acknowledge, resolve, close and silence alerts; list and end silences"
+    )
     asub = p.add_subparsers(dest="alerts_command", required=True)
     ls = asub.add_parser("list", help="alerts, newest first")
     ls.add_argument(
@@ -186,14 +294,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         else:
             c.set_defaults(verify=None, cause=None)
         c.set_defaults(fn=_act)
-    s = asub.add_parser("silence", help="mute a unit, device or rule for a while")
+    s = asub.add_parser(
+        "silence", help="mute a unit, device or rule for at most 90 days (see `silences`)"
+    )
     s.add_argument("--unit")
     s.add_argument("--device")
     s.add_argument("--rule")
-    s.add_argument("--for", dest="duration", type=_duration, required=True, help="e.g. 2h")
-    s.add_argument("--by", required=True)
-    s.add_argument("--reason", required=True)
+    end = s.add_mutually_exclusive_group(required=True)
+    end.add_argument("--for", dest="duration", type=_duration, help="e.g. 90m, 2h, 7d")
+    end.add_argument("--until", type=_moment, help="RFC 3339, e.g. 2026-12-01T18:00:00+08:00")
+    s.add_argument("--by", required=True, help="who makes it (recorded)")
+    s.add_argument("--reason", required=True, help="who works on what (shown with the alerts)")
     s.set_defaults(fn=_silence)
+    ss = asub.add_parser("silences", help="list, show and end silences")
+    ssub = ss.add_subparsers(dest="silences_command", required=True)
+    sl = ssub.add_parser("list", help="silences, newest first")
+    sl.add_argument("--state", default="pending,active", help="comma-separated states, or all")
+    sl.add_argument("--unit")
+    sl.add_argument("--limit", type=int, default=50)
+    sl.set_defaults(fn=_silences_list)
+    sh = ssub.add_parser("show", help="one silence in full")
+    sh.add_argument("id", type=int)
+    sh.set_defaults(fn=_silences_show)
+    se = ssub.add_parser("end", help="end a silence now; muted alerts still firing are told")
+    se.add_argument("id", type=int)
+    se.add_argument("--by", required=True, help="who ends it (recorded)")
+    se.add_argument("--comment", default="")
+    se.set_defaults(fn=_silences_end)
     fa = asub.add_parser("false-alarms", help="false-alarm counts per unit and device")
     fa.add_argument("--unit")
     fa.set_defaults(fn=_false_alarms)

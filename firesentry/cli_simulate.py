@@ -155,7 +155,11 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     credentials = Path(args.credentials or DEFAULT_CREDENTIALS)
     auth_on = settings.embedded.enabled and ep.mqtt_username is not None
     if args.create_fleet:
-        migrate(dsn, settings.storage.backend)
+        migrate(
+            ep.migrate_dsn(),
+            settings.storage.backend,
+            lock_timeout_s=settings.database.migrate_lock_timeout_s,
+        )
         interval = args.devices / rate if rate > 0 else 60.0
         made = create_fleet(dsn, spec, max(60, math.ceil(interval)), credentials)
         out.print(

@@ -29,7 +29,9 @@ from pydantic_settings import (
 ENV_PREFIX = "FIRESENTRY_"
 ENV_NESTED = "__"
 # Keys whose values are secrets: the committed file must not hold them.
-SECRET_KEYS = frozenset({"password", "secret", "token", "access_key_secret", "auth_token"})
+SECRET_KEYS = frozenset(
+    {"password", "migrate_password", "secret", "token", "access_key_secret", "auth_token"}
+)
 # Query parameters that carry a credential (WeCom robots: key=, DingTalk: access_token=): a URL
 # with one, or with user:pass@, is a secret and is refused in the file like the keys above.
 SECRET_URL_PARAMS = frozenset(
@@ -186,6 +188,14 @@ class DatabaseConfig(_Section):
     pool_min: int = Field(default=1, ge=1)
     pool_max: int = Field(default=4, ge=1)
     connect_timeout_s: float = Field(default=5.0, gt=0)
+    # Migrations run as the schema owner; the engine and API as `user`, which owns nothing.
+    migrate_user: str | None = Field(
+        default=None, description="the schema owner migrations log in as (null: user)"
+    )
+    migrate_password: SecretStr | None = None
+    migrate_lock_timeout_s: float = Field(
+        default=30.0, gt=0, description="how long a migration waits for another's lock"
+    )
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
         default="prefer",
         description="libpq sslmode; verify-full (with sslrootcert) across any network",

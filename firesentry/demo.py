@@ -133,7 +133,11 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
     t0 = time.monotonic()
     print("firesentry demo: starting private Mosquitto and PostgreSQL ...", flush=True)
     ep = resolve_endpoints(settings, start=True)
-    applied = migrate(ep.dsn(), settings.storage.backend)
+    applied = migrate(
+        ep.migrate_dsn(),
+        settings.storage.backend,
+        lock_timeout_s=settings.database.migrate_lock_timeout_s,
+    )
     print(
         f"  broker 127.0.0.1:{ep.mqtt_port}, database 127.0.0.1:{ep.db_port} "
         f"(migrations applied: {len(applied)})",

@@ -16,7 +16,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 
@@ -42,6 +42,12 @@ class Endpoints:
     db_name: str
     db_user: str
     db_password: str
+    # The schema owner migrations run as, and the role the engine and the API log in as, which
+    # owns nothing (store/roles.py); None: db_user, as with one configured database user.
+    migrate_user: str | None = None
+    migrate_password: str | None = None
+    app_user: str | None = None
+    app_password: str | None = None
     # ingest's broker account once `firesentry broker sync` has turned authentication on.
     mqtt_username: str | None = None
     mqtt_password: str | None = None
@@ -61,6 +67,23 @@ class Endpoints:
             sslmode=self.db_sslmode,
             sslrootcert=self.db_sslrootcert,
         )
+
+    def migrate_dsn(self) -> str:
+        """The DSN migrations run with: the schema owner (db_user when none is set)."""
+        return self._as(self.migrate_user, self.migrate_password).dsn()
+
+    def app_dsn(self) -> str:
+        """The DSN the engine and the API connect with: the app role (db_user when none is set)."""
+        return self.as_app().dsn()
+
+    def as_app(self) -> Endpoints:
+        """These endpoints with dsn() logging in as the app role (the owner stays for migrations)."""
+        return self._as(self.app_user, self.app_password)
+
+    def _as(self, user: str | None, password: str | None) -> Endpoints:
+        if user is None:
+            return self
+        return dataclasses.replace(self, db_user=user, db_password=password or "")
 
 
 def free_port() -> int:
@@ -665,8 +688,27 @@ class EmbeddedServices:
         self.mosquitto.start(port or free_port())
         return "restarted"
 
-    def up(self) -> Endpoints:
-        """Start whatever is not running (reusing what is) and return the endpoints."""
+    def _with_roles(self, ep: Endpoints, state: dict[str, Any]) -> Endpoints:
+        """ep with the schema owner's and the app role's logins (passwords kept in state.json)."""
+        from store.roles import APP_ROLE, OWNER_ROLE
+
+        return dataclasses.replace(
+            ep,
+            migrate_user=OWNER_ROLE,
+            migrate_password=str(state.get("migrate_password") or secrets.token_urlsafe(24)),
+            app_user=APP_ROLE,
+            app_password=str(state.get("app_password") or secrets.token_urlsafe(24)),
+        )
+
+    def up(self, backend: Literal["auto", "native", "timescale"] = "auto") -> Endpoints:
+        """Start whatever is not running (reusing what is), migrate, and return the endpoints.
+
+        The database gets its roles and is migrated as the schema owner (`backend` as
+        storage.backend).
+
+        dsn() logs in as the cluster's superuser (administration, tests); the engine and the
+        API use app_dsn() / as_app(), migrations migrate_dsn().
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         # postgres/mosquitto users must be able to reach their folders below ours.
         self.root.chmod(0o755)
@@ -687,8 +729,9 @@ class EmbeddedServices:
             self.mosquitto.start(mqtt_port)
         ep = Endpoints(LOOPBACK, mqtt_port, LOOPBACK, pg_port, DB_NAME, DB_USER, password)
         ep = dataclasses.replace(ep, mqtt_tls_port=self.mosquitto.tls_port())
+        ep = self._with_roles(ep, state)
         self._save_state(ep)
-        _ensure_database(ep)
+        _ensure_database(ep, timescaledb=self._timescaledb, backend=backend)
         return self._with_broker_account(ep, self._load_state())
 
     def endpoints(self) -> Endpoints | None:
@@ -720,18 +763,42 @@ class EmbeddedServices:
         return {"mosquitto": mq, "postgresql": pgs, "dir": str(self.root)}
 
 
-def _ensure_database(ep: Endpoints) -> None:
+def _ensure_database(
+    ep: Endpoints,
+    *,
+    timescaledb: bool = False,
+    backend: Literal["auto", "native", "timescale"] = "auto",
+) -> None:
+    """Set up the database, its owner and app roles, migrate it as the owner, grant the app role.
+
+    As the superuser: the two roles, the database (owned by the owner), advisory locks for
+    those two only; then migrations as the owner and grant_app.
+    """
+    from store import roles
+    from store.migrate import migrate
+
+    owner, app = ep.migrate_user or roles.OWNER_ROLE, ep.app_user or roles.APP_ROLE
     deadline = time.monotonic() + 30
     while True:
         try:
             with psycopg.connect(ep.dsn("postgres"), autocommit=True, connect_timeout=5) as conn:
+                roles.ensure_login_role(conn, owner, ep.migrate_password or "")
+                roles.ensure_login_role(conn, app, ep.app_password or "")
                 exists = conn.execute(
                     "SELECT 1 FROM pg_database WHERE datname = %s", (ep.db_name,)
                 ).fetchone()
                 if not exists:
-                    conn.execute(f'CREATE DATABASE "{ep.db_name}"')
-                return
+                    conn.execute(f'CREATE DATABASE "{ep.db_name}" OWNER "{owner}"')
+            break
         except psycopg.OperationalError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+    with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+        roles.prepare_database(conn, owner, app)
+        if timescaledb and backend != "native":
+            # Only a superuser may create it; the owner's migration then finds it there.
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    migrate(ep.migrate_dsn(), backend)
+    with psycopg.connect(ep.migrate_dsn(), autocommit=True) as conn:
+        roles.grant_app(conn, app)

@@ -35,6 +35,13 @@ def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
         ready_stale_after_s=settings.api.ready_stale_after_s,
         ready_max_lag_s=settings.api.ready_max_lag_s,
         ready_max_outbox_age_s=settings.api.ready_max_outbox_age_s,
+        export_pool_max=settings.api.export_pool_max,
+        export_per_token=settings.api.export_per_token,
+        export_idle_timeout_s=settings.api.export_idle_timeout_s,
+        stream_idle_timeout_s=settings.api.stream_idle_timeout_s,
+        stream_token_check_s=settings.api.stream_token_check_s,
+        auth_fail_limit=settings.api.auth_fail_limit,
+        auth_fail_window_s=settings.api.auth_fail_window_s,
     )
 
 

@@ -156,19 +156,6 @@ def contacts_for_unit(conn: psycopg.Connection[Any], unit_id: str) -> list[Conta
     ]
 
 
-def active_silence(
-    conn: psycopg.Connection[Any], unit_id: str, device_id: str, rule_id: str
-) -> int | None:
-    """The id of a silence that mutes this (unit, device, rule) now, if any."""
-    row = conn.execute(
-        "SELECT id FROM silences WHERE now() >= starts_at AND now() < ends_at"
-        " AND (unit_id IS NULL OR unit_id = %s) AND (device_id IS NULL OR device_id = %s)"
-        " AND (rule_id IS NULL OR rule_id = %s) ORDER BY ends_at DESC LIMIT 1",
-        (unit_id, device_id, rule_id),
-    ).fetchone()
-    return None if row is None else int(row[0])
-
-
 def enqueue(
     conn: psycopg.Connection[Any],
     alert_id: int | None,

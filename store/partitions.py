@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 TABLES = ("telemetry", "events")
 _DAY_MS = 86_400_000
@@ -54,15 +52,11 @@ class PartitionManager:
             for table in TABLES:
                 if (table, day) in self._known:
                     continue
-                name = f"{table}_p{day:%Y%m%d}"
-                start = dt.datetime.combine(day, dt.time(), dt.UTC)
-                end = start + dt.timedelta(days=1)
-                stmt = sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})"
-                ).format(sql.Identifier(name), sql.Identifier(table), start, end)
-                # Another worker may create it between our check and our CREATE.
-                with contextlib.suppress(psycopg.errors.DuplicateTable):
-                    conn.execute(stmt)
+                # The schema owner's SECURITY DEFINER function (migration 0011): the engine's
+                # role does not own telemetry and events. It names the partition
+                # {table}_pYYYYMMDD, bounds it by the UTC day and copes with another worker
+                # creating it at the same moment.
+                conn.execute("SELECT firesentry_create_partition(%s, %s)", (table, day))
                 self._known.add((table, day))
 
     def ensure_ahead(self, conn: psycopg.Connection[Any], today: dt.date, ahead: int) -> None:
@@ -77,17 +71,20 @@ class PartitionManager:
         dropped = []
         for table, day in sorted(self._known):
             if day < cutoff:
-                name = f"{table}_p{day:%Y%m%d}"
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+                # The owner's function (migration 0011). False: no such partition (another
+                # worker dropped it), or it may hold data of yesterday or later (clocks apart),
+                # which the function never drops; load() finds it again at the next start.
+                row = conn.execute(
+                    "SELECT firesentry_drop_partition(%s, %s)", (table, day)
+                ).fetchone()
                 self._known.discard((table, day))
-                dropped.append(name)
+                if row and row[0]:
+                    dropped.append(f"{table}_p{day:%Y%m%d}")
         return dropped
 
 
 def apply_timescale_retention(conn: psycopg.Connection[Any], keep_days: int) -> None:
     """Set TimescaleDB's retention policy on telemetry and events to keep_days."""
-    for table in TABLES:
-        conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (table,))
-        conn.execute(
-            "SELECT add_retention_policy(%s, make_interval(days => %s))", (table, keep_days)
-        )
+    # The schema owner's SECURITY DEFINER function (migration 0011): it owns the hypertables
+    # and the jobs; the engine's role owns neither.
+    conn.execute("SELECT firesentry_set_retention(%s)", (keep_days,))

@@ -1,24 +1,46 @@
-"""A read-only login role for dashboards (Grafana): SELECT on the data, nothing secret."""
+"""A read-only login role for dashboards (Grafana): SELECT on the data, nothing secret, no locks."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+from store.roles import (
+    ROLE_NAME,
+    ensure_login_role,
+    restrict_advisory_locks,
+    schema_owner,
+    session_role,
+)
+
+__all__ = ["HIDDEN_COLUMNS", "HIDDEN_TABLES", "ROLE_NAME", "ensure_readonly_role"]
+
 # Tables and columns a dashboard must never read: token hashes, device password hashes.
 HIDDEN_TABLES = ("api_tokens",)
 HIDDEN_COLUMNS = {"devices": ("password_hash",)}
+
+
+def _writers(conn: psycopg.Connection[Any], owner: str) -> list[str]:
+    """The schema owner and the roles that may append to alert_events (the engine's)."""
+    rows = conn.execute(
+        "SELECT DISTINCT r.rolname FROM pg_class c, aclexplode(c.relacl) a"
+        " JOIN pg_roles r ON r.oid = a.grantee"
+        " WHERE c.oid = to_regclass('public.alert_events') AND a.privilege_type = 'INSERT'"
+        " ORDER BY 1"
+    ).fetchall()
+    return [owner, *(str(r[0]) for r in rows)]
 
 
 def ensure_readonly_role(conn: psycopg.Connection[Any], name: str, password: str) -> str:
     """Create (or update) a LOGIN role that can only SELECT; return 'created' or 'updated'.
 
     It reads every table and view of the schema, now and later (default privileges of the
-    current user), except token and password hashes, and its sessions are read-only.
+    schema owner), except token and password hashes, and its sessions are read-only. Run by a
+    superuser, this also takes advisory locks from PUBLIC (store.roles.restrict_advisory_locks),
+    keeping them for the schema owner and the engine's role, so that the new role cannot hold
+    the migration lock; otherwise check store.roles.may_take_advisory_locks afterwards.
     """
     if not ROLE_NAME.match(name):
         raise ValueError("a role name is lower-case letters, digits and _, at most 63")
@@ -27,22 +49,19 @@ def ensure_readonly_role(conn: psycopg.Connection[Any], name: str, password: str
     role = sql.Identifier(name)
     dbname = sql.Identifier(conn.info.dbname)
     with conn.transaction():
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-        verb = "ALTER" if exists else "CREATE"
-        conn.execute(
-            sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
-                role, sql.Literal(password)
-            )
-        )
+        done = ensure_login_role(conn, name, password)
+        owner = schema_owner(conn) or session_role(conn).name
         for stmt in (
             "ALTER ROLE {role} SET default_transaction_read_only = on",
             "GRANT CONNECT ON DATABASE {db} TO {role}",
             "GRANT USAGE ON SCHEMA public TO {role}",
             "REVOKE CREATE ON SCHEMA public FROM {role}",
             "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
-            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {role}",
+            # Tables the owner's later migrations create (and new partitions) are readable too.
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public"
+            " GRANT SELECT ON TABLES TO {role}",
         ):
-            conn.execute(sql.SQL(stmt).format(role=role, db=dbname))
+            conn.execute(sql.SQL(stmt).format(role=role, db=dbname, owner=sql.Identifier(owner)))
         for table in HIDDEN_TABLES:
             conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(sql.Identifier(table), role))
         for table, hidden in HIDDEN_COLUMNS.items():
@@ -60,4 +79,5 @@ def ensure_readonly_role(conn: psycopg.Connection[Any], name: str, password: str
                     role,
                 )
             )
-    return "updated" if exists else "created"
+        restrict_advisory_locks(conn, [w for w in _writers(conn, owner) if w != name])
+    return done

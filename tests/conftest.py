@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import shutil
 import tempfile
 import uuid
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import structlog
 
 from firesentry.embedded import EmbeddedServices, Endpoints
 from firesentry.logs import configure_logging
@@ -59,3 +61,19 @@ def db(services: Endpoints) -> Iterator[Endpoints]:
 def prefix() -> str:
     """A topic prefix of this test only, so that tests never see each other's messages."""
     return f"t{uuid.uuid4().hex[:8]}/v1"
+
+
+@pytest.fixture()
+def cli_logging() -> Iterator[None]:
+    """Put logging back after an in-process CLI call.
+
+    main() points structlog and the root logger at the sys.stderr of the moment, which under
+    capsys is a capture closed after the test; later tests would log into a closed file.
+    """
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)

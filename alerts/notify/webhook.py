@@ -1,4 +1,9 @@
-"""Webhook channel: signed JSON POSTs with an idempotency key."""
+"""Webhook channel: signed JSON POSTs whose body carries the idempotency key.
+
+The signature covers "<timestamp>.<body>", and the body holds `idempotency_key`, so a receiver
+that checks the signature and the timestamp window and deduplicates on the body's key (see
+check()) processes each notification once, however often it is replayed.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from alerts.types import Notification
 
 SIGNATURE_HEADER = "X-Firesentry-Signature"
 TIMESTAMP_HEADER = "X-Firesentry-Timestamp"
+# How far a delivery's timestamp may be from the receiver's clock (replays older are refused).
+MAX_SKEW_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +41,62 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
 
 
 def verify(
-    secret: bytes, timestamp: str, body: bytes, header: str, max_skew_s: float = 300
+    secret: bytes,
+    timestamp: str,
+    body: bytes,
+    header: str,
+    max_skew_s: float = MAX_SKEW_S,
+    now: float | None = None,
 ) -> bool:
     """Check a signature the way a receiver should (constant time, bounded clock skew)."""
     try:
-        age = abs(time.time() - float(timestamp))
-    except ValueError:
+        check(secret, timestamp, body, header, max_skew_s, now)
+    except InvalidDelivery:
         return False
-    return age <= max_skew_s and hmac.compare_digest(sign(secret, timestamp, body), header)
+    return True
+
+
+class InvalidDelivery(ValueError):
+    """A POST a receiver must refuse; `status` is what to answer (401 unsigned, 400 malformed)."""
+
+    def __init__(self, reason: str, status: int = 401) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def check(
+    secret: bytes,
+    timestamp: str | None,
+    body: bytes,
+    header: str | None,
+    max_skew_s: float = MAX_SKEW_S,
+    now: float | None = None,
+) -> str:
+    """Verify a delivery and return its idempotency key (from the signed body), or raise InvalidDelivery.
+
+    Deduplicate on the returned key: it is covered by the signature. The Idempotency-Key header
+    is a copy for proxies and logs; it is not signed, so a replay could carry a fresh one.
+    """
+    if not header or not timestamp:
+        raise InvalidDelivery("missing signature")
+    try:
+        age = abs((time.time() if now is None else now) - float(timestamp))
+    except ValueError:
+        raise InvalidDelivery("bad timestamp") from None
+    if not age <= max_skew_s:  # also refuses nan and inf
+        raise InvalidDelivery(f"timestamp outside {max_skew_s:g} s")
+    expected = sign(secret, timestamp, body).encode()
+    if not hmac.compare_digest(expected, header.encode("utf-8", "surrogateescape")):
+        raise InvalidDelivery("bad signature")
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise InvalidDelivery("body is not JSON", 400) from None
+    key = doc.get("idempotency_key") if isinstance(doc, dict) else None
+    if not isinstance(key, str) or not key:
+        raise InvalidDelivery("body has no idempotency_key", 400)
+    return key
 
 
 def body_of(n: Notification) -> bytes:

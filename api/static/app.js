@@ -22,6 +22,9 @@ const state = {
   showUnknown: false,
   telemetryForm: null,
   statsForm: { group: "unit", days: 30 },
+  silences: new Map(), // silences by id (newest 200), for the "silenced" mark on alerts
+  silenceOf: new Map(), // alert id -> silence id
+  showEndedSilences: false,
 };
 
 // ---------- small DOM helpers ----------
@@ -180,6 +183,7 @@ const VIEWS = [
   { id: "map", label: "nav_map", perm: "units:read" },
   { id: "telemetry", label: "nav_telemetry", perm: "telemetry:read" },
   { id: "stats", label: "nav_stats", perm: "stats:read" },
+  { id: "silences", label: "nav_silences", perm: "alerts:act" },
 ];
 
 function langButton() {
@@ -306,6 +310,7 @@ function render() {
     map: renderMap,
     telemetry: renderTelemetry,
     stats: renderStats,
+    silences: renderSilences,
   })[route.view]();
 }
 
@@ -354,8 +359,9 @@ function alertItem(a) {
   return h(
     "li",
     {
-      class: `alert sev-${a.severity} state-${a.state}${fire ? " fire" : ""}${state.selected === a.id ? " selected" : ""}`,
+      class: `alert sev-${a.severity} state-${a.state}${fire ? " fire" : ""}${a.silenced ? " silenced" : ""}${state.selected === a.id ? " selected" : ""}`,
       "data-id": a.id,
+      "data-silenced": a.silenced ? String(silenceIdOf(a) ?? "") : null,
       "data-severity": a.severity,
       "data-state": a.state,
       tabindex: "0",
@@ -370,6 +376,7 @@ function alertItem(a) {
       h("span", { class: `chip sev-${a.severity}`, text: t(`severity_${a.severity}`) }),
       fire ? h("span", { class: "fire-tag" }, icon("flame"), t("fire_alarm")) : null,
       stateBadge(a),
+      silencedTag(a),
       h("span", { class: "rule", text: a.rule_id }),
       a.count > 1 ? h("span", { class: "repeat", title: t("count"), text: `×${a.count}` }) : null,
       h("span", { class: "grow" }),
@@ -458,6 +465,7 @@ function openCloseDialog(a) {
 
 function upsertAlert(a) {
   const had = state.alerts.get(a.id);
+  if (a.silenced && silenceIdOf(a) === null) scheduleSilences();
   if (a.state === "closed") state.alerts.delete(a.id);
   else state.alerts.set(a.id, a);
   const route = currentRoute().view;
@@ -475,11 +483,132 @@ function scheduleRefresh() {
 }
 
 async function loadOpenAlerts() {
+  await loadSilences().catch(() => {});
   const page = await api("/alerts?state=open&limit=1000");
   state.alerts = new Map(page.items.map((a) => [a.id, a]));
   renderCounters();
   updateAlarm();
   if (currentRoute().view === "board") renderBoardList();
+}
+
+// ---------- silences: the mark on silenced alerts, and the Silences view ----------
+
+// Silences, newest first, in every state: an alert keeps the mark of a silence that ended
+// while nobody had handled it yet.
+async function loadSilences() {
+  const data = await api("/silences?state=pending,active,expired,ended&limit=200");
+  state.silences = new Map(data.items.map((s) => [s.id, s]));
+  state.silenceOf = new Map();
+  for (const s of data.items) for (const id of s.alert_ids) if (!state.silenceOf.has(id)) state.silenceOf.set(id, s.id);
+}
+
+let silencesTimer = null;
+function scheduleSilences() {
+  clearTimeout(silencesTimer);
+  silencesTimer = setTimeout(async () => {
+    await loadSilences().catch(() => {});
+    if (currentRoute().view === "board") {
+      renderBoardList();
+      refreshDetail();
+    }
+  }, 300);
+}
+
+function silenceIdOf(a) {
+  if (a.silenced_by !== undefined && a.silenced_by !== null) return a.silenced_by;
+  return state.silenceOf.has(a.id) ? state.silenceOf.get(a.id) : null;
+}
+
+function silenceTitle(a) {
+  const s = state.silences.get(silenceIdOf(a));
+  if (!s) return t("silenced_plain");
+  const text = t("silenced_title", { id: s.id, author: s.author, until: absTime(s.ends_at), reason: s.reason });
+  return a.severity === "critical" || isFire(a) ? `${text}\n${t("silenced_critical")}` : text;
+}
+
+function silenceText(a) {
+  const s = state.silences.get(silenceIdOf(a));
+  if (!s) return t("silenced_plain");
+  return `#${s.id} · ${s.reason} · ${s.author} · ${t("silence_ends")} ${absTime(s.ends_at)}${a.severity === "critical" || isFire(a) ? ` · ${t("silenced_critical")}` : ""}`;
+}
+
+function silencedTag(a) {
+  if (!a.silenced) return null;
+  const id = silenceIdOf(a);
+  const s = state.silences.get(id);
+  return h(
+    "span",
+    { class: "silenced-tag", "data-silence": id ?? "", title: silenceTitle(a) },
+    icon("bell-off"),
+    id === null ? t("silenced_plain") : t("silenced_mark", { id }),
+    s ? h("span", { class: "silenced-reason", text: ` · ${s.reason}` }) : null,
+    s && s.state !== "active" ? h("span", { class: "silenced-state", text: ` (${t(`silence_state_${s.state}`)})` }) : null,
+  );
+}
+
+function silenceTarget(s) {
+  return [s.unit_id && `${t("unit")} ${s.unit_id}`, s.device_id && `${t("device")} ${s.device_id}`, s.rule_id || t("silence_every_rule")].filter(Boolean).join(" · ");
+}
+
+async function endSilence(s) {
+  try {
+    await api(`/silences/${s.id}/end`, { method: "POST", body: {} });
+    toast(t("silence_ended_toast", { id: s.id }));
+  } catch (err) {
+    toast(`${t("action_failed")}: ${err.message}`, "error");
+  }
+  await renderSilences();
+}
+
+async function renderSilences() {
+  const main = $("#view");
+  const states = state.showEndedSilences ? "pending,active,expired,ended" : "pending,active";
+  const data = await api(`/silences?state=${states}&limit=500`);
+  const live = (s) => s.state === "pending" || s.state === "active";
+  main.replaceChildren(
+    h(
+      "section",
+      { class: "panel" },
+      h(
+        "div",
+        { class: "toolbar" },
+        h("h1", { text: t("silences_title") }),
+        h("label", { class: "check" }, h("input", { type: "checkbox", id: "show-ended", checked: state.showEndedSilences, onchange: (e) => { state.showEndedSilences = e.target.checked; renderSilences(); } }), h("span", { text: t("show_ended") })),
+      ),
+      h("p", { class: "muted small", text: t("silences_hint") }),
+      data.items.length
+        ? h(
+            "div",
+            { class: "table-wrap" },
+            h(
+              "table",
+              { class: "grid", id: "silences-table" },
+              h("thead", {}, h("tr", {}, ["#", t("status"), t("silence_target"), t("silence_reason"), t("silence_author"), t("silence_starts"), t("silence_ends"), t("silence_covers_critical"), t("silence_alerts"), ""].map((x) => h("th", { text: x })))),
+              h(
+                "tbody",
+                {},
+                data.items.map((s) =>
+                  h(
+                    "tr",
+                    { "data-silence": s.id, "data-state": s.state },
+                    h("td", { text: String(s.id) }),
+                    h("td", {}, h("span", { class: `badge silence-${s.state}`, text: t(`silence_state_${s.state}`) })),
+                    h("td", { text: silenceTarget(s) }),
+                    h("td", { class: "silence-reason-cell", text: s.reason }),
+                    h("td", { text: s.author }),
+                    h("td", { title: absTime(s.starts_at), text: absTime(s.starts_at) }),
+                    h("td", { text: s.ended_at ? `${t("silence_ended_by")} ${absTime(s.ended_at)} · ${s.ended_by}${s.end_comment ? ` · ${s.end_comment}` : ""}` : absTime(s.ends_at) }),
+                    h("td", { text: s.covers_critical ? t("yes") : t("no") }),
+                    h("td", { text: String(s.alert_ids.length) }),
+                    h("td", {}, can("alerts:act") && live(s) ? h("button", { type: "button", class: "act", "data-action": "end-silence", text: t("end_silence"), onclick: () => endSilence(s) }) : null),
+                  ),
+                ),
+              ),
+            ),
+          )
+        : h("p", { class: "empty", text: t("no_silences") }),
+    ),
+  );
 }
 
 // ---------- the board ----------
@@ -577,6 +706,8 @@ async function refreshDetail() {
       h("dd", { text: String(a.count) }),
       a.verification ? h("dt", { text: t("verification") }) : null,
       a.verification ? h("dd", { text: t(a.verification) + (a.false_alarm_cause ? ` · ${t(`cause_${a.false_alarm_cause}`)}` : "") }) : null,
+      a.silenced ? h("dt", { text: t("silence") }) : null,
+      a.silenced ? h("dd", { class: "silence-fact" }, silenceText(a)) : null,
     ),
     actionButtons(a),
     h("h3", { text: t("history") }),

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import logging
-from collections.abc import AsyncIterator, Iterator
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
-import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import build_app
@@ -188,22 +189,21 @@ async def client(db: Endpoints, seeded: Seeded) -> AsyncIterator[TestClient[Any,
         yield c
 
 
+async def eventually(check: Callable[[], Any], within_s: float, what: str) -> Any:
+    """Try check (plain or async) until it returns something truthy; fail after within_s."""
+    deadline = time.monotonic() + within_s
+    while True:
+        found = check()
+        if inspect.isawaitable(found):
+            found = await found
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within_s} s waiting for {what} ({found!r})")
+        # Yield to the server under test, which runs on this same event loop.
+        await asyncio.sleep(0.05)
+
+
 def auth(token: str) -> dict[str, str]:
     """The Authorization header of a token."""
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture()
-def cli_logging() -> Iterator[None]:
-    """Put logging back after an in-process CLI call.
-
-    main() points structlog and the root logger at the sys.stderr of the moment, which under
-    capsys is a capture closed after the test; later tests would log into a closed file.
-    """
-    config = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.configure(**config)
-    root.handlers[:] = handlers
-    root.setLevel(level)

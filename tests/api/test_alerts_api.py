@@ -147,14 +147,15 @@ async def test_fire_alarm_close_needs_verification(client: Client, seeded: Seede
 
 
 async def test_silence_is_created_by_the_token(client: Client, seeded: Seeded) -> None:
-    """POST /silences mutes a unit for a while (201); a missing target or unit is refused."""
-    h = auth(seeded.tokens["operator"])
+    """POST /silences mutes a unit for a while (201, an admin: a unit-wide silence covers fire
+    alarms); a missing target or unit is refused."""
+    h = auth(seeded.tokens["admin"])
     r = await client.post(
         "/api/v1/silences", headers=h, json={"unit_id": "u1", "duration_min": 90, "reason": "drill"}
     )
     assert r.status == 201
     s = await r.json()
-    assert s["author"] == "Test operator" and s["unit_id"] == "u1"
+    assert s["author"] == "Test admin" and s["unit_id"] == "u1"
     span = dt.datetime.fromisoformat(s["ends_at"]) - dt.datetime.fromisoformat(s["starts_at"])
     assert span == dt.timedelta(minutes=90)
     r = await client.post("/api/v1/silences", headers=h, json={"duration_min": 5, "reason": "x"})

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import aiohttp
 import psycopg
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
+from api.app import build_app
 from firesentry.cli import main
 from firesentry.embedded import Endpoints
 from store import tokens as store_tokens
-from tests.api.conftest import Seeded, auth
+from tests.api.conftest import Seeded, api_options, auth
 
 Client = TestClient[Any, Any]
 
@@ -69,7 +72,7 @@ async def test_missing_bad_and_revoked_tokens_are_401(client: Client, seeded: Se
         row = store_tokens.lookup(conn, token)
         assert row is not None and store_tokens.revoke(conn, row.id)
     r = await client.get("/api/v1/me", headers=auth(token))
-    assert r.status == 401 and (await r.json())["message"] == "unknown or revoked token"
+    assert r.status == 401 and (await r.json())["message"] == "unknown, revoked or expired token"
 
 
 async def test_unit_scoped_token_sees_only_its_units(client: Client, seeded: Seeded) -> None:
@@ -107,7 +110,13 @@ async def test_me_describes_the_token(client: Client, seeded: Seeded) -> None:
     assert me == {
         "name": "Test operator_u1",
         "role": "operator",
-        "permissions": ["alerts:act", "alerts:read", "telemetry:read", "units:read"],
+        "permissions": [
+            "alerts:act",
+            "alerts:read",
+            "contacts:read",
+            "telemetry:read",
+            "units:read",
+        ],
         "units": ["u1"],
     }
 
@@ -151,3 +160,68 @@ def test_tokens_cli_creates_lists_and_revokes(
     assert main(["tokens", "revoke", str(row.id)]) == 1
     with psycopg.connect(db.dsn(), autocommit=True) as conn:
         assert store_tokens.lookup(conn, token) is None
+
+
+async def test_failed_logins_are_counted_per_address_logged_and_throttled(
+    db: Endpoints, seeded: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After auth_fail_limit failures in the window an address gets 429 + Retry-After; no reset."""
+    opts = api_options(db, auth_fail_limit=5, auth_fail_window_s=60.0)
+    guess = "fst_guessed-token-value-0123456789"
+    async with (
+        TestClient(TestServer(build_app(opts), host="127.0.0.1")) as local,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as far,
+    ):
+        url = str(local.make_url("/api/v1/alerts"))
+        for _ in range(5):
+            async with far.get(url, headers=auth(guess)) as r:
+                assert r.status == 401
+        async with far.get(url, headers=auth(guess)) as r:
+            body = await r.json()
+            assert r.status == 429 and body["error"] == "too_many_requests", body
+            assert 0 < int(r.headers["Retry-After"]) <= 60
+        async with far.get(url) as r:  # no token at all is a failure too
+            assert r.status == 429
+        # A valid token from the throttled address still works (the control room may share a
+        # NAT with whoever is guessing), but does not clear the address's failures.
+        async with far.get(url, headers=auth(seeded.tokens["operator"])) as r:
+            assert r.status == 200
+        async with far.get(url, headers=auth(guess)) as r:
+            assert r.status == 429
+        # Another address has its own count: its first failure is a plain 401.
+        assert (await local.get("/api/v1/alerts", headers=auth(seeded.tokens["admin"]))).ok
+        assert (await local.get("/api/v1/alerts", headers=auth(guess))).status == 401
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    failed = [x for x in lines if x.get("event") == "api authentication failed"]
+    assert {x["address"] for x in failed} == {"127.0.0.1", "127.0.0.2"}
+    assert len([x for x in failed if x["address"] == "127.0.0.2"]) == 5
+    assert {x["route"] for x in failed} == {"/api/v1/alerts"}
+    throttled = [x for x in lines if x.get("event") == "api authentication throttled"]
+    assert [x["address"] for x in throttled] == ["127.0.0.2"]
+    assert not [x for x in lines if guess in json.dumps(x) or guess[:12] in json.dumps(x)]
+
+
+@pytest.mark.usefixtures("cli_logging")
+def test_tokens_cli_gives_a_token_an_expiry(
+    db: Endpoints, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tokens create --expires-days N` stores the end, `tokens list` shows it, the API obeys it."""
+    _env(monkeypatch, db)
+    assert main(["tokens", "create", "--role", "analyst", "--expires-days", "0.5"]) == 0
+    out = capsys.readouterr().out
+    token = next(line for line in out.splitlines() if line.startswith("fst_"))
+    assert ", expires " in out
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        row = store_tokens.lookup(conn, token)
+        assert row is not None and row.expires_at is not None
+        left = row.expires_at - row.created_at
+        assert 11.9 * 3600 < left.total_seconds() < 12.1 * 3600
+        conn.execute(
+            "UPDATE api_tokens SET created_at = now() - interval '1 day',"
+            " expires_at = now() - interval '1 second'"
+        )
+        assert store_tokens.lookup(conn, token) is None
+    assert main(["tokens", "list"]) == 0
+    assert token[:10] not in capsys.readouterr().out
+    assert main(["tokens", "list", "--all"]) == 0
+    assert "(expired " in capsys.readouterr().out

@@ -48,9 +48,9 @@ def report(dsn: str, client_id: str = "ingest-a", **changes: Any) -> health.Engi
     return h
 
 
-async def readiness(client: Client) -> tuple[int, dict[str, Any]]:
-    """GET /readyz: (status code, body)."""
-    r = await client.get("/readyz")
+async def readiness(client: Client, token: str) -> tuple[int, dict[str, Any]]:
+    """GET /readyz with a token (details need one, of any role): (status code, body)."""
+    r = await client.get("/readyz", headers=auth(token))
     return r.status, await r.json()
 
 
@@ -58,7 +58,9 @@ async def test_healthz_and_readyz_need_no_token(client: Client, seeded: Seeded) 
     """/healthz answers; /readyz is 200 with a fresh, healthy engine and every check ok."""
     assert (await (await client.get("/healthz")).json()) == {"status": "ok", "checks": {}}
     report(seeded.dsn)
-    status, body = await readiness(client)
+    anonymous = await client.get("/readyz")
+    assert anonymous.status == 200 and (await anonymous.json())["status"] == "ready"
+    status, body = await readiness(client, seeded.tokens["analyst"])
     assert status == 200, body
     assert body["checks"] == {"database": "ok", "broker": "ok", "engine": "ok", "outbox": "ok"}
     (engine,) = body["engines"]
@@ -67,9 +69,9 @@ async def test_healthz_and_readyz_need_no_token(client: Client, seeded: Seeded) 
     assert body["outbox"] == {"due": 0, "oldest_due_s": 0.0}
 
 
-async def test_readyz_fails_without_any_engine(client: Client) -> None:
+async def test_readyz_fails_without_any_engine(client: Client, seeded: Seeded) -> None:
     """The API alone, with no engine ever registered, is not ready and says so."""
-    status, body = await readiness(client)
+    status, body = await readiness(client, seeded.tokens["operator"])
     assert status == 503 and body["status"] == "not_ready"
     assert body["checks"]["engine"] == "none registered" and body["engines"] == []
     assert body["checks"]["database"] == "ok" and body["checks"]["outbox"] == "ok"
@@ -92,7 +94,7 @@ async def test_readyz_names_each_engine_problem(client: Client, seeded: Seeded) 
             "UPDATE engine_health SET updated_at = now() - interval '40 seconds'"
             " WHERE client_id = 'ingest-gone'"
         )
-    status, body = await readiness(client)
+    status, body = await readiness(client, seeded.tokens["admin"])
     assert status == 503
     by_id = {e["client_id"]: e for e in body["engines"]}
     assert by_id["ingest-ok"]["status"] == "ok"
@@ -113,7 +115,7 @@ async def test_readyz_fails_when_the_outbox_falls_behind(client: Client, seeded:
         now = dt.datetime.now(dt.UTC)
         for due in (now - dt.timedelta(minutes=5), now + dt.timedelta(minutes=5)):
             store_alerts.enqueue(conn, None, "webhook", "ops", {"n": 1}, not_before=due)
-    status, body = await readiness(client)
+    status, body = await readiness(client, seeded.tokens["admin"])
     assert status == 503
     assert body["outbox"]["due"] == 1 and 295 < body["outbox"]["oldest_due_s"] < 400
     assert re.fullmatch(
@@ -128,7 +130,7 @@ async def test_readyz_is_503_when_the_broker_is_down(db: Endpoints, seeded: Seed
     port = free_port()
     app = build_app(api_options(db, mqtt_port=port))
     async with TestClient(TestServer(app)) as client:
-        r = await client.get("/readyz")
+        r = await client.get("/readyz", headers=auth(seeded.tokens["operator"]))
         body = await r.json()
     assert r.status == 503 and body["status"] == "not_ready"
     assert body["checks"]["database"] == "ok" and str(port) in body["checks"]["broker"]
@@ -136,7 +138,7 @@ async def test_readyz_is_503_when_the_broker_is_down(db: Endpoints, seeded: Seed
 
 
 async def test_readyz_is_503_when_the_database_is_down(db: Endpoints) -> None:
-    """With the database unreachable /readyz is 503 (engines unknown) and API calls are 503."""
+    """With the database unreachable /readyz is 503 (all but the broker fail), API calls 503."""
     bad = api_options(
         db,
         dsn=db.dsn().replace(f"port={db.db_port}", f"port={free_port()}"),
@@ -146,8 +148,12 @@ async def test_readyz_is_503_when_the_database_is_down(db: Endpoints) -> None:
     async with TestClient(TestServer(build_app(bad))) as client:
         r = await client.get("/readyz")
         body = await r.json()
-        assert r.status == 503 and body["checks"]["database"] != "ok"
-        assert body["checks"]["engine"] == "unknown: the database did not answer"
+        assert r.status == 503 and body["checks"] == {
+            "database": "fail",
+            "broker": "ok",
+            "engine": "fail",
+            "outbox": "fail",
+        }
         assert body["engines"] == [] and body["outbox"] is None
         r = await client.get("/api/v1/alerts", headers=auth("fst_whatever"))
         assert r.status == 503 and (await r.json())["error"] == "unavailable"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+import time
 from typing import Any
 
 import psycopg
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from store import tokens as store_tokens
 from tests.api.conftest import NOW, Seeded, auth, open_alert
 
 Client = TestClient[Any, Any]
@@ -108,3 +111,45 @@ def test_feed_numbers_events_in_commit_order(seeded: Seeded) -> None:
             ).fetchall()
         )
     assert rows[late[0]] < rows[early[0]]
+
+
+async def _until_end(resp: ClientResponse, within_s: float) -> tuple[str, Any]:
+    """The next event after `ready`: (name, data)."""
+    name, _, data = await next_event(resp, within_s)
+    return name, data
+
+
+async def test_revoking_a_token_ends_its_open_stream(client: Client, seeded: Seeded) -> None:
+    """A revoked token's stream gets no further change, but a final `end` event, then closes."""
+    token = seeded.tokens["analyst"]
+    resp = await client.get("/api/v1/stream", headers=auth(token))
+    assert (await next_event(resp))[0] == "ready"
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        row = store_tokens.lookup(conn, token)
+        assert row is not None and store_tokens.revoke(conn, row.id)
+    revoked_at = time.monotonic()
+    op = auth(seeded.tokens["operator"])
+    assert (await client.post(f"/api/v1/alerts/{seeded.alerts['fire']}/ack", headers=op)).ok
+    name, data = await _until_end(resp, 6.0)
+    assert (name, data["reason"]) == ("end", "token_revoked"), data
+    assert "revoked" in data["message"]
+    assert await asyncio.wait_for(resp.content.read(), 5.0) == b""
+    assert time.monotonic() - revoked_at < 5.0
+    again = await client.get("/api/v1/stream", headers=auth(token))
+    assert again.status == 401
+
+
+async def test_an_expiring_token_ends_its_stream_when_it_expires(
+    client: Client, seeded: Seeded
+) -> None:
+    """A token with expires_at is refused after it, and its open stream ends within seconds."""
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)
+        _, token = store_tokens.create_token(conn, "short", "operator", expires_at=expires)
+    resp = await client.get("/api/v1/stream", headers=auth(token))
+    assert resp.status == 200 and (await next_event(resp))[0] == "ready"
+    name, data = await _until_end(resp, 8.0)
+    assert (name, data["reason"]) == ("end", "token_expired"), data
+    assert dt.datetime.now(dt.UTC) >= expires
+    r = await client.get("/api/v1/me", headers=auth(token))
+    assert r.status == 401 and "expired" in (await r.json())["message"]

@@ -89,7 +89,8 @@ def test_metrics_count_ingest_alerts_and_notifications(
 
 
 def test_api_command_serves_until_sigterm(db: Endpoints) -> None:
-    """`firesentry api` serves the API alone, says in /readyz that no engine runs, exits 0 on SIGTERM."""
+    """`firesentry api` serves the API alone, tells a token in /readyz that no engine runs, exits 0
+    on SIGTERM."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIRESENTRY_")}
     env.update(
         {
@@ -118,13 +119,26 @@ def test_api_command_serves_until_sigterm(db: Endpoints) -> None:
         line = proc.stdout.readline()
         m = re.search(r"on (http://\S+)/ ", line)
         assert m, line
-        # Database and broker answer; no engine has ever reported, so it is not ready (503).
+        # Database and broker answer; no engine has ever reported, so it is not ready (503):
+        # ok/fail only without a token, the reasons with one (any role).
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(m.group(1) + "/readyz", timeout=10)
         assert err.value.code == 503
         body = json.loads(err.value.read())
-        assert body["status"] == "not_ready"
-        assert body["checks"]["database"] == "ok" and body["checks"]["broker"] == "ok"
+        assert body["status"] == "not_ready" and body["engines"] == []
+        assert body["checks"] == {
+            "database": "ok",
+            "broker": "ok",
+            "engine": "fail",
+            "outbox": "ok",
+        }
+        analyst = token(db, "analyst", "readyz")
+        req = urllib.request.Request(
+            m.group(1) + "/readyz", headers={"Authorization": f"Bearer {analyst}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)
+        body = json.loads(err.value.read())
         assert body["checks"]["engine"] == "none registered"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0

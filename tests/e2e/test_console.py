@@ -11,9 +11,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from alerts.silences import SilenceRequest, create_silence
 from api.server import ApiServer
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
+from rules.loader import load_rules
 from store import tokens as store_tokens
 from tests.api.conftest import api_options
 from tests.helpers import Publisher
@@ -188,6 +190,53 @@ def test_phone_layout_and_read_only_analyst(
     page.select_option("#tm-bucket", "raw")
     page.click("#view form button[type=submit]")
     page.wait_for_selector("#telemetry-chart svg.chart circle.dot", timeout=WAIT_MS)
+    assert errors == []
+
+
+def test_board_marks_silenced_alerts_and_the_silences_view_ends_them(
+    browser: Any, api_server: ApiServer, db: Endpoints, prefix: str, pub: Publisher
+) -> None:
+    """A fire alarm under a maintenance silence is on the board marked with the silence (id,
+    reason); the Silences view lists the silence and ends it, and the mark goes away."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        req = SilenceRequest("panel maintenance", unit_id="u1", duration_min=120)
+        sid = create_silence(conn, req, author="Admin Zhou", admin=True, rules=load_rules(None)).id
+    page = browser.new_page(viewport={"width": 1920, "height": 1080})
+    errors = _watch_errors(page)
+    page.goto(api_server.url + "/#token=" + token(db, "operator", "Li (control room)"))
+    page.wait_for_selector("#conn.live", timeout=WAIT_MS)
+    pub.publish(
+        f"{prefix}/utd-1/event",
+        {"ts": int(time.time() * 1000), "seq": 1, "kind": "fire_alarm", "loop": 1, "point": 7},
+    )
+    fire = page.locator(f"#alert-list li.alert.fire.silenced[data-silenced='{sid}']")
+    fire.wait_for(timeout=WAIT_MS)
+    tag = fire.locator(".silenced-tag")
+    page.wait_for_function(
+        "el => el.textContent.includes('panel maintenance')", arg=tag.element_handle()
+    )
+    assert f"#{sid}" in tag.inner_text()
+    fire.click()
+    page.wait_for_selector("#detail .history li[data-kind=silenced]", timeout=WAIT_MS)
+    assert "panel maintenance" in page.locator("#detail .silence-fact").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "console-silenced.png"))
+
+    page.click("#nav a[data-view=silences]")
+    row = page.locator(f"#silences-table tr[data-silence='{sid}'][data-state=active]")
+    row.wait_for(timeout=WAIT_MS)
+    assert "panel maintenance" in row.inner_text() and "Admin Zhou" in row.inner_text()
+    row.locator("button[data-action=end-silence]").click()
+    page.wait_for_selector("#view p.empty", timeout=WAIT_MS)
+    page.check("#show-ended")
+    ended = page.locator(f"#silences-table tr[data-silence='{sid}'][data-state=ended]")
+    ended.wait_for(timeout=WAIT_MS)
+    assert "Li (control room)" in ended.inner_text()
+
+    # The engine tells the parties the alarm that still fires, and the mark goes.
+    page.click("#nav a[data-view=board]")
+    page.wait_for_selector("#alert-list li.alert.fire:not(.silenced)", timeout=WAIT_MS)
+    assert page.locator("#alert-list .silenced-tag").count() == 0
     assert errors == []
 
 

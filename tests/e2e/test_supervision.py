@@ -39,6 +39,7 @@ from alerts.testing import WebhookReceiver
 from devices.catalog import DeviceType
 from firesentry.embedded import Endpoints
 from store import alerts as store_alerts
+from store import tokens as store_tokens
 from tests.e2e.test_crash import EngineProcess
 from tests.helpers import Publisher, scalar, wait_until
 from tests.netproxy import Proxy
@@ -135,11 +136,17 @@ class ApiProcess:
         m = re.search(r"on (http://\S+)/ ", line)
         assert m, line + log.read_text(errors="replace")[-2000:]
         self.url = m.group(1)
+        # /readyz gives its reasons only to a token holder.
+        with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+            _, self.token = store_tokens.create_token(conn, "supervision test", "analyst")
 
     def readyz(self) -> tuple[int, dict[str, Any]]:
-        """GET /readyz; it must answer within 5 s whatever is down."""
+        """GET /readyz (with a token, for the details); it must answer within 5 s."""
+        req = urllib.request.Request(
+            self.url + "/readyz", headers={"Authorization": f"Bearer {self.token}"}
+        )
         try:
-            with urllib.request.urlopen(self.url + "/readyz", timeout=5) as r:
+            with urllib.request.urlopen(req, timeout=5) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())

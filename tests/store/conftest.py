@@ -21,8 +21,11 @@ def cli_env(db: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> E
         "DATABASE__HOST": db.db_host,
         "DATABASE__PORT": str(db.db_port),
         "DATABASE__DBNAME": db.db_name,
-        "DATABASE__USER": db.db_user,
-        "DATABASE__PASSWORD": db.db_password,
+        # As in production: the app role for the commands, the schema owner for migrations.
+        "DATABASE__USER": db.app_user or db.db_user,
+        "DATABASE__PASSWORD": db.app_password or db.db_password,
+        "DATABASE__MIGRATE_USER": db.migrate_user or db.db_user,
+        "DATABASE__MIGRATE_PASSWORD": db.migrate_password or db.db_password,
         "LOG__FORMAT": "json",
         "LOG__LEVEL": "info",
     }

@@ -13,7 +13,7 @@ import pytest
 
 from firesentry.embedded import Endpoints
 from store.migrate import available_migrations, migrate
-from store.partitions import PartitionManager, day_of_ms
+from store.partitions import PartitionManager, apply_timescale_retention, day_of_ms
 from store.telemetry import TelemetryWriter
 
 REQUIRED = {
@@ -145,9 +145,15 @@ def timescale_services() -> Iterator[Endpoints]:
 def test_timescale_hypertables_and_dedup(timescale_services: Endpoints) -> None:
     """On TimescaleDB telemetry and events are hypertables, and redelivered rows are skipped."""
     ep = timescale_services
-    assert migrate(ep.dsn()) == names("timescale")
-    assert migrate(ep.dsn()) == []
+    assert migrate(ep.dsn()) == []  # `up` migrated it, as the schema owner
     with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+        done = conn.execute(
+            "SELECT version, name, variant FROM schema_migrations ORDER BY version"
+        ).fetchall()
+        assert [f"{v:04d}_{n}" + (f".{x}" if x else "") for v, n, x in done] == names("timescale")
+    with psycopg.connect(ep.app_dsn(), autocommit=True) as conn:
+        # The engine's role sets retention through the owner's function, not as an owner.
+        apply_timescale_retention(conn, 30)
         hypertables = {
             r[0]
             for r in conn.execute(
