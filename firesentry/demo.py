@@ -140,7 +140,8 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
     )
     print(
         f"  broker 127.0.0.1:{ep.mqtt_port}, database 127.0.0.1:{ep.db_port} "
-        f"(migrations applied: {len(applied)})",
+        # `up` migrates as the schema owner, so by now there is rarely anything left to apply.
+        f"(schema up to date{f'; applied {len(applied)} migrations' if applied else ''})",
         flush=True,
     )
     with psycopg.connect(ep.dsn(), autocommit=True) as conn:

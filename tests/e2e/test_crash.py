@@ -80,9 +80,16 @@ class EngineProcess:
         self.handle.close()
 
     def terminate(self) -> int:
+        """SIGTERM and the exit code; an engine that does not stop in 60 s is killed (and fails)."""
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(60)
-        self.handle.close()
+        try:
+            code = self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # never leave a hung engine behind the test run
+            self.proc.wait(10)
+            raise
+        finally:
+            self.handle.close()
         return code
 
 
