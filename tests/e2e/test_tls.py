@@ -9,11 +9,10 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from firesentry.embedded import (
 from firesentry.tls import make_ca, make_server_cert
 from store import registry as reg
 from store.migrate import migrate
+from tests.e2e.test_broker_auth import Client
 from tests.helpers import engine_settings, scalar, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -86,25 +86,6 @@ def broker() -> Iterator[TlsBroker]:
     finally:
         svc.down()
         shutil.rmtree(root, ignore_errors=True)
-
-
-@dataclass
-class Client:
-    """A paho MQTT 5 client recording its CONNACK, disconnects and messages."""
-
-    mqttc: mqtt.Client
-    connack: list[ReasonCode] = field(default_factory=list)
-    disconnects: list[ReasonCode] = field(default_factory=list)
-    messages: list[tuple[str, bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def received(self, topic: str) -> list[bytes]:
-        with self.lock:
-            return [p for t, p in self.messages if t == topic]
-
-    def close(self) -> None:
-        self.mqttc.disconnect()
-        self.mqttc.loop_stop()
 
 
 def client(
