@@ -61,30 +61,27 @@ class ApiOptions:
     auth_fail_window_s: float = 60.0
 
 
+def _pool(options: ApiOptions, name: str, min_size: int, max_size: int) -> ConnectionPool:
+    """An autocommit pool, opened with the app; its connections say firesentry-<name>."""
+    return ConnectionPool(
+        options.dsn,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True, "application_name": f"firesentry-{name}"},
+        timeout=options.pool_timeout_s,
+        open=False,
+        name=name,
+    )
+
+
 class ApiState:
     """The pool and the feed of one running app."""
 
     def __init__(self, options: ApiOptions) -> None:
         self.options = options
-        self.pool = ConnectionPool(
-            options.dsn,
-            min_size=1,
-            max_size=options.pool_max,
-            kwargs={"autocommit": True, "application_name": "firesentry-api"},
-            timeout=options.pool_timeout_s,
-            open=False,
-            name="api",
-        )
+        self.pool = _pool(options, "api", 1, options.pool_max)
         # No connection is kept open for exports when none runs (min_size 0).
-        self.export_pool = ConnectionPool(
-            options.dsn,
-            min_size=0,
-            max_size=options.export_pool_max,
-            kwargs={"autocommit": True, "application_name": "firesentry-api-export"},
-            timeout=options.pool_timeout_s,
-            open=False,
-            name="api-export",
-        )
+        self.export_pool = _pool(options, "api-export", 0, options.export_pool_max)
         # The exports' blocking fetches get threads of their own, too: a slow export never
         # holds a thread the board's requests are waiting for.
         self.export_threads = ThreadPoolExecutor(
