@@ -1,0 +1,43 @@
+// The console's shared state (one plain object the views read and change directly), the
+// permission check, the current route, and the hook through which a view asks for a redraw.
+
+export const state = {
+  token: null,
+  me: null,
+  alerts: new Map(), // open alerts by id
+  selected: null,
+  lastEventId: null,
+  streamAbort: null,
+  conn: "off",
+  muted: localStorage.getItem("fs.muted") === "1",
+  filter: { text: "", severity: "" },
+  showUnknown: false,
+  telemetryForm: null,
+  statsForm: { group: "unit", days: 30 },
+  silences: new Map(), // silences by id (newest 200), for the "silenced" mark on alerts
+  silenceOf: new Map(), // alert id -> silence id
+  showEndedSilences: false,
+};
+
+export function can(permission) {
+  return Boolean(state.me && state.me.permissions.includes(permission));
+}
+
+// ---------- routing ----------
+
+export function currentRoute() {
+  const parts = location.hash.replace(/^#\/?/, "").split("/");
+  return { view: parts[0] || "board", arg: parts[1] ? decodeURIComponent(parts[1]) : null };
+}
+
+// The router (app.js) registers how to draw the current view; views redraw through renderView
+// (so that they need not import the router).
+let viewRenderer = () => {};
+
+export function setViewRenderer(fn) {
+  viewRenderer = fn;
+}
+
+export function renderView() {
+  viewRenderer();
+}

@@ -1,0 +1,71 @@
+// Shared helpers for every view: building DOM elements, toasts, icons, time and value
+// formatting, and the severity order and small predicates on alerts.
+
+import { getLang, t } from "./i18n.js";
+
+export const SEVERITIES = ["critical", "major", "warning", "info"];
+export const SEV_RANK = { critical: 0, major: 1, warning: 2, info: 3 };
+
+// ---------- small DOM helpers ----------
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "text") el.textContent = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
+  }
+  return el;
+}
+
+export const $ = (sel) => document.querySelector(sel);
+
+export function icon(name, cls = "icon-img") {
+  return h("img", { src: `/static/icons/${name}.svg`, alt: "", class: cls, "aria-hidden": "true" });
+}
+
+export function toast(message, kind = "info") {
+  const box = $("#toast");
+  const item = h("div", { class: `toast ${kind}`, text: message });
+  box.appendChild(item);
+  setTimeout(() => item.remove(), 6000);
+}
+
+export function relTime(iso) {
+  if (!iso) return t("never");
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 60) return t("ago_s", { n: s });
+  if (s < 3600) return t("ago_m", { n: Math.round(s / 60) });
+  if (s < 86400) return t("ago_h", { n: Math.round(s / 3600) });
+  return t("ago_d", { n: Math.round(s / 86400) });
+}
+
+export function absTime(iso) {
+  return iso ? new Date(iso).toLocaleString(getLang()) : "";
+}
+
+export function timeEl(iso) {
+  return h("time", { datetime: iso || "", "data-rel": iso || "", title: absTime(iso), text: relTime(iso) });
+}
+
+export function fmtValue(v) {
+  if (v === null || v === undefined) return "–";
+  return Math.abs(v) >= 100 ? v.toFixed(0) : Number(v.toPrecision(4)).toString();
+}
+
+// ---------- alerts ----------
+
+export function isFire(a) {
+  return a.needs_verification;
+}
+
+export function sortAlerts(list) {
+  return list.sort((x, y) => SEV_RANK[x.severity] - SEV_RANK[y.severity] || Date.parse(y.opened_at) - Date.parse(x.opened_at) || y.id - x.id);
+}
