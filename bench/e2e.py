@@ -33,10 +33,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from alerts.testing import Received, WebhookReceiver
 from bench.common import write
 from firesentry.config import Settings
 from firesentry.embedded import EmbeddedServices, Endpoints
+from simulators.services.webhook import Received, WebhookReceiver
 from store.migrate import migrate
 from store.partitions import PartitionManager, day_of_ms
 from store.telemetry import telemetry_copy_buffer

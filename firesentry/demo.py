@@ -13,7 +13,6 @@ import psycopg
 import structlog
 from pydantic import SecretStr
 
-from alerts.testing import Received, WebhookReceiver
 from devices.catalog import DeviceType
 from devices.credentials import mosquitto_hash, new_password
 from firesentry.app import EX_SOFTWARE, Engine, WorkerDeath, resolve_endpoints
@@ -23,7 +22,9 @@ from firesentry.config import WebhookReceiver as WebhookConfig
 from firesentry.embedded import Endpoints
 from firesentry.serve import api_probe, start_demo_console
 from simulators.demo_fleet import DemoFleet, SimDevice
+from simulators.services.webhook import Received, WebhookReceiver
 from store import registry as reg
+from store.demo_seed import unit_has_contacts
 from store.migrate import migrate
 
 log = structlog.get_logger("demo")
@@ -80,9 +81,7 @@ def seed(conn: psycopg.Connection[Any]) -> list[SimDevice]:
                     )
                 )
             # A second demo keeps the contacts (notifications refer to them) instead of re-adding.
-            has_contacts = conn.execute(
-                "SELECT 1 FROM contacts WHERE unit_id = %s LIMIT 1", (uid,)
-            ).fetchone()
+            has_contacts = unit_has_contacts(conn, uid)
             for role, who in (
                 ()
                 if has_contacts

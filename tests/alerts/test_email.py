@@ -15,7 +15,7 @@ import pytest
 from alerts.errors import PermanentError, RetryableError
 from alerts.notify.email import EmailNotifier, EmailOptions
 from alerts.outbox import Notifier
-from alerts.testing import FakeSmtpServer
+from simulators.services.smtp import FakeSmtpServer
 from tests.alerts.util import note
 
 SENDER = "alerts@firesentry.example"

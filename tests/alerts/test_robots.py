@@ -17,7 +17,7 @@ from alerts.notify.dingtalk import DingTalkNotifier, DingTalkOptions, signed_url
 from alerts.notify.feishu import FeishuNotifier, FeishuOptions
 from alerts.notify.wecom import WeComNotifier, WeComOptions
 from alerts.outbox import Notifier
-from alerts.testing import FakeDingTalk, FakeFeishu, FakeWeCom
+from simulators.services.robots import FakeDingTalk, FakeFeishu, FakeWeCom
 from tests.alerts.util import note
 
 DING_SECRET = "SEC0123456789abcdef"

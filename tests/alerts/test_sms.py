@@ -23,7 +23,7 @@ from alerts.notify.sms import (
     sms_segments,
 )
 from alerts.outbox import Notifier
-from alerts.testing import FakeAliyunSms, FakeSmsGateway, FakeTwilio
+from simulators.services.sms import FakeAliyunSms, FakeSmsGateway, FakeTwilio
 from tests.alerts.util import note
 
 PHONE = "+8613800138000"

@@ -12,7 +12,7 @@ import pytest
 
 from alerts.notify.sms import GenericHttpSms, GenericSmsOptions, SmsNotifier, sms_segments
 from alerts.templates import TEMPLATES, render, worst_first
-from alerts.testing import FakeSmsGateway
+from simulators.services.sms import FakeSmsGateway
 from tests.alerts.util import note
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8), "CST")

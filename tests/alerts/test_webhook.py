@@ -19,7 +19,7 @@ from alerts.notify.webhook import (
     sign,
     verify,
 )
-from alerts.testing import WebhookReceiver
+from simulators.services.webhook import WebhookReceiver
 from tests.alerts.util import note
 
 SECRET = b"webhook-test-secret"

@@ -14,10 +14,12 @@ import psycopg
 import pytest
 
 from alerts import actions
-from alerts.testing import FakeSmsGateway, FakeWeCom, ProviderRequest
 from devices.catalog import DeviceType
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
+from simulators.services.provider import ProviderRequest
+from simulators.services.robots import FakeWeCom
+from simulators.services.sms import FakeSmsGateway
 from store import registry as reg
 from tests.helpers import Publisher, engine_settings, scalar, wait_until
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from alerts.testing import WebhookReceiver
 from api.server import ApiServer
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
+from simulators.services.webhook import WebhookReceiver
 from tests.api.conftest import api_options
 from tests.e2e.test_console import token
 from tests.helpers import Publisher, wait_until

@@ -247,7 +247,7 @@ def test_restart_mid_delivery_sends_each_notification_once(
 ) -> None:
     """Killed while the SMS gateway is still answering, the engine resends after restart with the
     same idempotency key, so the gateway can tell, and every notification arrives."""
-    from alerts.testing import FakeSmsGateway
+    from simulators.services.sms import FakeSmsGateway
 
     with psycopg.connect(seeded.dsn(), autocommit=True) as conn:
         conn.execute(

@@ -11,10 +11,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from alerts.testing import WebhookReceiver
 from devices.catalog import DeviceType
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
+from simulators.services.webhook import WebhookReceiver
 from store import registry as reg
 from tests.e2e.conftest import SECRET
 from tests.helpers import Publisher, engine_settings, scalar, wait_until

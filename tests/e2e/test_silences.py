@@ -14,11 +14,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from alerts.testing import FakeSmsGateway, Received, WebhookReceiver
 from api.server import ApiServer
 from devices.catalog import DeviceType
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
+from simulators.services.sms import FakeSmsGateway
+from simulators.services.webhook import Received, WebhookReceiver
 from store import registry as reg
 from store import tokens as store_tokens
 from tests.api.conftest import api_options

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from alerts.testing import Received, WebhookReceiver
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
+from simulators.services.webhook import Received, WebhookReceiver
 from tests.helpers import Publisher, scalar, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -35,9 +35,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from alerts.testing import WebhookReceiver
 from devices.catalog import DeviceType
 from firesentry.embedded import Endpoints
+from simulators.services.webhook import WebhookReceiver
 from store import alerts as store_alerts
 from store import tokens as store_tokens
 from tests.e2e.test_crash import EngineProcess

@@ -12,8 +12,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts.testing import WebhookReceiver
 from firesentry.embedded import Endpoints
+from simulators.services.webhook import WebhookReceiver
 from tests.helpers import scalar
 
 DEVICES = 50

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from alerts.testing import WebhookReceiver
 from firesentry.embedded import EmbeddedServices, Endpoints
+from simulators.services.webhook import WebhookReceiver
 from tests.e2e.conftest import SECRET
 from tests.e2e.test_crash import EngineProcess
 from tests.faults import drain

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from alerts.testing import WebhookReceiver
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
+from simulators.services.webhook import WebhookReceiver
 from tests.helpers import Publisher, scalar, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -14,10 +14,10 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from alerts.testing import WebhookReceiver
 from firesentry.app import Engine
 from firesentry.cli import main
 from firesentry.embedded import EmbeddedServices, Endpoints
+from simulators.services.webhook import WebhookReceiver
 from store import migrate as store_migrate
 from store import roles
 from store.migrate import migrate
