@@ -223,12 +223,14 @@ def silence_info(s: SilenceRow) -> dict[str, Any]:
 
 
 def mark_silenced(payload: dict[str, Any], s: SilenceRow) -> dict[str, Any]:
-    """A copy of a notification payload marked silenced: flag, silence, and both messages."""
+    """A copy of a notification body marked silenced: flag, silence, and both messages."""
     alert = dict(payload.get("alert") or {})
     message = dict(alert.get("message") or {})
     reason = s.reason if len(s.reason) <= _REASON_IN_MESSAGE else s.reason[:59] + "…"
     message["en"] = f"[silenced #{s.id}: {reason}] {message.get('en') or ''}".rstrip()
     message["zh-CN"] = f"【已静默 #{s.id}：{reason}】{message.get('zh-CN') or ''}"
     alert["message"] = message
-    alert["silenced"] = silence_info(s)
-    return {**payload, "silenced": True, "alert": alert}
+    alert["silenced"] = True
+    alert["silenced_by"] = s.id
+    alert["silence"] = silence_info(s)
+    return {**payload, "alert": alert}

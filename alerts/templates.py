@@ -273,7 +273,7 @@ def render(
 ) -> Rendered:
     """Render one message for a channel: SMS fits two segments, robots get markdown, email is full.
 
-    alerts are shaped like the "alert" object of the webhook payload (alerts.lifecycle);
+    alerts are shaped like the "alert" object of a notice (alerts.shape.AlertObject);
     a group lists them worst first; other events describe the first alert.
     """
     if event not in EVENTS:

@@ -22,13 +22,11 @@ from pydantic import (
 )
 
 from alerts.actions import FALSE_ALARM_CAUSES
+from alerts.shape import AlertObject, Severity
 from devices.catalog import METRIC_BY_NAME, DeviceType
-from store.alerts import AlertView
 from store.registry import DeviceView
 
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="a unit or device id")]
-Severity = Literal["critical", "major", "warning", "info"]
-AlertState = Literal["firing", "acknowledged", "resolved", "closed"]
 StateFilter = Literal["open", "firing", "acknowledged", "resolved", "closed"]
 DeviceStatus = Literal["online", "offline", "unknown"]
 Bucket = Literal["raw", "1m", "1h", "1d"]
@@ -252,70 +250,8 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class Message(_Out):
-    """Text in both languages."""
-
-    en: str
-    zh_CN: str = Field(serialization_alias="zh-CN")
-
-
-class AlertOut(_Out):
-    """An alert."""
-
-    id: int
-    rule_id: str
-    severity: Severity
-    state: AlertState
-    device_id: str
-    device_type: str
-    unit_id: str
-    unit_name: str
-    district: str
-    metric: str | None
-    value: float | None
-    threshold: float | None
-    opened_at: dt.datetime
-    count: int
-    message: Message
-    needs_verification: bool
-    silenced: bool
-    silenced_by: int | None  # the silence that mutes it (GET /silences/{id})
-    acknowledged_at: dt.datetime | None
-    cleared_at: dt.datetime | None
-    closed_at: dt.datetime | None
-    verification: str | None
-    false_alarm_cause: str | None
-    escalation_tier: int
-
-    @classmethod
-    def of(cls, a: AlertView) -> AlertOut:
-        """From the store's view."""
-        return cls(
-            id=a.id,
-            rule_id=a.rule_id,
-            severity=a.severity,  # type: ignore[arg-type]
-            state=a.state,  # type: ignore[arg-type]
-            device_id=a.device_id,
-            device_type=a.device_type,
-            unit_id=a.unit_id,
-            unit_name=a.unit_name,
-            district=a.district,
-            metric=a.metric,
-            value=a.value,
-            threshold=a.threshold,
-            opened_at=a.opened_at,
-            count=a.count,
-            message=Message(en=a.message_en, zh_CN=a.message_zh),
-            needs_verification=a.needs_verification,
-            silenced=a.silenced_by is not None,
-            silenced_by=a.silenced_by,
-            acknowledged_at=a.acknowledged_at,
-            cleared_at=a.cleared_at,
-            closed_at=a.closed_at,
-            verification=a.verification,
-            false_alarm_cause=a.false_alarm_cause,
-            escalation_tier=a.escalation_tier,
-        )
+# The API's alert is the one alert shape (webhooks, escalations, SSE events): alerts.shape.
+AlertOut = AlertObject
 
 
 class AlertPage(_Out):

@@ -19,6 +19,7 @@ class Device:
     attributes: dict[str, Any] = field(default_factory=dict)
     heartbeat_s: int = 60
     unit_name: str = ""
+    district: str = ""
 
 
 @dataclass(frozen=True, slots=True)

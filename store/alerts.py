@@ -1,4 +1,4 @@
-"""Alert rows: open or repeat (one open alert per device and rule), clear, and their history."""
+"""Alert rows as operators and notifications see them, their history, contacts and outbox rows."""
 
 from __future__ import annotations
 
@@ -8,97 +8,6 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
-
-
-@dataclass(frozen=True, slots=True)
-class AlertOpen:
-    """A breach to record against the open alert of (device, rule)."""
-
-    device_num: int
-    unit_id: str
-    rule_id: str
-    severity: str
-    metric: str | None
-    threshold: float | None
-    value: float | None
-    at: dt.datetime
-    message_en: str
-    message_zh: str
-    needs_verification: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRow:
-    """The alert after a change, and its state before it (None: newly opened)."""
-
-    id: int
-    state: str
-    previous_state: str | None
-    count: int
-
-
-_OPEN = """
-WITH prev AS (
-    SELECT id, state FROM alerts
-    WHERE device_num = %(device_num)s AND rule_id = %(rule_id)s AND state <> 'closed'
-    FOR UPDATE
-)
-INSERT INTO alerts AS a (device_num, unit_id, rule_id, severity, metric, threshold,
-                         first_value, last_value, opened_at, last_seen_at, message_en, message_zh,
-                         needs_verification)
-VALUES (%(device_num)s, %(unit_id)s, %(rule_id)s, %(severity)s, %(metric)s, %(threshold)s,
-        %(value)s, %(value)s, %(at)s, %(at)s, %(message_en)s, %(message_zh)s,
-        %(needs_verification)s)
-ON CONFLICT (device_num, rule_id) WHERE state <> 'closed' DO UPDATE SET
-    last_value = EXCLUDED.last_value,
-    last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
-    count = a.count + 1,
-    -- A resolved alert that breaches again fires again; an acknowledged one stays acknowledged.
-    state = CASE WHEN a.state = 'resolved' THEN 'firing' ELSE a.state END,
-    cleared_at = NULL,
-    updated_at = now()
-RETURNING a.id, a.state, (SELECT state FROM prev), a.count
-"""
-
-_CLEAR = """
-UPDATE alerts SET state = 'resolved', cleared_at = %(at)s, last_value = %(value)s,
-                  next_escalation_at = NULL, updated_at = now()
-WHERE device_num = %(device_num)s AND rule_id = %(rule_id)s
-  AND state IN ('firing', 'acknowledged')
-RETURNING id, state, count
-"""
-
-
-def open_or_repeat(conn: psycopg.Connection[Any], a: AlertOpen) -> AlertRow:
-    """Open the alert of (device, rule), or count a repeat on the open one."""
-    params = {
-        "device_num": a.device_num,
-        "unit_id": a.unit_id,
-        "rule_id": a.rule_id,
-        "severity": a.severity,
-        "metric": a.metric,
-        "threshold": a.threshold,
-        "value": a.value,
-        "at": a.at,
-        "message_en": a.message_en,
-        "message_zh": a.message_zh,
-        "needs_verification": a.needs_verification,
-    }
-    row = conn.execute(_OPEN, params).fetchone()
-    assert row is not None
-    return AlertRow(int(row[0]), str(row[1]), row[2], int(row[3]))
-
-
-def clear(
-    conn: psycopg.Connection[Any], device_num: int, rule_id: str, at: dt.datetime, value: float
-) -> AlertRow | None:
-    """Mark the open alert of (device, rule) as resolved; None when there was none."""
-    row = conn.execute(
-        _CLEAR, {"device_num": device_num, "rule_id": rule_id, "at": at, "value": value}
-    ).fetchone()
-    if row is None:
-        return None
-    return AlertRow(int(row[0]), str(row[1]), "firing", int(row[2]))
 
 
 def record_event(
@@ -141,21 +50,6 @@ class ContactRow:
     quiet_end: dt.time | None
 
 
-def contacts_for_unit(conn: psycopg.Connection[Any], unit_id: str) -> list[ContactRow]:
-    """Contacts of the unit and of its district (supervisors and control rooms cover many units)."""
-    rows = conn.execute(
-        "SELECT c.id, c.name, c.role, c.phone, c.email, c.locale, c.channels, c.quiet_start,"
-        " c.quiet_end FROM contacts c JOIN units u ON u.id = %s"
-        " WHERE c.unit_id = u.id OR (c.unit_id IS NULL AND c.district = u.district)"
-        " ORDER BY c.id",
-        (unit_id,),
-    ).fetchall()
-    return [
-        ContactRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], tuple(r[6] or ()), r[7], r[8])
-        for r in rows
-    ]
-
-
 def enqueue(
     conn: psycopg.Connection[Any],
     alert_id: int | None,
@@ -194,7 +88,8 @@ _ALERT_VIEW = """
 SELECT a.id, a.rule_id, a.severity, d.id, d.type, a.unit_id, u.name, a.metric, a.last_value,
        a.threshold, a.opened_at, a.count, a.message_en, a.message_zh, a.state, a.route,
        a.escalation_tier, a.reminders_sent, u.district, a.needs_verification, a.silenced_by,
-       a.acknowledged_at, a.cleared_at, a.closed_at, a.verification, a.false_alarm_cause
+       a.acknowledged_at, a.cleared_at, a.closed_at, a.verification, a.false_alarm_cause,
+       a.last_seen_at
 FROM alerts a JOIN devices d ON d.num = a.device_num JOIN units u ON u.id = a.unit_id
 """
 
@@ -229,25 +124,7 @@ class AlertView:
     closed_at: dt.datetime | None
     verification: str | None
     false_alarm_cause: str | None
-
-    def as_payload(self) -> dict[str, object]:
-        """The `alert` object of notification payloads."""
-        return {
-            "id": self.id,
-            "rule_id": self.rule_id,
-            "severity": self.severity,
-            "device_id": self.device_id,
-            "device_type": self.device_type,
-            "unit_id": self.unit_id,
-            "unit_name": self.unit_name,
-            "metric": self.metric,
-            "value": self.value,
-            "threshold": self.threshold,
-            "at": self.opened_at.isoformat(timespec="milliseconds"),
-            "count": self.count,
-            "state": self.state,
-            "message": {"en": self.message_en, "zh-CN": self.message_zh},
-        }
+    last_seen_at: dt.datetime
 
 
 def get_alert(conn: psycopg.Connection[Any], alert_id: int) -> AlertView | None:
@@ -282,13 +159,3 @@ def list_alerts(
         params,
     ).fetchall()
     return [AlertView(*r) for r in rows]
-
-
-def due_escalations(conn: psycopg.Connection[Any], limit: int = 100) -> list[int]:
-    """Ids of firing alerts whose next escalation or reminder is due (locked for this tx)."""
-    rows = conn.execute(
-        "SELECT id FROM alerts WHERE next_escalation_at <= now() AND state = 'firing'"
-        " ORDER BY next_escalation_at LIMIT %s FOR UPDATE SKIP LOCKED",
-        (limit,),
-    ).fetchall()
-    return [int(r[0]) for r in rows]

@@ -17,7 +17,7 @@ from devices.registry import Device, Registry
 def load_registry(conn: psycopg.Connection[Any]) -> Registry:
     """Read every device with its unit name."""
     rows = conn.execute(
-        "SELECT d.num, d.id, d.unit_id, d.type, d.attributes, d.heartbeat_s, u.name"
+        "SELECT d.num, d.id, d.unit_id, d.type, d.attributes, d.heartbeat_s, u.name, u.district"
         " FROM devices d JOIN units u ON u.id = d.unit_id"
     ).fetchall()
     return Registry.of(
@@ -30,6 +30,7 @@ def load_registry(conn: psycopg.Connection[Any]) -> Registry:
                 dict(r[4] or {}),
                 int(r[5]),
                 str(r[6]),
+                str(r[7] or ""),
             )
             for r in rows
         ]

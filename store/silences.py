@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +146,41 @@ def active_for(
         {"unit": unit_id, "device": device_id, "rule": rule_id},
     ).fetchone()
     return None if row is None else _row(row)
+
+
+def active_or_named(
+    conn: psycopg.Connection[Any],
+    units: Iterable[str],
+    devices: Iterable[str],
+    rules: Iterable[str],
+    ids: Iterable[int],
+) -> list[SilenceRow]:
+    """Silences active now that may mute any of these units, devices and rules, and the silences
+    named by id (those that muted alerts earlier), longest-running first; state says which."""
+    rows = conn.execute(
+        _SELECT + f" WHERE ({_ACTIVE}"
+        " AND (s.unit_id IS NULL OR s.unit_id = ANY(%(units)s))"
+        " AND (s.device_id IS NULL OR s.device_id = ANY(%(devices)s))"
+        " AND (s.rule_id IS NULL OR s.rule_id = ANY(%(rules)s))) OR s.id = ANY(%(ids)s)"
+        " ORDER BY s.ends_at DESC, s.id",
+        {
+            "units": sorted(set(units)),
+            "devices": sorted(set(devices)),
+            "rules": sorted(set(rules)),
+            "ids": sorted(set(ids)),
+        },
+    ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def mutes(s: SilenceRow, unit_id: str, device_id: str, rule_id: str) -> bool:
+    """Whether an active silence mutes this (unit, device, rule): all it names must match."""
+    return (
+        s.state == "active"
+        and (s.unit_id is None or s.unit_id == unit_id)
+        and (s.device_id is None or s.device_id == device_id)
+        and (s.rule_id is None or s.rule_id == rule_id)
+    )
 
 
 def end(conn: psycopg.Connection[Any], silence_id: int, actor: str, comment: str) -> bool:

@@ -80,7 +80,7 @@ def _transition(
 def _rows(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     """(receiver, kind, silenced mark, English message) of every outbox row, in order."""
     return conn.execute(
-        "SELECT receiver, kind, payload->'silenced', payload->'alert'->'message'->>'en'"
+        "SELECT receiver, kind, payload->'alert'->'silenced', payload->'alert'->'message'->>'en'"
         " FROM notifications ORDER BY id"
     ).fetchall()
 
@@ -136,8 +136,8 @@ def test_a_silenced_major_alert_reaches_nobody_until_its_silence_ends(
     )
     assert _escalate_now(conn, dispatcher) == 2
     assert [(r[0], r[1], r[2]) for r in _rows(conn)] == [
-        ("cr", "firing", None),
-        (MANAGER, "firing", None),
+        ("cr", "firing", False),
+        (MANAGER, "firing", False),
     ]
     assert conn.execute("SELECT silenced_by FROM alerts").fetchone() == (None,)
     assert conn.execute(

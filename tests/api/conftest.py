@@ -19,7 +19,7 @@ from api.state import ApiOptions
 from devices.catalog import METRIC_BY_NAME, DeviceType
 from firesentry.embedded import Endpoints
 from rules.loader import load_rules
-from store import alerts as store_alerts
+from store import alert_plan
 from store import registry as reg
 from store import tokens as store_tokens
 from store.partitions import PartitionManager
@@ -48,24 +48,38 @@ def open_alert(
     fire: bool = False,
 ) -> int:
     """Open an alert as the engine does (row + history line) and return its id."""
-    row = store_alerts.open_or_repeat(
-        conn,
-        store_alerts.AlertOpen(
-            device_num,
-            unit_id,
-            rule_id,
-            severity,
-            None if fire else "residual_current_ma",
-            None if fire else 300.0,
-            value,
-            at,
-            f"{rule_id} at {unit_id}",
-            f"{rule_id}：{unit_id}",
-            needs_verification=fire,
-        ),
+    (alert_id,) = alert_plan.reserve_ids(conn, 1)
+    row = alert_plan.AlertRow(
+        alert_id,
+        device_num,
+        unit_id,
+        rule_id,
+        severity,
+        "firing",
+        None if fire else "residual_current_ma",
+        None if fire else 300.0,
+        value,
+        value,
+        at,
+        at,
+        1,
+        None,
+        f"{rule_id} at {unit_id}",
+        f"{rule_id}：{unit_id}",
+        fire,
+        None,
+        0,
+        0,
+        None,
+        None,
+        device_id="",  # read only: not written
+        device_type="",
+        unit_name="",
+        district="",
     )
-    store_alerts.record_event(conn, row.id, "opened", value=value)
-    return row.id
+    opened = alert_plan.HistoryWrite(alert_id, "opened", value)
+    alert_plan.write_plan(conn, alert_plan.AlertPlan(inserts=[row], history=[opened]))
+    return alert_id
 
 
 def add_readings(

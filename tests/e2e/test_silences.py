@@ -188,9 +188,9 @@ def test_maintenance_silence_mutes_the_unit_but_not_the_control_room(
     fire_id = alert_of(world.dsn(), "utd-1")
     assert receiver.wait_for(lambda r: len(hooks_for(r, fire_id)) == 1, 15)
     hook = hooks_for(receiver.received, fire_id)[0]
-    assert hook.signature_ok and hook.body["silenced"] is True
-    assert hook.body["alert"]["silenced"]["id"] == sid
-    assert hook.body["alert"]["silenced"]["reason"] == "panel maintenance"
+    assert hook.signature_ok and hook.body["alert"]["silenced"] is True
+    assert hook.body["alert"]["silence"]["id"] == sid
+    assert hook.body["alert"]["silence"]["reason"] == "panel maintenance"
     assert f"silenced #{sid}" in hook.body["alert"]["message"]["en"]
     assert "panel maintenance" in hook.body["alert"]["message"]["zh-CN"]
     assert sms.wait_for(lambda r: any(x.body["to"] == CONTROL_ROOM for x in r), 15)
@@ -268,7 +268,7 @@ def test_ending_a_silence_lets_alerts_reach_everyone_again(
     second = alert_of(world.dsn(), "utd-2")
     assert receiver.wait_for(lambda r: len(hooks_for(r, second)) == 1, 15)
     hook = hooks_for(receiver.received, second)[0]
-    assert "silenced" not in hook.body and "silenced" not in hook.body["alert"]
+    assert hook.body["alert"]["silenced"] is False and hook.body["alert"]["silence"] is None
     wait_until(
         lambda: rows_to(world.dsn(), MANAGER, second) == [(second, "firing", "sent")],
         15,

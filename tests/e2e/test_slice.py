@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from alerts.shape import AlertNotice
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
 from simulators.services.webhook import Received, WebhookReceiver
@@ -49,6 +50,13 @@ def test_reading_over_threshold_is_stored_alerted_and_posted(
     assert alert["severity"] == "major"
     assert "350 mA" in alert["message"]["en"] and "剩余电流" in alert["message"]["zh-CN"]
     assert got.body["idempotency_key"] == got.idempotency_key
+    body = AlertNotice.model_validate(got.body)  # the documented shape, no field more or less
+    assert (body.version, body.kind, body.alert.state, body.alert.count) == (
+        "2",
+        "firing",
+        "firing",
+        1,
+    )
     dsn = db.dsn()
     assert (
         scalar(
@@ -110,6 +118,13 @@ def test_condition_clearing_resolves_and_notifies(
     pub.publish(f"{prefix}/wp-1/telemetry", {"ts": t + 1000, "metrics": {"pressure_mpa": 0.30}})
     assert receiver.wait_for(lambda r: len(r) >= 2, 15)
     assert [r.body["status"] for r in receiver.received] == ["firing", "resolved"]
+    resolved = AlertNotice.model_validate(receiver.received[1].body)
+    assert (resolved.kind, resolved.alert.state, resolved.alert.value) == (
+        "resolved",
+        "resolved",
+        0.30,
+    )
+    assert resolved.alert.cleared_at is not None
     assert scalar(db.dsn(), "SELECT state FROM alerts") == "resolved"
 
 

@@ -1,0 +1,234 @@
+"""The one shape of an alert: webhook bodies, escalations, reminders, SSE events and the API.
+
+`AlertObject` is the alert wherever it leaves the engine; `AlertNotice` is a notification's
+body (the webhook's JSON, and what SMS, robots and e-mail are rendered from). The JSON schema
+in docs/alert-notice.schema.json is generated from these models (tests keep it current).
+Version 2 replaced version 1's two shapes (webhooks said `at` without `state`, escalations
+`opened_at` with `state`) and moved `silenced` into the alert.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal, Protocol
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+NOTICE_VERSION = "2"
+Severity = Literal["critical", "major", "warning", "info"]
+AlertState = Literal["firing", "acknowledged", "resolved", "closed"]
+# What a notification is about; the same word is the outbox row's kind.
+NoticeKind = Literal["firing", "resolved", "escalation", "reminder", "test"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Message(_Frozen):
+    """Text in both languages."""
+
+    en: str
+    zh_CN: str = Field(serialization_alias="zh-CN", validation_alias=AliasChoices("zh_CN", "zh-CN"))
+
+
+class SilenceInfo(_Frozen):
+    """The silence that muted a notification: every party but the control room."""
+
+    id: int
+    reason: str
+    author: str
+    ends_at: str = Field(description="RFC 3339, UTC")
+
+
+class AlertObject(_Frozen):
+    """An alert."""
+
+    id: int
+    rule_id: str
+    severity: Severity
+    state: AlertState
+    device_id: str
+    device_type: str
+    unit_id: str
+    unit_name: str
+    district: str
+    metric: str | None
+    value: float | None = Field(description="the latest value (None for event rules)")
+    threshold: float | None
+    opened_at: dt.datetime
+    at: dt.datetime = Field(
+        description="when the reading or event this notice reports happened (escalations and "
+        "reminders: when the alert opened; the API: its latest breach or clear)"
+    )
+    count: int = Field(description="breaches counted on this alert")
+    message: Message
+    needs_verification: bool = Field(description="a fire alarm: to be verified when closed")
+    silenced: bool
+    silenced_by: int | None = Field(description="the silence muting it (GET /silences/{id})")
+    silence: SilenceInfo | None = Field(default=None, description="in notices it muted")
+    acknowledged_at: dt.datetime | None
+    cleared_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    verification: str | None
+    false_alarm_cause: str | None
+    escalation_tier: int
+
+    @classmethod
+    def of(
+        cls,
+        a: AlertLike,
+        *,
+        at: dt.datetime | None = None,
+        message: tuple[str, str] | None = None,
+        value: float | Literal["row"] | None = "row",
+        threshold: float | Literal["row"] | None = "row",
+    ) -> AlertObject:
+        """From a store row or view; a notice may report its own time, text, value, threshold."""
+        en, zh = message if message is not None else (a.message_en, a.message_zh)
+        return cls(
+            id=a.id,
+            rule_id=a.rule_id,
+            severity=a.severity,  # type: ignore[arg-type]
+            state=a.state,  # type: ignore[arg-type]
+            device_id=a.device_id,
+            device_type=a.device_type,
+            unit_id=a.unit_id,
+            unit_name=a.unit_name,
+            district=a.district,
+            metric=a.metric,
+            value=a.value if value == "row" else value,
+            threshold=a.threshold if threshold == "row" else threshold,
+            opened_at=a.opened_at,
+            at=at or a.cleared_at or a.last_seen_at,
+            count=a.count,
+            message=Message(en=en, zh_CN=zh),
+            needs_verification=a.needs_verification,
+            silenced=a.silenced_by is not None,
+            silenced_by=a.silenced_by,
+            acknowledged_at=a.acknowledged_at,
+            cleared_at=a.cleared_at,
+            closed_at=a.closed_at,
+            verification=a.verification,
+            false_alarm_cause=a.false_alarm_cause,
+            escalation_tier=a.escalation_tier,
+        )
+
+
+class AlertNotice(_Frozen):
+    """A notification's body: what happened to which alert."""
+
+    version: Literal["2"] = "2"
+    status: Literal["firing", "resolved", "test"] = Field(
+        description="firing: the alert fires (opened, fired again, escalated, reminded); "
+        "resolved: its condition cleared"
+    )
+    kind: NoticeKind
+    alert: AlertObject
+    idempotency_key: str | None = Field(
+        default=None,
+        description="webhooks: the notification's key (also the Idempotency-Key header); a "
+        "receiver that has seen it already has this notice",
+    )
+
+
+class AlertLike(Protocol):
+    """What AlertObject.of reads: store.alerts.AlertView and store.alert_plan.AlertRow."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def device_type(self) -> str: ...
+    @property
+    def unit_id(self) -> str: ...
+    @property
+    def unit_name(self) -> str: ...
+    @property
+    def district(self) -> str: ...
+    @property
+    def metric(self) -> str | None: ...
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def threshold(self) -> float | None: ...
+    @property
+    def opened_at(self) -> dt.datetime: ...
+    @property
+    def last_seen_at(self) -> dt.datetime: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def message_en(self) -> str: ...
+    @property
+    def message_zh(self) -> str: ...
+    @property
+    def needs_verification(self) -> bool: ...
+    @property
+    def silenced_by(self) -> int | None: ...
+    @property
+    def acknowledged_at(self) -> dt.datetime | None: ...
+    @property
+    def cleared_at(self) -> dt.datetime | None: ...
+    @property
+    def closed_at(self) -> dt.datetime | None: ...
+    @property
+    def verification(self) -> str | None: ...
+    @property
+    def false_alarm_cause(self) -> str | None: ...
+    @property
+    def escalation_tier(self) -> int: ...
+
+
+def notice(status: str, kind: str, alert: AlertObject) -> dict[str, Any]:
+    """A notification body as JSON-ready data."""
+    body = AlertNotice(status=status, kind=kind, alert=alert)  # type: ignore[arg-type]
+    # The key is the outbox row's, added by the webhook channel when it sends.
+    return body.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+
+
+def sample_notice(name: str, where: str, now: dt.datetime) -> dict[str, Any]:
+    """The body of `firesentry notify test`: a made-up info alert addressed to one contact."""
+    alert = AlertObject(
+        id=0,
+        rule_id="notify_test",
+        severity="info",
+        state="firing",
+        device_id="-",
+        device_type="-",
+        unit_id=where,
+        unit_name=where,
+        district="",
+        metric=None,
+        value=None,
+        threshold=None,
+        opened_at=now,
+        at=now,
+        count=1,
+        message=Message(en=f"Test message for {name}", zh_CN=f"测试消息：{name}"),
+        needs_verification=False,
+        silenced=False,
+        silenced_by=None,
+        acknowledged_at=None,
+        cleared_at=None,
+        closed_at=None,
+        verification=None,
+        false_alarm_cause=None,
+        escalation_tier=0,
+    )
+    return notice("test", "test", alert)
+
+
+def notice_schema() -> dict[str, Any]:
+    """The JSON schema of a notification body (docs/alert-notice.schema.json)."""
+    schema = AlertNotice.model_json_schema(by_alias=True, mode="serialization")
+    schema["$id"] = "https://firesentry.dev/schemas/alert-notice-2.json"
+    schema["title"] = "firesentry alert notice, version 2"
+    return schema

@@ -1,0 +1,256 @@
+"""Alert plans in and out of the database: the snapshot a plan is made from, and its writes.
+
+A batch's alert changes are decided in memory (alerts.planner) from a snapshot read here with
+a constant number of queries, then written here with a constant number of set-based
+statements (arrays through unnest), in the caller's transaction: the number of statements
+does not grow with the number of alerts, history lines or notifications.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg import errors
+
+from store.alerts import ContactRow
+from store.channels import notify_outbox
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """One alert row as the planner reads and changes it (with its device's and unit's names)."""
+
+    id: int
+    device_num: int
+    unit_id: str
+    rule_id: str
+    severity: str
+    state: str
+    metric: str | None
+    threshold: float | None
+    first_value: float | None
+    value: float | None  # the column last_value
+    opened_at: dt.datetime
+    last_seen_at: dt.datetime
+    count: int
+    cleared_at: dt.datetime | None
+    message_en: str
+    message_zh: str
+    needs_verification: bool
+    route: str | None
+    escalation_tier: int
+    reminders_sent: int
+    silenced_by: int | None
+    next_escalation_at: dt.datetime | None
+    # Read only: the planner never changes these.
+    device_id: str
+    device_type: str
+    unit_name: str
+    district: str
+    acknowledged_at: dt.datetime | None = None
+    closed_at: dt.datetime | None = None
+    verification: str | None = None
+    false_alarm_cause: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryWrite:
+    """A line for an alert's history (alert_events), written by the engine."""
+
+    alert_id: int
+    kind: str
+    value: float | None = None
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxWrite:
+    """A notification row; `not_before` None means due at once (the transaction's now())."""
+
+    alert_id: int | None
+    channel: str
+    receiver: str
+    payload: dict[str, Any]
+    kind: str
+    contact_id: int | None = None
+    locale: str = "zh-CN"
+    group_key: str | None = None
+    not_before: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class AlertPlan:
+    """Everything a batch changes: alert rows to insert or update, history, notifications."""
+
+    inserts: list[AlertRow] = field(default_factory=list)
+    updates: list[AlertRow] = field(default_factory=list)
+    history: list[HistoryWrite] = field(default_factory=list)
+    outbox: list[OutboxWrite] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        """Nothing to write."""
+        return not (self.inserts or self.updates or self.history or self.outbox)
+
+
+_ROW_SELECT = """
+SELECT a.id, a.device_num, a.unit_id, a.rule_id, a.severity, a.state, a.metric, a.threshold,
+       a.first_value, a.last_value, a.opened_at, a.last_seen_at, a.count, a.cleared_at,
+       a.message_en, a.message_zh, a.needs_verification, a.route, a.escalation_tier,
+       a.reminders_sent, a.silenced_by, a.next_escalation_at, d.id, d.type, u.name, u.district,
+       a.acknowledged_at, a.closed_at, a.verification, a.false_alarm_cause
+FROM alerts a JOIN devices d ON d.num = a.device_num JOIN units u ON u.id = a.unit_id
+"""
+_OPEN_ALERTS = (
+    "WITH k AS (SELECT * FROM unnest(%s::int[], %s::text[]) AS k(num, rule)),"  # noqa: S608
+    " locked AS (SELECT a.id FROM alerts a JOIN k ON a.device_num = k.num"
+    " AND a.rule_id = k.rule WHERE a.state <> 'closed' FOR UPDATE OF a)"
+    f"{_ROW_SELECT} WHERE a.id IN (SELECT id FROM locked)"
+)
+_DUE_ALERTS = (
+    "WITH due AS (SELECT id FROM alerts WHERE next_escalation_at <= now() AND state = 'firing'"  # noqa: S608
+    " ORDER BY next_escalation_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+    f"{_ROW_SELECT} WHERE a.id IN (SELECT id FROM due) ORDER BY a.next_escalation_at"
+)
+
+
+def _rows(cur: psycopg.Cursor[Any]) -> list[AlertRow]:
+    return [AlertRow(*r) for r in cur.fetchall()]
+
+
+def open_alerts(
+    conn: psycopg.Connection[Any], keys: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], AlertRow]:
+    """The open (not closed) alert of each (device_num, rule_id), locked for this transaction."""
+    nums, rules = [], []
+    for num, rule in keys:
+        nums.append(num)
+        rules.append(rule)
+    if not nums:
+        return {}
+    cur = conn.execute(_OPEN_ALERTS, (nums, rules))
+    return {(r.device_num, r.rule_id): r for r in _rows(cur)}
+
+
+def due_alerts(conn: psycopg.Connection[Any], limit: int = 100) -> list[AlertRow]:
+    """Firing alerts whose next escalation or reminder is due, locked (others' locks skipped)."""
+    cur = conn.execute(_DUE_ALERTS, (limit,))
+    return _rows(cur)
+
+
+def reserve_ids(conn: psycopg.Connection[Any], n: int) -> list[int]:
+    """Take n alert ids now, so a plan can name the alerts it opens before they are written."""
+    if n <= 0:
+        return []
+    rows = conn.execute(
+        "SELECT nextval(pg_get_serial_sequence('alerts', 'id')) FROM generate_series(1, %s)", (n,)
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def contacts_of_units(
+    conn: psycopg.Connection[Any], unit_ids: Iterable[str]
+) -> dict[str, list[ContactRow]]:
+    """Contacts of each unit and of its district (supervisors and control rooms cover many)."""
+    units = sorted(set(unit_ids))
+    out: dict[str, list[ContactRow]] = {u: [] for u in units}
+    if not units:
+        return out
+    rows = conn.execute(
+        "SELECT u.id, c.id, c.name, c.role, c.phone, c.email, c.locale, c.channels,"
+        " c.quiet_start, c.quiet_end FROM units u JOIN contacts c"
+        " ON c.unit_id = u.id OR (c.unit_id IS NULL AND c.district = u.district)"
+        " WHERE u.id = ANY(%s) ORDER BY u.id, c.id",
+        (units,),
+    ).fetchall()
+    for r in rows:
+        out[r[0]].append(
+            ContactRow(int(r[1]), r[2], r[3], r[4], r[5], r[6], tuple(r[7] or ()), r[8], r[9])
+        )
+    return out
+
+
+_INSERT = """
+INSERT INTO alerts (id, device_num, unit_id, rule_id, severity, state, metric, threshold,
+                    first_value, last_value, opened_at, last_seen_at, count, cleared_at,
+                    message_en, message_zh, needs_verification, route, escalation_tier,
+                    reminders_sent, silenced_by, next_escalation_at)
+OVERRIDING SYSTEM VALUE
+SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[],
+                     %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::timestamptz[],
+                     %s::timestamptz[], %s::int[], %s::timestamptz[], %s::text[], %s::text[],
+                     %s::bool[], %s::text[], %s::int[], %s::int[], %s::bigint[],
+                     %s::timestamptz[])
+ON CONFLICT (device_num, rule_id) WHERE state <> 'closed' DO NOTHING
+RETURNING id
+"""
+
+_UPDATE = """
+UPDATE alerts a SET state = v.state, last_value = v.value, last_seen_at = v.seen, count = v.n,
+    cleared_at = v.cleared, route = v.route, escalation_tier = v.tier, reminders_sent = v.rem,
+    silenced_by = v.sil, next_escalation_at = v.next, updated_at = now()
+FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::timestamptz[], %s::int[],
+            %s::timestamptz[], %s::text[], %s::int[], %s::int[], %s::bigint[], %s::timestamptz[])
+     AS v(id, state, value, seen, n, cleared, route, tier, rem, sil, next)
+WHERE a.id = v.id
+"""
+
+_HISTORY = """
+INSERT INTO alert_events (alert_id, kind, value, comment)
+SELECT * FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::text[])
+"""
+
+_OUTBOX = """
+INSERT INTO notifications (alert_id, channel, receiver, payload, kind, contact_id, locale,
+                           group_key, next_attempt_at)
+SELECT v.alert_id, v.channel, v.receiver, v.payload::jsonb, v.kind, v.contact_id, v.locale,
+       v.group_key, coalesce(v.not_before, now())
+FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],
+            %s::text[], %s::text[], %s::timestamptz[])
+     AS v(alert_id, channel, receiver, payload, kind, contact_id, locale, group_key, not_before)
+"""
+
+
+def _columns(rows: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
+    return [[getattr(r, n) for r in rows] for n in names]
+
+
+_INSERT_COLUMNS = (
+    "id", "device_num", "unit_id", "rule_id", "severity", "state", "metric", "threshold",
+    "first_value", "value", "opened_at", "last_seen_at", "count", "cleared_at", "message_en",
+    "message_zh", "needs_verification", "route", "escalation_tier", "reminders_sent",
+    "silenced_by", "next_escalation_at",
+)  # fmt: skip
+_UPDATE_COLUMNS = (
+    "id", "state", "value", "last_seen_at", "count", "cleared_at", "route", "escalation_tier",
+    "reminders_sent", "silenced_by", "next_escalation_at",
+)  # fmt: skip
+_HISTORY_COLUMNS = ("alert_id", "kind", "value", "comment")
+_OUTBOX_COLUMNS = (
+    "alert_id", "channel", "receiver", "payload", "kind", "contact_id", "locale", "group_key",
+    "not_before",
+)  # fmt: skip
+
+
+def write_plan(conn: psycopg.Connection[Any], plan: AlertPlan) -> None:
+    """Write a plan in at most four statements (plus a NOTIFY when notifications were queued)."""
+    if plan.inserts:
+        inserted = conn.execute(_INSERT, _columns(plan.inserts, _INSERT_COLUMNS)).fetchall()
+        if len(inserted) != len(plan.inserts):
+            # Another writer opened one of these alerts since the snapshot: plan again.
+            raise errors.SerializationFailure(
+                f"{len(plan.inserts) - len(inserted)} alert(s) opened concurrently; retry the batch"
+            )
+    if plan.updates:
+        conn.execute(_UPDATE, _columns(plan.updates, _UPDATE_COLUMNS))
+    if plan.history:
+        conn.execute(_HISTORY, _columns(plan.history, _HISTORY_COLUMNS))
+    if plan.outbox:
+        cols = _columns(plan.outbox, _OUTBOX_COLUMNS)
+        cols[3] = [msgspec.json.encode(p).decode() for p in cols[3]]
+        conn.execute(_OUTBOX, cols)
+        notify_outbox(conn)
