@@ -10,6 +10,7 @@ import psycopg
 from alerts.silences import SilenceError, SilenceRequest, create_silence
 from rules.loader import load_rules
 from rules.model import RuleFile
+from store import alert_actions as store_actions
 from store import alerts as store_alerts
 from store.alerts import AlertView
 
@@ -28,36 +29,19 @@ def _get(conn: psycopg.Connection[Any], alert_id: int) -> AlertView:
     return alert
 
 
-def _cancel_followups(conn: psycopg.Connection[Any], alert_id: int) -> int:
-    """Pending escalations and reminders of an alert that someone has taken on."""
-    cur = conn.execute(
-        "UPDATE notifications SET state = 'cancelled', last_error = 'acknowledged'"
-        " WHERE alert_id = %s AND state IN ('pending', 'failed') AND kind IN ('escalation', 'reminder')",
-        (alert_id,),
-    )
-    return cur.rowcount
-
-
 def acknowledge(
     conn: psycopg.Connection[Any], alert_id: int, actor: str, comment: str = ""
 ) -> AlertView:
     """Take an alert on: escalation stops; a cleared alert stops asking for attention."""
     with conn.transaction():
-        row = conn.execute(
-            "UPDATE alerts SET state = CASE WHEN state = 'firing' THEN 'acknowledged' ELSE state END,"
-            " acknowledged_at = now(), acknowledged_by = %s, next_escalation_at = NULL,"
-            " updated_at = now() WHERE id = %s AND state IN ('firing', 'resolved')"
-            " AND acknowledged_at IS NULL RETURNING id",
-            (actor, alert_id),
-        ).fetchone()
-        if row is None:
+        if not store_actions.acknowledge(conn, alert_id, actor):
             a = _get(conn, alert_id)
             raise ActionError(
                 f"alert {alert_id} is {a.state} and already acknowledged"
                 if a.acknowledged_at
                 else f"alert {alert_id} is {a.state}"
             )
-        cancelled = _cancel_followups(conn, alert_id)
+        cancelled = store_actions.cancel_followups(conn, alert_id)
         note = comment + (f" ({cancelled} pending escalations cancelled)" if cancelled else "")
         store_alerts.record_event(conn, alert_id, "acknowledged", actor=actor, comment=note.strip())
         return _get(conn, alert_id)
@@ -68,19 +52,12 @@ def resolve(
 ) -> AlertView:
     """Mark an alert resolved by hand (the cause was dealt with on site)."""
     with conn.transaction():
-        row = conn.execute(
-            "UPDATE alerts SET state = 'resolved', resolved_by = %s, next_escalation_at = NULL,"
-            " acknowledged_at = coalesce(acknowledged_at, now()),"
-            " acknowledged_by = coalesce(acknowledged_by, %s), updated_at = now()"
-            " WHERE id = %s AND state IN ('firing', 'acknowledged') RETURNING id",
-            (actor, actor, alert_id),
-        ).fetchone()
-        if row is None:
+        if not store_actions.resolve(conn, alert_id, actor):
             raise ActionError(
                 f"alert {alert_id} is {_get(conn, alert_id).state}; only firing or "
                 "acknowledged alerts can be resolved"
             )
-        _cancel_followups(conn, alert_id)
+        store_actions.cancel_followups(conn, alert_id)
         store_alerts.record_event(conn, alert_id, "resolved", actor=actor, comment=comment)
         return _get(conn, alert_id)
 
@@ -110,14 +87,8 @@ def close(
             )
         if verification != "false_alarm" and cause is not None:
             raise ActionError("a cause is given only for a false alarm")
-        conn.execute(
-            "UPDATE alerts SET state = 'closed', closed_at = now(), closed_by = %s,"
-            " verification = %s, false_alarm_cause = %s, next_escalation_at = NULL,"
-            " acknowledged_at = coalesce(acknowledged_at, now()),"
-            " acknowledged_by = coalesce(acknowledged_by, %s), updated_at = now() WHERE id = %s",
-            (actor, verification, cause, actor, alert_id),
-        )
-        _cancel_followups(conn, alert_id)
+        store_actions.close(conn, alert_id, actor, verification=verification, cause=cause)
+        store_actions.cancel_followups(conn, alert_id)
         what = verification + (f" ({cause})" if cause else "") if verification else ""
         store_alerts.record_event(
             conn, alert_id, "closed", actor=actor, comment=" ".join(x for x in (what, comment) if x)

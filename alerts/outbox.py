@@ -15,11 +15,13 @@ import psycopg
 import structlog
 from psycopg.rows import tuple_row
 
+from alerts import grouping
 from alerts.errors import PermanentError, RetryableError
-from alerts.templates import SEVERITY_ORDER, render
 from alerts.types import Notification
-from store import instruments
+from store import channels, instruments
+from store import outbox as store_outbox
 from store.health import Outage
+from store.outbox import ClaimedRow
 
 log = structlog.get_logger("outbox")
 
@@ -57,66 +59,6 @@ class OutboxOptions:
     # without a good round in between before the worker counts as dead (run() raises).
     error_pause_s: float = 1.0
     dead_after_s: float = 60.0
-
-
-_CLAIM = """
-UPDATE notifications n
-SET state = 'sending', attempts = n.attempts + 1,
-    lease_until = now() + make_interval(secs => %(lease)s)
-WHERE n.id IN (
-    SELECT id FROM notifications
-    WHERE (state IN ('pending', 'failed') AND next_attempt_at <= now())
-       OR (state = 'sending' AND lease_until < now())
-    ORDER BY next_attempt_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING n.id, n.alert_id, n.channel, n.receiver, n.idempotency_key::text, n.payload, n.attempts,
-          n.group_key, n.kind, n.locale
-"""
-
-# Everything else waiting for the same party (and unit) goes out in the same message.
-_CLAIM_GROUP = """
-UPDATE notifications n
-SET state = 'sending', attempts = n.attempts + 1,
-    lease_until = now() + make_interval(secs => %(lease)s)
-WHERE n.id IN (
-    SELECT id FROM notifications
-    WHERE group_key = ANY(%(keys)s) AND state IN ('pending', 'failed') AND id <> ALL(%(ids)s)
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING n.id, n.alert_id, n.channel, n.receiver, n.idempotency_key::text, n.payload, n.attempts,
-          n.group_key, n.kind, n.locale
-"""
-
-_RECENT = """
-SELECT count(*), min(sent_at) FROM notifications
-WHERE channel = %s AND receiver = %s AND state = 'sent'
-  AND sent_at > now() - make_interval(secs => %s) AND (delivered_with IS NULL OR delivered_with = id)
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    id: int
-    alert_id: int | None
-    channel: str
-    receiver: str
-    key: str
-    payload: dict[str, Any]
-    attempts: int
-    group_key: str | None
-    kind: str
-    locale: str
-
-
-def _worst(alerts: list[dict[str, Any]]) -> str:
-    return min(
-        (str(a.get("severity", "info")) for a in alerts), key=lambda x: _SEVERITY_RANK.get(x, 99)
-    )
-
-
-_SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITY_ORDER)}
 
 
 def backoff_s(attempt: int, base: float, cap: float) -> float:
@@ -167,7 +109,7 @@ class OutboxWorker:
                     row_factory=tuple_row,
                     connect_timeout=max(2, round(self.opts.connect_timeout_s)),
                 ) as conn:
-                    await conn.execute("LISTEN firesentry_outbox")
+                    await channels.listen(conn, channels.OUTBOX)
                     lasted = outage.recovered()
                     if lasted is not None:
                         log.info("outbox database reachable again", down_for_s=round(lasted, 1))
@@ -216,32 +158,23 @@ class OutboxWorker:
 
     async def run_once(self, conn: psycopg.AsyncConnection[Any]) -> int:
         """Claim and deliver one round of due notifications; return how many rows were claimed."""
+        lease = self.opts.lease_s
         async with conn.transaction():
-            cur = await conn.execute(_CLAIM, {"lease": self.opts.lease_s, "limit": self.opts.batch})
-            rows = [_Row(*r) for r in await cur.fetchall()]
-            keys = sorted({r.group_key for r in rows if r.group_key})
+            rows = await store_outbox.claim_due(conn, lease_s=lease, limit=self.opts.batch)
+            keys = grouping.group_keys(rows)
             if keys:
-                cur = await conn.execute(
-                    _CLAIM_GROUP,
-                    {"lease": self.opts.lease_s, "keys": keys, "ids": [r.id for r in rows]},
+                rows += await store_outbox.claim_group(
+                    conn, lease_s=lease, keys=keys, claimed_ids=[r.id for r in rows]
                 )
-                rows += [_Row(*r) for r in await cur.fetchall()]
         if not rows:
             return 0
-        groups: dict[str, list[_Row]] = {}
-        for r in rows:
-            groups.setdefault(r.group_key or f"#{r.id}", []).append(r)
-        sendable: list[list[_Row]] = []
-        for members in groups.values():
+        sendable: list[list[ClaimedRow]] = []
+        for members in grouping.group(rows):
             wait = await self._held_by_rate_limit(conn, members)
             if wait is None:
                 sendable.append(members)
                 continue
-            await conn.execute(
-                "UPDATE notifications SET state = 'pending', attempts = attempts - 1,"
-                " lease_until = NULL, next_attempt_at = %s WHERE id = ANY(%s)",
-                (wait, [m.id for m in members]),
-            )
+            await store_outbox.hold(conn, [m.id for m in members], wait)
             log.info(
                 "notifications held by rate limit",
                 receiver=members[0].receiver,
@@ -249,68 +182,31 @@ class OutboxWorker:
                 held=len(members),
                 until=wait.isoformat(),
             )
-        results = await asyncio.gather(*(self._deliver(self._message(m)) for m in sendable))
-        for members, (state, error, delay) in zip(sendable, results, strict=True):
-            ids = [m.id for m in members]
-            instruments.notifications(members[0].channel, state, len(ids))
+        outgoing = [grouping.merge(m, self.tz) for m in sendable]
+        results = await asyncio.gather(*(self._deliver(o.notification) for o in outgoing))
+        for out, (state, error, delay) in zip(outgoing, results, strict=True):
+            ids = out.ids
+            instruments.notifications(out.notification.channel, state, len(ids))
             if state == "sent":
-                await conn.execute(
-                    "UPDATE notifications SET state = 'sent', sent_at = now(), lease_until = NULL,"
-                    " last_error = NULL, delivered_with = %s WHERE id = ANY(%s)",
-                    (ids[0], ids),
-                )
+                await store_outbox.mark_sent(conn, ids, delivered_with=ids[0])
                 self.delivered += len(ids)
             else:
-                await conn.execute(
-                    "UPDATE notifications SET state = %s, last_error = %s, lease_until = NULL,"
-                    " next_attempt_at = now() + make_interval(secs => %s) WHERE id = ANY(%s)",
-                    (state, error, delay, ids),
+                await store_outbox.mark_failed(
+                    conn, ids, state=state, error=error, retry_in_s=delay
                 )
         return len(rows)
 
     async def _held_by_rate_limit(
-        self, conn: psycopg.AsyncConnection[Any], members: list[_Row]
+        self, conn: psycopg.AsyncConnection[Any], members: list[ClaimedRow]
     ) -> dt.datetime | None:
         """When the party may next be messaged, if its limit is reached; None: send now."""
         first = members[0]
         limit = self.opts.rate_limits.get(first.channel)
-        if limit is None or any(
-            m.payload.get("alert", {}).get("severity") == "critical" for m in members
-        ):
+        if limit is None or grouping.exempt_from_rate_limit(members):
             return None
-        cur = await conn.execute(_RECENT, (first.channel, first.receiver, limit[1]))
-        row = await cur.fetchone()
-        if row is None or row[0] < limit[0]:
-            return None
-        oldest: dt.datetime = row[1]
-        return oldest + dt.timedelta(seconds=limit[1])
-
-    def _message(self, members: list[_Row]) -> Notification:
-        """One message for a group of rows: the rows' own payload for machines, rendered text else."""
-        members.sort(key=lambda m: m.id)
-        lead = members[0]
-        if lead.channel == "webhook":
-            payload = lead.payload
-        else:
-            alerts = [m.payload.get("alert", {}) for m in members]
-            event = lead.kind if len(members) == 1 else "group"
-            text = render(event, alerts, lead.locale, lead.channel, tz=self.tz)
-            payload = {
-                "title": text.title,
-                "text": text.text,
-                "locale": lead.locale,
-                "severity": _worst(alerts),
-                "alert_ids": [a.get("id") for a in alerts],
-            }
-        return Notification(
-            lead.id,
-            lead.alert_id,
-            lead.channel,
-            lead.receiver,
-            lead.key,
-            payload,
-            max(m.attempts for m in members),
-        )
+        max_per_window, window_s = limit
+        recent = await store_outbox.recent_sent(conn, first.channel, first.receiver, window_s)
+        return grouping.held_until(recent.count, recent.oldest, max_per_window, window_s)
 
     async def _deliver(self, n: Notification) -> tuple[str, str | None, float]:
         notifier = self.notifiers.get(n.channel)

@@ -29,13 +29,13 @@ from api.models import AlertOut, StreamEvent, StreamQuery
 from api.routing import PREFIX, ApiError, Call, Route
 from api.state import ApiState
 from store import alert_queries as q
+from store import channels
 from store import tokens as store_tokens
 
 log = structlog.get_logger("api.stream")
 BATCH = 500
 MAX_REPLAY = 5_000
 QUEUE = 1_000
-CHANNEL = "firesentry_alert_events"
 
 
 # Why a stream ended, as its final `end` event says (token reasons from store/tokens.py).
@@ -203,7 +203,7 @@ class AlertFeed:
                 async with await psycopg.AsyncConnection.connect(
                     opts.dsn, autocommit=True, application_name="firesentry-api-feed"
                 ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    await channels.listen(conn, channels.ALERT_EVENTS)
                     while not self._stopping.is_set():
                         await self.poll()
                         async for _ in conn.notifies(timeout=opts.stream_poll_s, stop_after=1):

@@ -11,10 +11,14 @@ import psycopg
 
 from alerts import actions
 from alerts.actions import FALSE_ALARM_CAUSES, ActionError
+from alerts.shape import sample_notice
 from alerts.silences import SilenceError, SilenceRequest, create_silence, end_silence
 from firesentry.config import Settings
 from rules.loader import RuleFileError, load_rules
 from store import alerts as store_alerts
+from store import channels as store_channels
+from store import contacts as store_contacts
+from store import false_alarms as store_false_alarms
 from store import silences as store_silences
 from store.silences import SILENCE_STATES, SilenceRow
 
@@ -206,45 +210,22 @@ def _silences_end(settings: Settings, args: argparse.Namespace) -> int:
 
 def _false_alarms(settings: Settings, args: argparse.Namespace) -> int:
     with _connect(settings) as conn:
-        rows = conn.execute(
-            "SELECT unit_id, device_id, cause, false_alarms FROM false_alarm_counts"
-            " WHERE %(unit)s::text IS NULL OR unit_id = %(unit)s ORDER BY false_alarms DESC",
-            {"unit": args.unit},
-        ).fetchall()
+        rows = store_false_alarms.false_alarm_counts(conn, args.unit)
     print(f"{'unit':20} {'device':20} {'cause':16} false alarms")
-    for unit, device, cause, n in rows:
-        print(f"{unit:20} {device:20} {cause or '-':16} {n}")
+    for r in rows:
+        print(f"{r.unit_id:20} {r.device_id:20} {r.cause or '-':16} {r.false_alarms}")
     return 0
 
 
 def _notify_test(settings: Settings, args: argparse.Namespace) -> int:
     with _connect(settings) as conn:
-        row = conn.execute(
-            "SELECT c.id, c.name, c.phone, c.email, c.locale, coalesce(c.unit_id, c.district)"
-            " FROM contacts c WHERE c.id = %s",
-            (args.contact,),
-        ).fetchone()
-        if row is None:
+        contact = store_contacts.get_contact(conn, args.contact)
+        if contact is None:
             print(f"firesentry: no contact {args.contact}")
             return 1
-        cid, name, phone, email, locale, where = row
-        alert = {
-            "id": 0,
-            "rule_id": "notify_test",
-            "severity": "info",
-            "device_id": "-",
-            "unit_id": where,
-            "unit_name": where,
-            "metric": None,
-            "value": None,
-            "threshold": None,
-            "at": dt.datetime.now(dt.UTC).isoformat(),
-            "count": 1,
-            "message": {"en": f"Test message for {name}", "zh-CN": f"测试消息：{name}"},
-        }
-        payload: dict[str, object] = {"version": "1", "status": "test", "alert": alert}
+        payload = sample_notice(contact.name, contact.where, dt.datetime.now(dt.UTC))
         queued = []
-        for channel, address in (("sms", phone), ("email", email)):
+        for channel, address in (("sms", contact.phone), ("email", contact.email)):
             if address and (args.channel is None or args.channel == channel):
                 store_alerts.enqueue(
                     conn,
@@ -253,11 +234,11 @@ def _notify_test(settings: Settings, args: argparse.Namespace) -> int:
                     address,
                     payload,
                     kind="firing",
-                    contact_id=cid,
-                    locale=locale,
+                    contact_id=contact.id,
+                    locale=contact.locale,
                 )
                 queued.append(f"{channel} to {address}")
-        conn.execute("SELECT pg_notify('firesentry_outbox', '')")
+        store_channels.notify_outbox(conn)
     print("queued " + (", ".join(queued) or "nothing: the contact has no phone or email"))
     print("the running engine delivers it; `firesentry alerts list` does not show tests")
     return 0

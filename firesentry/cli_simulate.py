@@ -30,6 +30,7 @@ from simulators.fleet import SUFFIX, FleetSpec
 from simulators.run import PER_DEVICE_DEFAULT_MAX, SimError, SimOptions, print_summary, simulate
 from simulators.scenarios import SCENARIOS, parse
 from simulators.signals import DEFAULT_TANK_DEPTH_M
+from store import device_lookup
 from store import registry as reg
 
 DEFAULT_CREDENTIALS = "sim-credentials.csv"
@@ -107,17 +108,15 @@ def _registered_depths(dsn: str, spec: FleetSpec) -> tuple[dict[str, float], int
     fleet's devices are not registered at all."""
     ids = spec.ids()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT id, type, attributes->>'tank_depth_m' FROM devices WHERE id = ANY(%s)",
-            (ids,),
-        ).fetchall()
+        rows = device_lookup.device_kinds(conn, ids)
     depths: dict[str, float] = {}
-    for dev_id, typ, depth in rows:
-        if typ == DeviceType.WATER_LEVEL:
+    for d in rows:
+        if d.type == DeviceType.WATER_LEVEL:
+            depth = d.tank_depth_m
             try:
-                depths[str(dev_id)] = float(depth) if depth is not None else DEFAULT_TANK_DEPTH_M
+                depths[str(d.id)] = float(depth) if depth is not None else DEFAULT_TANK_DEPTH_M
             except ValueError:
-                depths[str(dev_id)] = DEFAULT_TANK_DEPTH_M
+                depths[str(d.id)] = DEFAULT_TANK_DEPTH_M
     return depths, len(ids) - len(rows)
 
 

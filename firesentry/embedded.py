@@ -774,7 +774,7 @@ def _ensure_database(
     As the superuser: the two roles, the database (owned by the owner), advisory locks for
     those two only; then migrations as the owner and grant_app.
     """
-    from store import roles
+    from store import bootstrap, roles
     from store.migrate import migrate
 
     owner, app = ep.migrate_user or roles.OWNER_ROLE, ep.app_user or roles.APP_ROLE
@@ -784,11 +784,8 @@ def _ensure_database(
             with psycopg.connect(ep.dsn("postgres"), autocommit=True, connect_timeout=5) as conn:
                 roles.ensure_login_role(conn, owner, ep.migrate_password or "")
                 roles.ensure_login_role(conn, app, ep.app_password or "")
-                exists = conn.execute(
-                    "SELECT 1 FROM pg_database WHERE datname = %s", (ep.db_name,)
-                ).fetchone()
-                if not exists:
-                    conn.execute(f'CREATE DATABASE "{ep.db_name}" OWNER "{owner}"')
+                if not bootstrap.database_exists(conn, ep.db_name):
+                    bootstrap.create_database(conn, ep.db_name, owner)
             break
         except psycopg.OperationalError:
             if time.monotonic() > deadline:
@@ -798,7 +795,7 @@ def _ensure_database(
         roles.prepare_database(conn, owner, app)
         if timescaledb and backend != "native":
             # Only a superuser may create it; the owner's migration then finds it there.
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            bootstrap.ensure_timescaledb(conn)
     migrate(ep.migrate_dsn(), backend)
     with psycopg.connect(ep.migrate_dsn(), autocommit=True) as conn:
         roles.grant_app(conn, app)

@@ -21,3 +21,8 @@ def notify_outbox(conn: psycopg.Connection[Any]) -> None:
 def listen_statement(channel: str) -> sql.Composed:
     """`LISTEN channel`, for a sync or async connection."""
     return sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+
+
+async def listen(conn: psycopg.AsyncConnection[Any], channel: str) -> None:
+    """Have the (autocommit) connection woken by NOTIFY on `channel`, e.g. OUTBOX."""
+    await conn.execute(listen_statement(channel))

@@ -1,0 +1,119 @@
+"""The outbox's decisions, without I/O: which claimed rows go out as one message, and when a
+party's rate limit holds them back.
+
+Rows waiting for the same party (and unit) share a group_key (see alerts/dispatch.py); the
+outbox claims them together and sends them as one message. A channel's rate limit allows at
+most N messages per party per window; what a party is sent beyond that waits until the oldest
+message of the window ages out, and then goes out merged with whatever else has piled up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from alerts.templates import SEVERITY_ORDER, render
+from alerts.types import Notification
+
+_SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+
+
+class Claimed(Protocol):
+    """A claimed outbox row, as the decisions read it (store.outbox.ClaimedRow is one)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def alert_id(self) -> int | None: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def receiver(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def group_key(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def locale(self) -> str: ...
+
+
+C = TypeVar("C", bound=Claimed)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to deliver, and the ids of the rows it stands for (lowest, its lead, first)."""
+
+    notification: Notification
+    ids: tuple[int, ...]
+
+
+def group_keys(rows: Iterable[Claimed]) -> list[str]:
+    """The distinct group keys of the rows, sorted; rows without one are alone anyway."""
+    return sorted({r.group_key for r in rows if r.group_key})
+
+
+def group(rows: Iterable[C]) -> list[list[C]]:
+    """The rows by group key (a row without one is a group of its own), in order of arrival."""
+    groups: dict[str, list[C]] = {}
+    for r in rows:
+        groups.setdefault(r.group_key or f"#{r.id}", []).append(r)
+    return list(groups.values())
+
+
+def exempt_from_rate_limit(members: Iterable[Claimed]) -> bool:
+    """Tell whether a group goes out regardless of the rate limit: it holds a critical alert."""
+    return any(m.payload.get("alert", {}).get("severity") == "critical" for m in members)
+
+
+def held_until(
+    sent_in_window: int, oldest_sent: dt.datetime | None, max_per_window: int, window_s: float
+) -> dt.datetime | None:
+    """When the party may next be messaged if the window's messages reach the limit; None: now."""
+    if sent_in_window < max_per_window or oldest_sent is None:
+        return None
+    return oldest_sent + dt.timedelta(seconds=window_s)
+
+
+def worst_severity(alerts: Sequence[Mapping[str, Any]]) -> str:
+    """The most severe of the alerts' severities (unknown ones rank last; missing: info)."""
+    return min(
+        (str(a.get("severity", "info")) for a in alerts), key=lambda x: _SEVERITY_RANK.get(x, 99)
+    )
+
+
+def merge(members: Sequence[Claimed], tz: dt.tzinfo) -> Outgoing:
+    """One message for a group: the lead row's own payload for webhooks, rendered text else."""
+    ordered = sorted(members, key=lambda m: m.id)
+    lead = ordered[0]
+    if lead.channel == "webhook":
+        payload = lead.payload
+    else:
+        alerts = [m.payload.get("alert", {}) for m in ordered]
+        event = lead.kind if len(ordered) == 1 else "group"
+        text = render(event, alerts, lead.locale, lead.channel, tz=tz)
+        payload = {
+            "title": text.title,
+            "text": text.text,
+            "locale": lead.locale,
+            "severity": worst_severity(alerts),
+            "alert_ids": [a.get("id") for a in alerts],
+        }
+    notification = Notification(
+        lead.id,
+        lead.alert_id,
+        lead.channel,
+        lead.receiver,
+        lead.key,
+        payload,
+        max(m.attempts for m in ordered),
+    )
+    return Outgoing(notification, tuple(m.id for m in ordered))

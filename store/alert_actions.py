@@ -1,0 +1,63 @@
+"""What operators' actions write: acknowledge, resolve and close an alert, cancel its follow-ups.
+
+Each update applies only to an alert in a state the action fits; the caller (alerts.actions)
+holds the transaction and records the alert_events entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+
+def cancel_followups(conn: psycopg.Connection[Any], alert_id: int) -> int:
+    """Cancel the alert's pending escalations and reminders; return how many."""
+    cur = conn.execute(
+        "UPDATE notifications SET state = 'cancelled', last_error = 'acknowledged'"
+        " WHERE alert_id = %s AND state IN ('pending', 'failed') AND kind IN ('escalation', 'reminder')",
+        (alert_id,),
+    )
+    return cur.rowcount
+
+
+def acknowledge(conn: psycopg.Connection[Any], alert_id: int, actor: str) -> bool:
+    """Acknowledge a firing or resolved alert not yet acknowledged; False: none such."""
+    row = conn.execute(
+        "UPDATE alerts SET state = CASE WHEN state = 'firing' THEN 'acknowledged' ELSE state END,"
+        " acknowledged_at = now(), acknowledged_by = %s, next_escalation_at = NULL,"
+        " updated_at = now() WHERE id = %s AND state IN ('firing', 'resolved')"
+        " AND acknowledged_at IS NULL RETURNING id",
+        (actor, alert_id),
+    ).fetchone()
+    return row is not None
+
+
+def resolve(conn: psycopg.Connection[Any], alert_id: int, actor: str) -> bool:
+    """Resolve a firing or acknowledged alert by hand (acknowledging it too); False: none such."""
+    row = conn.execute(
+        "UPDATE alerts SET state = 'resolved', resolved_by = %s, next_escalation_at = NULL,"
+        " acknowledged_at = coalesce(acknowledged_at, now()),"
+        " acknowledged_by = coalesce(acknowledged_by, %s), updated_at = now()"
+        " WHERE id = %s AND state IN ('firing', 'acknowledged') RETURNING id",
+        (actor, actor, alert_id),
+    ).fetchone()
+    return row is not None
+
+
+def close(
+    conn: psycopg.Connection[Any],
+    alert_id: int,
+    actor: str,
+    *,
+    verification: str | None,
+    cause: str | None,
+) -> None:
+    """Close the alert with its verification and false-alarm cause (acknowledging it too)."""
+    conn.execute(
+        "UPDATE alerts SET state = 'closed', closed_at = now(), closed_by = %s,"
+        " verification = %s, false_alarm_cause = %s, next_escalation_at = NULL,"
+        " acknowledged_at = coalesce(acknowledged_at, now()),"
+        " acknowledged_by = coalesce(acknowledged_by, %s), updated_at = now() WHERE id = %s",
+        (actor, verification, cause, actor, alert_id),
+    )

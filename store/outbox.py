@@ -1,0 +1,142 @@
+"""The outbox's notification rows: claim the due ones, hold, mark sent or failed, count recent."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+_CLAIM = """
+UPDATE notifications n
+SET state = 'sending', attempts = n.attempts + 1,
+    lease_until = now() + make_interval(secs => %(lease)s)
+WHERE n.id IN (
+    SELECT id FROM notifications
+    WHERE (state IN ('pending', 'failed') AND next_attempt_at <= now())
+       OR (state = 'sending' AND lease_until < now())
+    ORDER BY next_attempt_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING n.id, n.alert_id, n.channel, n.receiver, n.idempotency_key::text, n.payload, n.attempts,
+          n.group_key, n.kind, n.locale
+"""
+
+# Everything else waiting for the same party (and unit) goes out in the same message.
+_CLAIM_GROUP = """
+UPDATE notifications n
+SET state = 'sending', attempts = n.attempts + 1,
+    lease_until = now() + make_interval(secs => %(lease)s)
+WHERE n.id IN (
+    SELECT id FROM notifications
+    WHERE group_key = ANY(%(keys)s) AND state IN ('pending', 'failed') AND id <> ALL(%(ids)s)
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING n.id, n.alert_id, n.channel, n.receiver, n.idempotency_key::text, n.payload, n.attempts,
+          n.group_key, n.kind, n.locale
+"""
+
+_RECENT = """
+SELECT count(*), min(sent_at) FROM notifications
+WHERE channel = %s AND receiver = %s AND state = 'sent'
+  AND sent_at > now() - make_interval(secs => %s) AND (delivered_with IS NULL OR delivered_with = id)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRow:
+    """A notification row claimed for delivery (state 'sending', attempts already counted).
+
+    Its fields are the RETURNING columns of _CLAIM and _CLAIM_GROUP, in order.
+    """
+
+    id: int
+    alert_id: int | None
+    channel: str
+    receiver: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int
+    group_key: str | None
+    kind: str
+    locale: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecentSent:
+    """Messages sent to one party on one channel within a window, and when the oldest went."""
+
+    count: int
+    oldest: dt.datetime | None
+
+
+async def claim_due(
+    conn: psycopg.AsyncConnection[Any], *, lease_s: float, limit: int
+) -> list[ClaimedRow]:
+    """Claim up to `limit` due rows (and rows whose lease ran out), oldest due first."""
+    cur = await conn.execute(_CLAIM, {"lease": lease_s, "limit": limit})
+    return [ClaimedRow(*r) for r in await cur.fetchall()]
+
+
+async def claim_group(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    lease_s: float,
+    keys: Sequence[str],
+    claimed_ids: Sequence[int],
+) -> list[ClaimedRow]:
+    """Claim every other waiting row of these group keys, due or not, not among claimed_ids."""
+    cur = await conn.execute(
+        _CLAIM_GROUP, {"lease": lease_s, "keys": list(keys), "ids": list(claimed_ids)}
+    )
+    return [ClaimedRow(*r) for r in await cur.fetchall()]
+
+
+async def hold(conn: psycopg.AsyncConnection[Any], ids: Sequence[int], until: dt.datetime) -> None:
+    """Put claimed rows back as pending until `until`, without counting the attempt."""
+    await conn.execute(
+        "UPDATE notifications SET state = 'pending', attempts = attempts - 1,"
+        " lease_until = NULL, next_attempt_at = %s WHERE id = ANY(%s)",
+        (until, list(ids)),
+    )
+
+
+async def mark_sent(
+    conn: psycopg.AsyncConnection[Any], ids: Sequence[int], delivered_with: int
+) -> None:
+    """Record rows as sent now, in the one message of row `delivered_with`."""
+    await conn.execute(
+        "UPDATE notifications SET state = 'sent', sent_at = now(), lease_until = NULL,"
+        " last_error = NULL, delivered_with = %s WHERE id = ANY(%s)",
+        (delivered_with, list(ids)),
+    )
+
+
+async def mark_failed(
+    conn: psycopg.AsyncConnection[Any],
+    ids: Sequence[int],
+    *,
+    state: str,
+    error: str | None,
+    retry_in_s: float,
+) -> None:
+    """Record a failed delivery: state 'failed' (retried after retry_in_s) or 'given_up'."""
+    await conn.execute(
+        "UPDATE notifications SET state = %s, last_error = %s, lease_until = NULL,"
+        " next_attempt_at = now() + make_interval(secs => %s) WHERE id = ANY(%s)",
+        (state, error, retry_in_s, list(ids)),
+    )
+
+
+async def recent_sent(
+    conn: psycopg.AsyncConnection[Any], channel: str, receiver: str, window_s: float
+) -> RecentSent:
+    """Messages (not rows: a group counts once) sent to the party in the last window_s seconds."""
+    cur = await conn.execute(_RECENT, (channel, receiver, window_s))
+    row = await cur.fetchone()
+    if row is None:  # an aggregate always returns a row
+        return RecentSent(0, None)
+    return RecentSent(int(row[0]), row[1])
