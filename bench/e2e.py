@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.common import write
+from bench.common import RESULTS, write
 from firesentry.config import Settings
 from firesentry.embedded import EmbeddedServices, Endpoints
 from simulators.services.webhook import Received, WebhookReceiver
@@ -242,8 +242,17 @@ def copy_limit(dsn: str, rows: int, devices: int) -> float:
 class EngineProc:
     """`firesentry run` in its own process, so its CPU and memory can be read."""
 
-    def __init__(self, ep: Endpoints, client_id: str, workdir: Path, webhook: str | None) -> None:
+    def __init__(
+        self,
+        ep: Endpoints,
+        client_id: str,
+        workdir: Path,
+        webhook: str | None,
+        engine_path: str | None = None,
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FIRESENTRY_")}
+        if engine_path:  # another checkout's engine (a baseline), measured by this harness
+            env["PYTHONPATH"] = engine_path
         env.update(
             {
                 "FIRESENTRY_EMBEDDED__ENABLED": "false",
@@ -304,12 +313,17 @@ def count(dsn: str, sql: str = "SELECT count(*) FROM telemetry") -> int:
 
 
 def drain_firesentry(
-    ep: Endpoints, client_id: str, workdir: Path, expected_rows: int, messages: int
+    ep: Endpoints,
+    client_id: str,
+    workdir: Path,
+    expected_rows: int,
+    messages: int,
+    engine_path: str | None = None,
 ) -> dict[str, float]:
     """Start the engine on a prefilled session; time from its first commit to the last row."""
     dsn = ep.dsn()
     base = count(dsn)
-    eng = EngineProc(ep, client_id, workdir, None)
+    eng = EngineProc(ep, client_id, workdir, None, engine_path)
     try:
         deadline = time.monotonic() + 600
         while count(dsn) == base:
@@ -337,9 +351,19 @@ def drain_firesentry(
 
 
 def latency(
-    ep: Endpoints, workdir: Path, rate: float, seconds: float, devices: int
+    ep: Endpoints,
+    workdir: Path,
+    rate: float,
+    seconds: float,
+    devices: int,
+    engine_path: str | None = None,
+    profile: Path | None = None,
 ) -> dict[str, float]:
-    """Publish at `rate` msgs/s; every 50th message breaches for a fresh device; time to webhook."""
+    """Publish at `rate` msgs/s; every 50th message breaches for a fresh device; time to webhook.
+
+    An alert that has not arrived 30 s after the last publish counts in the percentiles as
+    arriving then (a lower bound: a missing alert is not a fast one). With `profile`, py-spy
+    samples the engine while the load runs and writes a flame graph there."""
     sent: dict[str, float] = {}
     received: dict[str, float] = {}
 
@@ -349,7 +373,8 @@ def latency(
             received[a["device_id"]] = time.time()
 
     rx = WebhookReceiver(SECRET, on_receive).start()
-    eng = EngineProc(ep, f"bench-live-{uuid.uuid4().hex[:6]}", workdir, rx.url)
+    eng = EngineProc(ep, f"bench-live-{uuid.uuid4().hex[:6]}", workdir, rx.url, engine_path)
+    spy: subprocess.Popen[bytes] | None = None
     c = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"bench-live-pub-{uuid.uuid4().hex[:6]}",
@@ -364,6 +389,8 @@ def latency(
         while '"subscribed"' not in log.read_text(errors="replace") and time.monotonic() < t_end:
             time.sleep(0.05)
         time.sleep(1.0)  # let the engine load its registry before the clock starts
+        if profile is not None:
+            spy = _py_spy(eng.proc.pid, profile, seconds)
         n_total = int(rate * seconds)
         start = time.perf_counter()
         crossings = 0
@@ -385,23 +412,44 @@ def latency(
         t_end = time.monotonic() + 30
         while len(received) < len(sent) and time.monotonic() < t_end:
             time.sleep(0.05)
+        waited_until = time.time()
     finally:
         c.disconnect()
         c.loop_stop()
+        if spy is not None:
+            spy.wait(seconds + 60)
         eng.stop()
         rx.stop()
-    lat = sorted((received[d] - sent[d]) * 1000 for d in received)
+    lost = [d for d in sent if d not in received]
+    late = [(received[d] - sent[d]) * 1000 for d in received]
+    lat = sorted(late + [(waited_until - sent[d]) * 1000 for d in lost])
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
     return {
         "target_rate": rate,
         "achieved_rate": achieved,
         "crossings": len(sent),
         "alerts_received": len(received),
+        "alerts_lost_after_30s": len(lost),
         "p50_ms": q[49],
         "p95_ms": q[94],
         "p99_ms": q[98],
         "max_ms": lat[-1] if lat else float("nan"),
     }
+
+
+def _py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
+    """Sample a process with py-spy (if installed) for `seconds`; a flame graph at `out`."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(exe).exists():
+        print("py-spy is not installed (pip install py-spy): no profile", flush=True)
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [exe, "record", "-p", str(pid), "-d", str(int(seconds)), "-o", str(out), "-r", "200",
+         "--nonblocking", "--format", "speedscope" if out.suffix == ".json" else "flamegraph"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
 
 
 # --- orchestration ----------------------------------------------------------------------------
@@ -522,4 +570,73 @@ def run(quick: bool) -> dict[str, Any]:
         )
     path = write("e2e-quick" if quick else "e2e", result)
     print(f"written to {path}")
+    return result
+
+
+def _sustained(ep: Endpoints, root: Path, messages: int, devices: int, path: str | None) -> float:
+    """The engine's single-reading drain rate, msgs/s, on a prefilled session."""
+    client_id = f"bench-ingest-{uuid.uuid4().hex[:6]}"
+    open_session(ep, client_id)
+    publish(ep, messages, devices, 1, int(time.time() * 1000) - 3_600_000)
+    fs = drain_firesentry(ep, client_id, root, messages * len(METRICS), messages, path)
+    with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+        conn.execute("TRUNCATE telemetry")
+    return fs["messages_per_s"]
+
+
+def curve(
+    baseline: Path | None, quick: bool, fractions: tuple[float, ...], profile: bool
+) -> dict[str, Any]:
+    """Latency (publish → webhook, 1 message in 50 a crossing) at fractions of each engine's
+    sustained single-message rate; with a baseline checkout, the same for it, in the same run."""
+    devices = 1_000 if quick else 10_000
+    messages = 20_000 if quick else 150_000
+    seconds = 5.0 if quick else 20.0
+    engines: dict[str, str | None] = {"after": None}
+    if baseline is not None:
+        engines = {"before": str(baseline.resolve()), **engines}
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    result: dict[str, Any] = {
+        "mode": "quick" if quick else "full",
+        "devices": devices,
+        "seconds_per_rate": seconds,
+        "crossing_every": 50,
+        "baseline": str(baseline) if baseline else None,
+    }
+    with private_services() as (ep, root):
+        for name, path in engines.items():
+            seed_fleet(ep.dsn(), devices)
+            sustained = _sustained(ep, root, messages, devices, path)
+            print(f"{name}: sustained {sustained:,.0f} msgs/s", flush=True)
+            points = []
+            for f in fractions:
+                seed_fleet(ep.dsn(), devices)
+                out: Path | None = None
+                if profile and f == 0.5:
+                    out = RESULTS / f"profile-{name}-{stamp}.svg"
+                pt = latency(ep, root, sustained * f, seconds, devices, path, out)
+                pt = {"fraction": f, **{k: round(v, 1) for k, v in pt.items()}}
+                points.append(pt)
+                print(
+                    f"{name}: {f:.2f} × sustained = {pt['achieved_rate']:>8,.0f} msgs/s: "
+                    f"p50 {pt['p50_ms']:>7,.0f} ms  p95 {pt['p95_ms']:>7,.0f} ms  "
+                    f"p99 {pt['p99_ms']:>7,.0f} ms  ({pt['alerts_received']}/{pt['crossings']}"
+                    " alerts)",
+                    flush=True,
+                )
+            result[name] = {"sustained_msgs_per_s": round(sustained), "points": points}
+    if "before" in result:
+        before, after = result["before"], result["after"]
+        result["ratios"] = {
+            "sustained_after_over_before": round(
+                after["sustained_msgs_per_s"] / before["sustained_msgs_per_s"], 3
+            ),
+            **{
+                f"p99_before_over_after_at_{a['fraction']}": round(b["p99_ms"] / a["p99_ms"], 1)
+                for a, b in zip(after["points"], before["points"], strict=True)
+            },
+        }
+        print(f"ratios: {result['ratios']}", flush=True)
+    written = write("latency-curve-quick" if quick else "latency-curve", result)
+    print(f"written to {written}")
     return result

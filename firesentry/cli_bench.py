@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from firesentry.config import Settings
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    from bench.e2e import run
+    from bench.e2e import curve, run
 
-    run(quick=args.quick)
+    if args.curve:
+        fractions = tuple(float(f) for f in args.fractions.split(","))
+        curve(args.baseline, args.quick, fractions, args.profile)
+    else:
+        run(quick=args.quick)
     return 0
 
 
@@ -20,4 +25,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "bench", help="measure limits, a naive baseline and firesentry; write bench/results/*.json"
     )
     b.add_argument("--quick", action="store_true", help="small run, under 2 minutes")
+    b.add_argument(
+        "--curve",
+        action="store_true",
+        help="the latency curve: p50/p95/p99 publish → webhook at fractions of the sustained rate",
+    )
+    b.add_argument(
+        "--fractions", default="0.25,0.5,0.75,1.0", help="of the sustained rate (with --curve)"
+    )
+    b.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="with --curve: also measure the engine of this checkout (e.g. a git worktree of the"
+        " previous release) in the same run, and report the ratios",
+    )
+    b.add_argument(
+        "--profile",
+        action="store_true",
+        help="with --curve: py-spy flame graphs of each engine at half the sustained rate",
+    )
     b.set_defaults(fn=_bench)
