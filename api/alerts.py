@@ -75,30 +75,15 @@ async def get_alert(call: Call) -> web.StreamResponse:
             return None
         return AlertDetail(
             alert=AlertOut.of(a),
-            history=[
-                AlertEventOut(
-                    id=h.id,
-                    stream_id=h.stream_seq,
-                    at=h.at,
-                    kind=h.kind,
-                    actor=h.actor,
-                    value=h.value,
-                    comment=h.comment,
-                )
-                for h in q.history(conn, alert_id)
-            ],
+            history=[AlertEventOut.model_validate(h) for h in q.history(conn, alert_id)],
             notifications=[
-                NotificationOut(
-                    id=n.id,
-                    channel=n.channel,
-                    receiver=n.receiver if clear else privacy.mask_address(n.receiver),
-                    contact_name=n.contact_name,
-                    kind=n.kind,
-                    state=n.state,
-                    attempts=n.attempts,
-                    created_at=n.created_at,
-                    sent_at=n.sent_at,
-                    last_error=n.last_error if clear else privacy.mask_in(n.last_error, n.receiver),
+                NotificationOut.model_validate(n).model_copy(
+                    update={
+                        "receiver": n.receiver if clear else privacy.mask_address(n.receiver),
+                        "last_error": n.last_error
+                        if clear
+                        else privacy.mask_in(n.last_error, n.receiver),
+                    }
                 )
                 for n in q.notifications(conn, alert_id)
             ],

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -247,7 +248,8 @@ class CloseBody(_Body):
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # Responses are read from the store's rows and views by attribute name, not copied by hand.
+    model_config = ConfigDict(frozen=True, from_attributes=True)
 
 
 # The API's alert is the one alert shape (webhooks, escalations, SSE events): alerts.shape.
@@ -265,7 +267,7 @@ class AlertEventOut(_Out):
     """One change of an alert: who did what, when."""
 
     id: int
-    stream_id: int | None
+    stream_id: int | None = Field(validation_alias=AliasChoices("stream_id", "stream_seq"))
     at: dt.datetime
     kind: str
     actor: str
@@ -331,21 +333,10 @@ class DeviceOut(_Out):
 
     @classmethod
     def of(cls, d: DeviceView) -> DeviceOut:
-        """From the store's view."""
-        return cls(
-            id=d.id,
-            unit_id=d.unit_id,
-            unit_name=d.unit_name,
-            type=d.type,
-            model=d.model,
-            location=d.location,
-            status=d.status,  # type: ignore[arg-type]
-            last_seen=d.last_seen,
-            heartbeat_s=d.heartbeat_s,
-            metrics=[
-                m.name for m in METRIC_BY_NAME.values() if DeviceType(d.type) in m.device_types
-            ],
-        )
+        """From the store's view, with the metrics its type reports."""
+        metrics = [m.name for m in METRIC_BY_NAME.values() if DeviceType(d.type) in m.device_types]
+        fields = {f: getattr(d, f) for f in cls.model_fields if f != "metrics"}
+        return cls.model_validate({**fields, "metrics": metrics})
 
 
 class UnitList(_Out):

@@ -66,7 +66,7 @@ class SilenceEnd(BaseModel):
 class SilenceOut(BaseModel):
     """A silence, who made it and when, whether (and by whom) it was ended, what it mutes."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, from_attributes=True)
 
     id: int
     unit_id: str | None
@@ -88,24 +88,8 @@ class SilenceOut(BaseModel):
 
     @classmethod
     def of(cls, s: SilenceRow) -> SilenceOut:
-        """From the store's row."""
-        return cls(
-            id=s.id,
-            unit_id=s.unit_id,
-            device_id=s.device_id,
-            rule_id=s.rule_id,
-            starts_at=s.starts_at,
-            ends_at=s.ends_at,
-            author=s.author,
-            reason=s.reason,
-            created_at=s.created_at,
-            covers_critical=s.covers_critical,
-            state=s.state,  # type: ignore[arg-type]
-            ended_at=s.ended_at,
-            ended_by=s.ended_by,
-            end_comment=s.end_comment,
-            alert_ids=list(s.alert_ids),
-        )
+        """From the store's row (by attribute name)."""
+        return cls.model_validate(s)
 
 
 class SilenceList(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 import psycopg
@@ -69,7 +68,7 @@ def thresholds(rules: RuleFile, device: DeviceView) -> dict[str, list[ThresholdL
 
 
 def _unit_out(u: store_units.UnitSummary) -> UnitOut:
-    return UnitOut.model_validate(asdict(u))
+    return UnitOut.model_validate(u)
 
 
 async def list_units(call: Call) -> web.StreamResponse:

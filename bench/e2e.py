@@ -142,6 +142,22 @@ def open_session(ep: Endpoints, client_id: str) -> None:
     c.loop_stop()
 
 
+def drop_session(ep: Endpoints, client_id: str) -> None:
+    """End a persistent session for good (clean start, expiry 0), so the broker stops queueing
+    for it: sessions left behind make every later publish cost more, and a later
+    measurement slower than an earlier one."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    done = threading.Event()
+    c.on_connect = lambda *a: done.set()
+    c.connect(ep.mqtt_host, ep.mqtt_port, clean_start=True, properties=props)
+    c.loop_start()
+    done.wait(10)
+    c.disconnect()
+    c.loop_stop()
+
+
 # --- consumers --------------------------------------------------------------------------------
 
 
@@ -340,6 +356,7 @@ def drain_firesentry(
         rss, peak = eng.rss_mb()
     finally:
         eng.stop()
+        drop_session(ep, client_id)
     return {
         "messages_per_s": messages / elapsed,
         "rows_per_s": expected_rows / elapsed,
@@ -373,7 +390,8 @@ def latency(
             received[a["device_id"]] = time.time()
 
     rx = WebhookReceiver(SECRET, on_receive).start()
-    eng = EngineProc(ep, f"bench-live-{uuid.uuid4().hex[:6]}", workdir, rx.url, engine_path)
+    live_id = f"bench-live-{uuid.uuid4().hex[:6]}"
+    eng = EngineProc(ep, live_id, workdir, rx.url, engine_path)
     spy: subprocess.Popen[bytes] | None = None
     c = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -419,9 +437,11 @@ def latency(
         if spy is not None:
             spy.wait(seconds + 60)
         eng.stop()
+        drop_session(ep, live_id)
         rx.stop()
     lost = [d for d in sent if d not in received]
     late = [(received[d] - sent[d]) * 1000 for d in received]
+    stages = _stages(ep.dsn(), sent, received)
     lat = sorted(late + [(waited_until - sent[d]) * 1000 for d in lost])
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
     return {
@@ -434,11 +454,33 @@ def latency(
         "p95_ms": q[94],
         "p99_ms": q[98],
         "max_ms": lat[-1] if lat else float("nan"),
+        **stages,
     }
 
 
+def _stages(dsn: str, sent: dict[str, float], received: dict[str, float]) -> dict[str, float]:
+    """Median milliseconds of each stage of an alert's way, from the rows it left: publish →
+    its batch's transaction began (alerts.created_at) → the outbox row was marked sent → the
+    receiver had it (the commit and the claim fall inside the middle stage)."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT d.id, extract(epoch FROM a.created_at), extract(epoch FROM n.sent_at)"
+            " FROM alerts a JOIN devices d ON d.num = a.device_num"
+            " JOIN notifications n ON n.alert_id = a.id AND n.channel = 'webhook'"
+            " WHERE n.sent_at IS NOT NULL"
+        ).fetchall()
+    parts: dict[str, list[float]] = {"to_batch": [], "batch_to_sent": [], "sent_to_received": []}
+    for dev, batch_at, sent_at in rows:
+        if dev in sent and dev in received:
+            parts["to_batch"].append((float(batch_at) - sent[dev]) * 1000)
+            parts["batch_to_sent"].append((float(sent_at) - float(batch_at)) * 1000)
+            parts["sent_to_received"].append((received[dev] - float(sent_at)) * 1000)
+    return {f"median_{k}_ms": statistics.median(v) if v else float("nan") for k, v in parts.items()}
+
+
 def _py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
-    """Sample a process with py-spy (if installed) for `seconds`; a flame graph at `out`."""
+    """Sample a process with py-spy (if installed) for `seconds`: collapsed stacks at `out`
+    (`.folded`, one stack and its sample count a line; flamegraph.pl draws them), else an SVG."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         print("py-spy is not installed (pip install py-spy): no profile", flush=True)
@@ -446,7 +488,7 @@ def _py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | No
     out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [exe, "record", "-p", str(pid), "-d", str(int(seconds)), "-o", str(out), "-r", "200",
-         "--nonblocking", "--format", "speedscope" if out.suffix == ".json" else "flamegraph"],
+         "--nonblocking", "--format", "raw" if out.suffix == ".folded" else "flamegraph"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -520,6 +562,8 @@ def run(quick: bool) -> dict[str, Any]:
                 broker = drain_broker_only(ep, ids["broker"], n)
                 naive_msgs, naive_rows = drain_naive(ep, ids["naive"], dsn, plan.naive_seconds)
                 fs = drain_firesentry(ep, ids["engine"], root, rows, n)
+                drop_session(ep, ids["broker"])
+                drop_session(ep, ids["naive"])
                 stored = count(dsn, "SELECT count(*) FROM telemetry")
                 distinct = count(
                     dsn,
@@ -603,8 +647,10 @@ def curve(
         "crossing_every": 50,
         "baseline": str(baseline) if baseline else None,
     }
-    with private_services() as (ep, root):
-        for name, path in engines.items():
+    for name, path in engines.items():
+        # Each engine on a broker and a database of its own, so the second is not measured
+        # on what the first left behind.
+        with private_services() as (ep, root):
             seed_fleet(ep.dsn(), devices)
             sustained = _sustained(ep, root, messages, devices, path)
             print(f"{name}: sustained {sustained:,.0f} msgs/s", flush=True)
@@ -613,7 +659,7 @@ def curve(
                 seed_fleet(ep.dsn(), devices)
                 out: Path | None = None
                 if profile and f == 0.5:
-                    out = RESULTS / f"profile-{name}-{stamp}.svg"
+                    out = RESULTS / f"profile-{name}-{stamp}.folded"
                 pt = latency(ep, root, sustained * f, seconds, devices, path, out)
                 pt = {"fraction": f, **{k: round(v, 1) for k, v in pt.items()}}
                 points.append(pt)
@@ -621,7 +667,8 @@ def curve(
                     f"{name}: {f:.2f} × sustained = {pt['achieved_rate']:>8,.0f} msgs/s: "
                     f"p50 {pt['p50_ms']:>7,.0f} ms  p95 {pt['p95_ms']:>7,.0f} ms  "
                     f"p99 {pt['p99_ms']:>7,.0f} ms  ({pt['alerts_received']}/{pt['crossings']}"
-                    " alerts)",
+                    f" alerts; to batch {pt['median_to_batch_ms']:,.0f} ms, batch to sent "
+                    f"{pt['median_batch_to_sent_ms']:,.0f} ms)",
                     flush=True,
                 )
             result[name] = {"sustained_msgs_per_s": round(sustained), "points": points}
