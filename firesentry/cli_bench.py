@@ -13,7 +13,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.curve:
         fractions = tuple(float(f) for f in args.fractions.split(","))
-        curve(args.baseline, args.quick, fractions, args.profile)
+        curve(args.baseline, args.quick, fractions, args.profile, lean=not args.paho_publisher)
     else:
         run(quick=args.quick)
     return 0
@@ -39,6 +39,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="CHECKOUT",
         help="with --curve: also measure the engine of this checkout (e.g. a git worktree of the"
         " previous release) in the same run, and report the ratios",
+    )
+    b.add_argument(
+        "--paho-publisher",
+        action="store_true",
+        help="with --curve: publish the live load with paho (as before 2026-12) instead of"
+        " bench.rawpub; on 2 cores paho's per-message cost then competes with the engine",
     )
     b.add_argument(
         "--profile",
