@@ -184,16 +184,13 @@ class OutboxWorker:
             )
         outgoing = [grouping.merge(m, self.tz) for m in sendable]
         results = await asyncio.gather(*(self._deliver(o.notification) for o in outgoing))
+        outcomes = []
         for out, (state, error, delay) in zip(outgoing, results, strict=True):
-            ids = out.ids
-            instruments.notifications(out.notification.channel, state, len(ids))
+            instruments.notifications(out.notification.channel, state, len(out.ids))
+            outcomes.append(store_outbox.Outcome(out.ids, state, error, delay))
             if state == "sent":
-                await store_outbox.mark_sent(conn, ids, delivered_with=ids[0])
-                self.delivered += len(ids)
-            else:
-                await store_outbox.mark_failed(
-                    conn, ids, state=state, error=error, retry_in_s=delay
-                )
+                self.delivered += len(out.ids)
+        await store_outbox.record_outcomes(conn, outcomes)
         return len(rows)
 
     async def _held_by_rate_limit(

@@ -104,30 +104,38 @@ async def hold(conn: psycopg.AsyncConnection[Any], ids: Sequence[int], until: dt
     )
 
 
-async def mark_sent(
-    conn: psycopg.AsyncConnection[Any], ids: Sequence[int], delivered_with: int
-) -> None:
-    """Record rows as sent now, in the one message of row `delivered_with`."""
-    await conn.execute(
-        "UPDATE notifications SET state = 'sent', sent_at = now(), lease_until = NULL,"
-        " last_error = NULL, delivered_with = %s WHERE id = ANY(%s)",
-        (delivered_with, list(ids)),
-    )
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one delivered message (of one or several rows grouped into it)."""
+
+    ids: Sequence[int]
+    state: str  # 'sent', 'failed' (retried after retry_in_s) or 'given_up'
+    error: str | None = None
+    retry_in_s: float = 0.0
 
 
-async def mark_failed(
-    conn: psycopg.AsyncConnection[Any],
-    ids: Sequence[int],
-    *,
-    state: str,
-    error: str | None,
-    retry_in_s: float,
-) -> None:
-    """Record a failed delivery: state 'failed' (retried after retry_in_s) or 'given_up'."""
+async def record_outcomes(conn: psycopg.AsyncConnection[Any], outcomes: Sequence[Outcome]) -> None:
+    """Record a round's deliveries in one statement: sent rows (with the id of the message
+    that carried them: its first row), failed rows with their next attempt, given-up rows."""
+    rows = [(i, o, o.ids[0]) for o in outcomes for i in o.ids]
+    if not rows:
+        return
     await conn.execute(
-        "UPDATE notifications SET state = %s, last_error = %s, lease_until = NULL,"
-        " next_attempt_at = now() + make_interval(secs => %s) WHERE id = ANY(%s)",
-        (state, error, retry_in_s, list(ids)),
+        "UPDATE notifications n SET state = v.state, lease_until = NULL,"
+        " sent_at = CASE WHEN v.state = 'sent' THEN now() ELSE n.sent_at END,"
+        " last_error = v.error,"
+        " delivered_with = CASE WHEN v.state = 'sent' THEN v.carrier ELSE n.delivered_with END,"
+        " next_attempt_at = CASE WHEN v.state = 'sent' THEN n.next_attempt_at"
+        " ELSE now() + make_interval(secs => v.retry_in_s) END"
+        " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::float8[], %s::bigint[])"
+        " AS v(id, state, error, retry_in_s, carrier) WHERE n.id = v.id",
+        (
+            [i for i, _, _ in rows],
+            [o.state for _, o, _ in rows],
+            [o.error for _, o, _ in rows],
+            [o.retry_in_s for _, o, _ in rows],
+            [c for _, _, c in rows],
+        ),
     )
 
 
