@@ -99,7 +99,9 @@ class Pipeline:
         self.partitions_ahead_days = partitions_ahead_days
         self.retention_days = retention_days
         self.last_seen_flush_s = last_seen_flush_s
-        self._registry_at = time.monotonic()
+        self._registry_at = time.monotonic()  # when it was last loaded
+        self._registry_checked_at = time.monotonic()  # when its version was last looked at
+        self._registry_version: int | None = None
         self._maintained_day: dt.date | None = None
         self._pending_seen: dict[int, int] = {}
         self._seen_flushed_at = 0.0
@@ -165,9 +167,20 @@ class Pipeline:
 
     def refresh_registry(self, conn: psycopg.Connection[Any]) -> None:
         """Reload devices (new ones, changed attributes) and re-resolve thresholds."""
+        # The version first: a change made during the load is seen at the next look.
+        self._registry_version = store_registry.registry_version(conn)
         self.registry = store_registry.load_registry(conn)
         self.engine.update_registry(self.registry)
         self._registry_at = time.monotonic()
+
+    def _registry_changed(self, conn: psycopg.Connection[Any]) -> bool:
+        """Every registry_refresh_s, whether the registry changed since it was loaded: one row
+        read instead of reloading (10,000 devices took ~0.2 s of the batch thread each time)."""
+        now = time.monotonic()
+        if now - self._registry_checked_at <= self.registry_refresh_s:
+            return False
+        self._registry_checked_at = now
+        return store_registry.registry_version(conn) != self._registry_version
 
     def _maintain(self, conn: psycopg.Connection[Any]) -> None:
         today = dt.datetime.now(dt.UTC).date()
@@ -183,7 +196,7 @@ class Pipeline:
         """Decode and evaluate; runs once per batch, whatever happens to the write."""
         # A replay usually follows a registry fix: it must see the registry as it is now.
         replaying = any(m.replay_of is not None for m in messages)
-        if replaying or time.monotonic() - self._registry_at > self.registry_refresh_s:
+        if replaying or self._registry_changed(conn):
             self.refresh_registry(conn)
         now_ms = int(time.time() * 1000)
         decoded = self.decoder.decode(messages, self.registry, now_ms)

@@ -37,6 +37,12 @@ def load_registry(conn: psycopg.Connection[Any]) -> Registry:
     )
 
 
+def registry_version(conn: psycopg.Connection[Any]) -> int:
+    """A number that changes whenever what load_registry reads changes (migration 0013)."""
+    row = conn.execute("SELECT version FROM registry_version").fetchone()
+    return int(row[0]) if row else 0
+
+
 def add_unit(
     conn: psycopg.Connection[Any],
     unit_id: str,
