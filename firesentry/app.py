@@ -20,6 +20,7 @@ import datetime as dt
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -411,6 +412,9 @@ class Engine:
 
     def start(self) -> None:
         """Start the consumer and the outbox worker; returns when both are running."""
+        # The outbox and the batch thread wait on sockets between short steps; with the MQTT
+        # thread busy, each step waited up to the default 5 ms for the GIL.
+        sys.setswitchinterval(0.001)
         self.consumer.start()
         ready = threading.Event()
         self._outbox_thread = threading.Thread(
