@@ -22,8 +22,8 @@ from alerts.types import Receiver
 from devices.catalog import EventKind
 from devices.registry import Device, Registry
 from rules.engine import Transition
-from store.alert_plan import AlertPlan, AlertRow, HistoryWrite, OutboxWrite
-from store.alerts import ContactRow
+from store.alert_plan import AlertPlan, HistoryWrite, OutboxWrite
+from store.alerts import AlertView, ContactRow
 from store.silences import SilenceRow, mutes
 
 _ADDRESS = {"sms": "phone", "email": "email"}
@@ -49,7 +49,7 @@ class Snapshot:
     """What a plan is made from, read in the transaction that writes it."""
 
     # The open (not closed) alert of each (device_num, rule_id) the batch touches.
-    alerts: Mapping[Key, AlertRow] = field(default_factory=dict)
+    alerts: Mapping[Key, AlertView] = field(default_factory=dict)
     # Ids reserved for the alerts the batch opens (one per key without an open alert).
     new_ids: Sequence[int] = ()
     # Silences active now that may apply, and those that muted these alerts earlier.
@@ -145,7 +145,7 @@ class _Planner:
         self.now = now
         self.local = now.astimezone(ZoneInfo(opts.routing.timezone))
         self.group_wait = dt.timedelta(seconds=opts.routing.group_wait_s)
-        self.rows: dict[Key, AlertRow] = dict(snap.alerts)
+        self.rows: dict[Key, AlertView] = dict(snap.alerts)
         self.new: dict[Key, None] = {}  # insertion-ordered set of keys opened by this plan
         self.touched: dict[Key, None] = {}
         self.ids = iter(snap.new_ids)
@@ -155,23 +155,23 @@ class _Planner:
     # --- helpers ---
 
     def _history(
-        self, row: AlertRow, kind: str, value: float | None = None, comment: str = ""
+        self, row: AlertView, kind: str, value: float | None = None, comment: str = ""
     ) -> None:
         self.out.plan.history.append(HistoryWrite(row.id, kind, value, comment))
 
-    def _set(self, key: Key, row: AlertRow) -> None:
+    def _set(self, key: Key, row: AlertView) -> None:
         self.rows[key] = row
         if key not in self.new:
             self.touched[key] = None
 
-    def _silence_for(self, row: AlertRow) -> SilenceRow | None:
+    def _silence_for(self, row: AlertView) -> SilenceRow | None:
         # Silences come longest-running first, as store.silences.active_or_named orders them.
         return next(
             (s for s in self.snap.silences if mutes(s, row.unit_id, row.device_id, row.rule_id)),
             None,
         )
 
-    def _webhooks(self, row: AlertRow, status: str, payload: dict[str, Any]) -> None:
+    def _webhooks(self, row: AlertView, status: str, payload: dict[str, Any]) -> None:
         for rc in self.opts.webhooks:
             if status == "resolved" and not rc.send_resolved:
                 continue
@@ -179,7 +179,7 @@ class _Planner:
 
     def _tiers(
         self,
-        row: AlertRow,
+        row: AlertView,
         tiers: Sequence[Tier],
         kind: str,
         payload: dict[str, Any],
@@ -276,7 +276,7 @@ class _Planner:
             )
             return
         if row is None:
-            row = AlertRow(
+            row = AlertView(
                 id=next(self.ids),
                 device_num=tr.device_num,
                 unit_id=device.unit_id,
@@ -340,7 +340,7 @@ class _Planner:
             )
         )
 
-    def _opened(self, row: AlertRow, payload: dict[str, Any]) -> AlertRow:
+    def _opened(self, row: AlertView, payload: dict[str, Any]) -> AlertView:
         """A new (or re-firing) alert: tell tier 0 and schedule the escalation; when a silence
         covers it, tell only the control room (critical alerts, marked) or nobody."""
         silence = self._silence_for(row)
@@ -361,8 +361,8 @@ class _Planner:
         )
 
     def _opened_silenced(
-        self, row: AlertRow, route: Route | None, silence: SilenceRow, payload: dict[str, Any]
-    ) -> AlertRow:
+        self, row: AlertView, route: Route | None, silence: SilenceRow, payload: dict[str, Any]
+    ) -> AlertView:
         # The engine looks again when the silence ends (to tell those it muted), or earlier
         # for the control room's next step of a critical alert.
         next_at: dt.datetime | None = silence.ends_at
@@ -393,7 +393,7 @@ class _Planner:
             next_escalation_at=next_at,
         )
 
-    def _cleared(self, row: AlertRow, payload: dict[str, Any]) -> None:
+    def _cleared(self, row: AlertView, payload: dict[str, Any]) -> None:
         """The condition cleared: tell the receivers and everyone who was told it fired."""
         audience: Audience = "all"
         if row.silenced_by is not None:
@@ -412,7 +412,7 @@ class _Planner:
 
     # --- escalations ---
 
-    def escalate(self, row: AlertRow) -> None:
+    def escalate(self, row: AlertView) -> None:
         """Next tier, or a reminder to everyone told so far; then schedule the step after.
 
         While a silence covers the alert only the control room is told (critical alerts); once
@@ -478,7 +478,7 @@ class _Planner:
             )
         )
 
-    def _unmuted(self, key: Key, row: AlertRow, route: Route | None, critical: bool) -> None:
+    def _unmuted(self, key: Key, row: AlertView, route: Route | None, critical: bool) -> None:
         """The silence of an alert still firing ended: tell those it muted (for a critical
         alert, everyone but the control room, which heard of it), then go on escalating."""
         self._history(row, "unsilenced", comment=f"silence {row.silenced_by} ended")
@@ -524,7 +524,7 @@ def plan_transitions(
 
 
 def plan_escalations(
-    rows: Sequence[AlertRow], snap: Snapshot, opts: DispatchOptions, now: dt.datetime
+    rows: Sequence[AlertView], snap: Snapshot, opts: DispatchOptions, now: dt.datetime
 ) -> Planned:
     """Escalate, remind, mute or unmute each due alert."""
     p = _Planner(opts, snap, now)

@@ -10,9 +10,11 @@ Version 2 replaced version 1's two shapes (webhooks said `at` without `state`, e
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from store.alerts import AlertView
 
 NOTICE_VERSION = "2"
 Severity = Literal["critical", "major", "warning", "info"]
@@ -77,14 +79,14 @@ class AlertObject(_Frozen):
     @classmethod
     def of(
         cls,
-        a: AlertLike,
+        a: AlertView,
         *,
         at: dt.datetime | None = None,
         message: tuple[str, str] | None = None,
         value: float | Literal["row"] | None = "row",
         threshold: float | Literal["row"] | None = "row",
     ) -> AlertObject:
-        """From a store row or view; a notice may report its own time, text, value, threshold."""
+        """From the store's row; a notice may report its own time, text, value, threshold."""
         en, zh = message if message is not None else (a.message_en, a.message_zh)
         return cls(
             id=a.id,
@@ -130,61 +132,6 @@ class AlertNotice(_Frozen):
         description="webhooks: the notification's key (also the Idempotency-Key header); a "
         "receiver that has seen it already has this notice",
     )
-
-
-class AlertLike(Protocol):
-    """What AlertObject.of reads: store.alerts.AlertView and store.alert_plan.AlertRow."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def rule_id(self) -> str: ...
-    @property
-    def severity(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def device_id(self) -> str: ...
-    @property
-    def device_type(self) -> str: ...
-    @property
-    def unit_id(self) -> str: ...
-    @property
-    def unit_name(self) -> str: ...
-    @property
-    def district(self) -> str: ...
-    @property
-    def metric(self) -> str | None: ...
-    @property
-    def value(self) -> float | None: ...
-    @property
-    def threshold(self) -> float | None: ...
-    @property
-    def opened_at(self) -> dt.datetime: ...
-    @property
-    def last_seen_at(self) -> dt.datetime: ...
-    @property
-    def count(self) -> int: ...
-    @property
-    def message_en(self) -> str: ...
-    @property
-    def message_zh(self) -> str: ...
-    @property
-    def needs_verification(self) -> bool: ...
-    @property
-    def silenced_by(self) -> int | None: ...
-    @property
-    def acknowledged_at(self) -> dt.datetime | None: ...
-    @property
-    def cleared_at(self) -> dt.datetime | None: ...
-    @property
-    def closed_at(self) -> dt.datetime | None: ...
-    @property
-    def verification(self) -> str | None: ...
-    @property
-    def false_alarm_cause(self) -> str | None: ...
-    @property
-    def escalation_tier(self) -> int: ...
 
 
 def notice(status: str, kind: str, alert: AlertObject) -> dict[str, Any]:

@@ -17,45 +17,8 @@ import msgspec
 import psycopg
 from psycopg import errors
 
-from store.alerts import ContactRow
+from store.alerts import _ALERT_VIEW, AlertView, ContactRow
 from store.channels import notify_outbox
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRow:
-    """One alert row as the planner reads and changes it (with its device's and unit's names)."""
-
-    id: int
-    device_num: int
-    unit_id: str
-    rule_id: str
-    severity: str
-    state: str
-    metric: str | None
-    threshold: float | None
-    first_value: float | None
-    value: float | None  # the column last_value
-    opened_at: dt.datetime
-    last_seen_at: dt.datetime
-    count: int
-    cleared_at: dt.datetime | None
-    message_en: str
-    message_zh: str
-    needs_verification: bool
-    route: str | None
-    escalation_tier: int
-    reminders_sent: int
-    silenced_by: int | None
-    next_escalation_at: dt.datetime | None
-    # Read only: the planner never changes these.
-    device_id: str
-    device_type: str
-    unit_name: str
-    district: str
-    acknowledged_at: dt.datetime | None = None
-    closed_at: dt.datetime | None = None
-    verification: str | None = None
-    false_alarm_cause: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +50,8 @@ class OutboxWrite:
 class AlertPlan:
     """Everything a batch changes: alert rows to insert or update, history, notifications."""
 
-    inserts: list[AlertRow] = field(default_factory=list)
-    updates: list[AlertRow] = field(default_factory=list)
+    inserts: list[AlertView] = field(default_factory=list)
+    updates: list[AlertView] = field(default_factory=list)
     history: list[HistoryWrite] = field(default_factory=list)
     outbox: list[OutboxWrite] = field(default_factory=list)
 
@@ -97,34 +60,26 @@ class AlertPlan:
         return not (self.inserts or self.updates or self.history or self.outbox)
 
 
-_ROW_SELECT = """
-SELECT a.id, a.device_num, a.unit_id, a.rule_id, a.severity, a.state, a.metric, a.threshold,
-       a.first_value, a.last_value, a.opened_at, a.last_seen_at, a.count, a.cleared_at,
-       a.message_en, a.message_zh, a.needs_verification, a.route, a.escalation_tier,
-       a.reminders_sent, a.silenced_by, a.next_escalation_at, d.id, d.type, u.name, u.district,
-       a.acknowledged_at, a.closed_at, a.verification, a.false_alarm_cause
-FROM alerts a JOIN devices d ON d.num = a.device_num JOIN units u ON u.id = a.unit_id
-"""
 _OPEN_ALERTS = (
     "WITH k AS (SELECT * FROM unnest(%s::int[], %s::text[]) AS k(num, rule)),"  # noqa: S608
     " locked AS (SELECT a.id FROM alerts a JOIN k ON a.device_num = k.num"
     " AND a.rule_id = k.rule WHERE a.state <> 'closed' FOR UPDATE OF a)"
-    f"{_ROW_SELECT} WHERE a.id IN (SELECT id FROM locked)"
+    f"{_ALERT_VIEW} WHERE a.id IN (SELECT id FROM locked)"
 )
 _DUE_ALERTS = (
     "WITH due AS (SELECT id FROM alerts WHERE next_escalation_at <= now() AND state = 'firing'"  # noqa: S608
     " ORDER BY next_escalation_at LIMIT %s FOR UPDATE SKIP LOCKED)"
-    f"{_ROW_SELECT} WHERE a.id IN (SELECT id FROM due) ORDER BY a.next_escalation_at"
+    f"{_ALERT_VIEW} WHERE a.id IN (SELECT id FROM due) ORDER BY a.next_escalation_at"
 )
 
 
-def _rows(cur: psycopg.Cursor[Any]) -> list[AlertRow]:
-    return [AlertRow(*r) for r in cur.fetchall()]
+def _rows(cur: psycopg.Cursor[Any]) -> list[AlertView]:
+    return [AlertView(*r) for r in cur.fetchall()]
 
 
 def open_alerts(
     conn: psycopg.Connection[Any], keys: Iterable[tuple[int, str]]
-) -> dict[tuple[int, str], AlertRow]:
+) -> dict[tuple[int, str], AlertView]:
     """The open (not closed) alert of each (device_num, rule_id), locked for this transaction."""
     nums, rules = [], []
     for num, rule in keys:
@@ -136,7 +91,7 @@ def open_alerts(
     return {(r.device_num, r.rule_id): r for r in _rows(cur)}
 
 
-def due_alerts(conn: psycopg.Connection[Any], limit: int = 100) -> list[AlertRow]:
+def due_alerts(conn: psycopg.Connection[Any], limit: int = 100) -> list[AlertView]:
     """Firing alerts whose next escalation or reminder is due, locked (others' locks skipped)."""
     cur = conn.execute(_DUE_ALERTS, (limit,))
     return _rows(cur)

@@ -85,46 +85,51 @@ def enqueue(
 
 
 _ALERT_VIEW = """
-SELECT a.id, a.rule_id, a.severity, d.id, d.type, a.unit_id, u.name, a.metric, a.last_value,
-       a.threshold, a.opened_at, a.count, a.message_en, a.message_zh, a.state, a.route,
-       a.escalation_tier, a.reminders_sent, u.district, a.needs_verification, a.silenced_by,
-       a.acknowledged_at, a.cleared_at, a.closed_at, a.verification, a.false_alarm_cause,
-       a.last_seen_at
+SELECT a.id, a.device_num, a.unit_id, a.rule_id, a.severity, a.state, a.metric, a.threshold,
+       a.first_value, a.last_value, a.opened_at, a.last_seen_at, a.count, a.cleared_at,
+       a.message_en, a.message_zh, a.needs_verification, a.route, a.escalation_tier,
+       a.reminders_sent, a.silenced_by, a.next_escalation_at, d.id, d.type, u.name, u.district,
+       a.acknowledged_at, a.closed_at, a.verification, a.false_alarm_cause
 FROM alerts a JOIN devices d ON d.num = a.device_num JOIN units u ON u.id = a.unit_id
 """
 
 
 @dataclass(frozen=True, slots=True)
 class AlertView:
-    """An alert as notifications, escalation and operators see it."""
+    """An alert row with its device's id and type and its unit's name and district: what the
+    planner reads and changes, and what notifications, escalation and operators see."""
 
     id: int
+    device_num: int
+    unit_id: str
     rule_id: str
     severity: str
-    device_id: str
-    device_type: str
-    unit_id: str
-    unit_name: str
+    state: str
     metric: str | None
-    value: float | None
     threshold: float | None
+    first_value: float | None
+    value: float | None  # the column last_value
     opened_at: dt.datetime
+    last_seen_at: dt.datetime
     count: int
+    cleared_at: dt.datetime | None
     message_en: str
     message_zh: str
-    state: str
+    needs_verification: bool
     route: str | None
     escalation_tier: int
     reminders_sent: int
-    district: str
-    needs_verification: bool
     silenced_by: int | None
-    acknowledged_at: dt.datetime | None
-    cleared_at: dt.datetime | None
-    closed_at: dt.datetime | None
-    verification: str | None
-    false_alarm_cause: str | None
-    last_seen_at: dt.datetime
+    next_escalation_at: dt.datetime | None
+    # Read only: the planner never changes these (joined, or set by operators).
+    device_id: str
+    device_type: str
+    unit_name: str
+    district: str
+    acknowledged_at: dt.datetime | None = None
+    closed_at: dt.datetime | None = None
+    verification: str | None = None
+    false_alarm_cause: str | None = None
 
 
 def get_alert(conn: psycopg.Connection[Any], alert_id: int) -> AlertView | None:

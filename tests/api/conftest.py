@@ -20,6 +20,7 @@ from devices.catalog import METRIC_BY_NAME, DeviceType
 from firesentry.embedded import Endpoints
 from rules.loader import load_rules
 from store import alert_plan
+from store import alerts as store_alerts
 from store import registry as reg
 from store import tokens as store_tokens
 from store.partitions import PartitionManager
@@ -49,7 +50,7 @@ def open_alert(
 ) -> int:
     """Open an alert as the engine does (row + history line) and return its id."""
     (alert_id,) = alert_plan.reserve_ids(conn, 1)
-    row = alert_plan.AlertRow(
+    row = store_alerts.AlertView(
         alert_id,
         device_num,
         unit_id,

@@ -25,8 +25,7 @@ from devices.catalog import DeviceType
 from devices.registry import Device, Registry
 from rules.engine import Transition
 from rules.loader import load_rules
-from store.alert_plan import AlertRow
-from store.alerts import ContactRow
+from store.alerts import AlertView, ContactRow
 from store.silences import SilenceRow
 
 RULES = {r.id: r for r in load_rules(None).rules}
@@ -89,7 +88,7 @@ def _tr(rule_id: str, device: Device, opened: bool = True, value: float = 420.0)
 def _plan(
     trs: list[Transition],
     *,
-    alerts: dict[tuple[int, str], AlertRow] | None = None,
+    alerts: dict[tuple[int, str], AlertView] | None = None,
     silences: tuple[SilenceRow, ...] = (),
     contacts: dict[str, list[ContactRow]] | None = None,
     now: dt.datetime = NOON,
@@ -332,13 +331,13 @@ def test_every_notice_has_the_one_documented_shape() -> None:
     assert firing.needs_verification and firing.value is None and firing.opened_at == NOON
 
 
-def _firing(rule_id: str, device: Device, **changes: Any) -> AlertRow:
+def _firing(rule_id: str, device: Device, **changes: Any) -> AlertView:
     row = _plan([_tr(rule_id, device)]).plan.inserts[0]
     return replace(row, **changes)
 
 
 def _escalate(
-    row: AlertRow, silences: tuple[SilenceRow, ...] = (), now: dt.datetime = NOON
+    row: AlertView, silences: tuple[SilenceRow, ...] = (), now: dt.datetime = NOON
 ) -> Planned:
     snap = Snapshot({(row.device_num, row.rule_id): row}, (), silences, CONTACTS)
     return plan_escalations([row], snap, OPTS, now)
