@@ -1,7 +1,7 @@
 """The outbox's decisions, without I/O: which claimed rows go out as one message, and when a
 party's rate limit holds them back.
 
-Rows waiting for the same party (and unit) share a group_key (see alerts/dispatch.py); the
+Rows waiting for the same party (and unit) share a group_key (see alerts/planner.py); the
 outbox claims them together and sends them as one message. A channel's rate limit allows at
 most N messages per party per window; what a party is sent beyond that waits until the oldest
 message of the window ages out, and then goes out merged with whatever else has piled up.

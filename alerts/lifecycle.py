@@ -8,19 +8,27 @@ the number of alerts it opens or the parties they reach.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import structlog
 
-from alerts.dispatch import Dispatcher
-from alerts.planner import Planned, Snapshot, keys_of, new_alerts_needed, plan_transitions
+from alerts.planner import (
+    DispatchOptions,
+    Key,
+    Planned,
+    Snapshot,
+    keys_of,
+    new_alerts_needed,
+    plan_transitions,
+)
 from devices.registry import Registry
 from rules.engine import Transition
 from store import alert_plan
 from store import silences as store_silences
+from store.alerts import AlertView
 
 log = structlog.get_logger("alerts")
 
@@ -35,26 +43,35 @@ class Outcome:
     notifications: int = 0
 
 
-def read_snapshot(
+def snapshot_of(
     conn: psycopg.Connection[Any],
-    transitions: Sequence[Transition],
-    registry: Registry,
-    dispatcher: Dispatcher,
+    rows: dict[Key, AlertView],
+    new_ids: Sequence[int],
+    targets: Iterable[tuple[str, str, str]] = (),
+) -> Snapshot:
+    """The silences and contacts that planning for these alerts, and for alerts still to open
+    at these (unit, device, rule) targets, needs: two queries."""
+    every = {*targets, *((r.unit_id, r.device_id, r.rule_id) for r in rows.values())}
+    units = {unit for unit, _, _ in every}
+    silences = store_silences.active_or_named(
+        conn,
+        units,
+        {device for _, device, _ in every},
+        {rule for _, _, rule in every},
+        {r.silenced_by for r in rows.values() if r.silenced_by is not None},
+    )
+    return Snapshot(rows, new_ids, silences, alert_plan.contacts_of_units(conn, units))
+
+
+def read_snapshot(
+    conn: psycopg.Connection[Any], transitions: Sequence[Transition], registry: Registry
 ) -> Snapshot:
     """What planning these transitions needs, in at most four queries."""
     keys = keys_of(transitions, registry)
     rows = alert_plan.open_alerts(conn, keys)
     ids = alert_plan.reserve_ids(conn, new_alerts_needed(transitions, registry, set(rows)))
-    devices = [registry.by_num[num] for num, _ in keys]
-    units = {d.unit_id for d in devices} | {r.unit_id for r in rows.values()}
-    silences = store_silences.active_or_named(
-        conn,
-        units,
-        {d.id for d in devices},
-        {rule for _, rule in keys},
-        {r.silenced_by for r in rows.values() if r.silenced_by is not None},
-    )
-    return Snapshot(rows, ids, silences, dispatcher.contacts(conn, units))
+    devices = ((registry.by_num[num], rule) for num, rule in keys)
+    return snapshot_of(conn, rows, ids, ((d.unit_id, d.id, rule) for d, rule in devices))
 
 
 def write_planned(conn: psycopg.Connection[Any], planned: Planned) -> None:
@@ -68,14 +85,12 @@ def apply_transitions(
     conn: psycopg.Connection[Any],
     transitions: Sequence[Transition],
     registry: Registry,
-    dispatcher: Dispatcher,
+    opts: DispatchOptions,
 ) -> Outcome:
     """Record each transition on its alert and queue notifications for its parties."""
     if not transitions:
         return Outcome()
-    snap = read_snapshot(conn, transitions, registry, dispatcher)
-    planned = plan_transitions(
-        transitions, registry, snap, dispatcher.opts, dt.datetime.now(dt.UTC)
-    )
+    snap = read_snapshot(conn, transitions, registry)
+    planned = plan_transitions(transitions, registry, snap, opts, dt.datetime.now(dt.UTC))
     write_planned(conn, planned)
     return Outcome(planned.opened, planned.repeated, planned.cleared, planned.notifications)

@@ -31,8 +31,8 @@ import aiohttp
 import psycopg
 import structlog
 
-from alerts.dispatch import Dispatcher, DispatchOptions
 from alerts.outbox import OutboxOptions, OutboxWorker
+from alerts.planner import DispatchOptions
 from alerts.routing import RoutingError, load_routing
 from alerts.types import Receiver
 from devices.registry import Registry
@@ -181,15 +181,13 @@ class Engine:
                 "messages on them are not queued",
                 channels=sorted(unconfigured),
             )
-        dispatcher = Dispatcher(
-            DispatchOptions(routing, self.receivers, robot_channels(settings), person)
-        )
+        dispatch = DispatchOptions(routing, self.receivers, robot_channels(settings), person)
         empty = Registry.of([])
         self.pipeline = Pipeline(
             decoder,
             RuleEngine(rule_file, empty),
             empty,
-            dispatcher,
+            dispatch,
             registry_refresh_s=ing.registry_refresh_s,
             partitions_ahead_days=settings.storage.partitions_ahead_days,
             retention_days=settings.storage.retention_days,

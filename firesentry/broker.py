@@ -142,9 +142,7 @@ def worker_secret_file(folder: Path, user: str) -> Path:
     return folder / f"{user}.secret"
 
 
-def sync(
-    settings: Settings, out: Path | None = None, workers: Sequence[str] = ()
-) -> SyncResult:
+def sync(settings: Settings, out: Path | None = None, workers: Sequence[str] = ()) -> SyncResult:
     """Write the broker's auth files from the registry; reload the private broker if it is ours.
 
     With out, the files go to that folder for an external broker (and ingest's generated password

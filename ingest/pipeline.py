@@ -11,9 +11,9 @@ import numpy as np
 import psycopg
 import structlog
 
-from alerts.dispatch import Dispatcher
 from alerts.escalation import run_escalations
 from alerts.lifecycle import Outcome, apply_transitions
+from alerts.planner import DispatchOptions
 from devices.registry import Registry
 from ingest.decode import BatchDecoder, Decoded, RawMessage, rejection
 from rules.engine import RuleEngine, StateRow, Transition
@@ -80,7 +80,7 @@ class Pipeline:
         decoder: BatchDecoder,
         engine: RuleEngine,
         registry: Registry,
-        dispatcher: Dispatcher,
+        dispatch: DispatchOptions,
         *,
         registry_refresh_s: float = 10.0,
         partitions_ahead_days: int = 3,
@@ -91,7 +91,7 @@ class Pipeline:
         self.decoder = decoder
         self.engine = engine
         self.registry = registry
-        self.dispatcher = dispatcher
+        self.dispatch = dispatch
         self.writer = TelemetryWriter()
         self.partitions = PartitionManager()
         self.partitioned: bool | None = None
@@ -152,7 +152,7 @@ class Pipeline:
         if now - self._silence_checked_at < self.silence_check_s and not self._pending_silence:
             return None
         self._silence_checked_at = now
-        run_escalations(conn, self.dispatcher)
+        run_escalations(conn, self.dispatch)
         # Transitions of a failed write are kept and written first next time: never lost.
         self._pending_silence += self.engine.check_silence(int(time.time() * 1000))
         self._pending_state += self.engine.take_dirty()
@@ -160,7 +160,7 @@ class Pipeline:
             return None
         with conn.transaction():
             store_state.save(conn, [_state_tuple(r) for r in self._pending_state])
-            out = apply_transitions(conn, self._pending_silence, self.registry, self.dispatcher)
+            out = apply_transitions(conn, self._pending_silence, self.registry, self.dispatch)
         self._pending_silence, self._pending_state = [], []
         instruments.ALERTS_OPENED.inc(out.opened)
         return out
@@ -287,7 +287,7 @@ class Pipeline:
                 flushed = True
             else:
                 flushed = False
-            res.alerts = apply_transitions(conn, p.transitions, p.registry, self.dispatcher)
+            res.alerts = apply_transitions(conn, p.transitions, p.registry, self.dispatch)
             store_state.save(conn, [_state_tuple(r) for r in p.state])
         self.engine.commit()
         instruments.batch_committed(res.messages, d.rejections, res.alerts.opened)

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 import yaml
 
-from alerts.dispatch import Dispatcher, DispatchOptions
 from alerts.escalation import run_escalations
 from alerts.lifecycle import apply_transitions
+from alerts.planner import DispatchOptions
 from alerts.routing import RoutingFile
 from alerts.silences import SilenceRequest, covers_critical, create_silence
 from alerts.types import Receiver
@@ -56,9 +56,9 @@ def conn(db: Endpoints) -> Iterator[psycopg.Connection[Any]]:
 
 
 @pytest.fixture()
-def dispatcher() -> Dispatcher:
+def dispatcher() -> DispatchOptions:
     """Routing above and one control-room webhook."""
-    return Dispatcher(DispatchOptions(ROUTING, [Receiver("cr", "webhook")]))
+    return DispatchOptions(ROUTING, [Receiver("cr", "webhook")])
 
 
 def _silence(conn: psycopg.Connection[Any], minutes: int = 60) -> int:
@@ -67,7 +67,11 @@ def _silence(conn: psycopg.Connection[Any], minutes: int = 60) -> int:
 
 
 def _transition(
-    conn: psycopg.Connection[Any], dispatcher: Dispatcher, rule_id: str, device: str, opened: bool
+    conn: psycopg.Connection[Any],
+    dispatcher: DispatchOptions,
+    rule_id: str,
+    device: str,
+    opened: bool,
 ) -> None:
     registry = reg.load_registry(conn)
     rule = next(r for r in RULES.rules if r.id == rule_id)
@@ -85,13 +89,13 @@ def _rows(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
-def _escalate_now(conn: psycopg.Connection[Any], dispatcher: Dispatcher) -> int:
+def _escalate_now(conn: psycopg.Connection[Any], dispatcher: DispatchOptions) -> int:
     conn.execute("UPDATE alerts SET next_escalation_at = now() WHERE state = 'firing'")
     return run_escalations(conn, dispatcher)
 
 
 def test_a_silenced_fire_alarm_and_its_reminders_reach_only_the_control_room(
-    conn: psycopg.Connection[Any], dispatcher: Dispatcher
+    conn: psycopg.Connection[Any], dispatcher: DispatchOptions
 ) -> None:
     """Under a unit silence a fire alarm goes to the webhook and the control room's contact
     marked silenced (id and reason), reminders too, its clearing too; the manager hears none."""
@@ -116,7 +120,7 @@ def test_a_silenced_fire_alarm_and_its_reminders_reach_only_the_control_room(
 
 
 def test_a_silenced_major_alert_reaches_nobody_until_its_silence_ends(
-    conn: psycopg.Connection[Any], dispatcher: Dispatcher
+    conn: psycopg.Connection[Any], dispatcher: DispatchOptions
 ) -> None:
     """A major alert under a silence is told to nobody and looked at again when the silence
     ends; still firing then, it goes to the webhook and the manager, unmarked."""

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from psycopg import pq
 
-from alerts.dispatch import Dispatcher, DispatchOptions
 from alerts.escalation import run_escalations
 from alerts.lifecycle import apply_transitions
+from alerts.planner import DispatchOptions
 from alerts.routing import load_routing
 from alerts.types import Receiver
 from devices.catalog import DeviceType
@@ -59,7 +59,7 @@ def _fleet(conn: psycopg.Connection[Any], units: int, per_unit: int) -> None:
 
 
 def _open_all(
-    conn: psycopg.Connection[Any], dispatcher: Dispatcher, opened: bool
+    conn: psycopg.Connection[Any], dispatcher: DispatchOptions, opened: bool
 ) -> tuple[int, Any]:
     registry = reg.load_registry(conn)
     now = int(time.time() * 1000)
@@ -73,16 +73,16 @@ def _open_all(
 
 
 @pytest.fixture()
-def dispatcher() -> Dispatcher:
+def dispatcher() -> DispatchOptions:
     """The shipped routing (major: the manager at once, then up the chain) and two webhooks."""
-    return Dispatcher(
-        DispatchOptions(load_routing(None), [Receiver("cr", "webhook"), Receiver("ops", "webhook")])
+    return DispatchOptions(
+        load_routing(None), [Receiver("cr", "webhook"), Receiver("ops", "webhook")]
     )
 
 
 @pytest.mark.parametrize(("units", "per_unit"), [(1, 1), (50, 4)])
 def test_opening_alerts_takes_a_constant_number_of_statements(
-    db: Endpoints, dispatcher: Dispatcher, units: int, per_unit: int
+    db: Endpoints, dispatcher: DispatchOptions, units: int, per_unit: int
 ) -> None:
     """Opening 1 alert or 200 alerts for 50 units of 3 contacts each takes the same few
     statements, clearing them too, and every alert, history line and notification is written."""
