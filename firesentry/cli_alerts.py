@@ -15,6 +15,7 @@ from alerts.shape import sample_notice
 from alerts.silences import SilenceError, SilenceRequest, create_silence, end_silence
 from firesentry.config import Settings
 from rules.loader import RuleFileError, load_rules
+from store import alert_plan
 from store import alerts as store_alerts
 from store import channels as store_channels
 from store import contacts as store_contacts
@@ -227,7 +228,7 @@ def _notify_test(settings: Settings, args: argparse.Namespace) -> int:
         queued = []
         for channel, address in (("sms", contact.phone), ("email", contact.email)):
             if address and (args.channel is None or args.channel == channel):
-                store_alerts.enqueue(
+                alert_plan.enqueue(
                     conn,
                     None,
                     channel,

@@ -205,7 +205,32 @@ def write_plan(conn: psycopg.Connection[Any], plan: AlertPlan) -> None:
     if plan.history:
         conn.execute(_HISTORY, _columns(plan.history, _HISTORY_COLUMNS))
     if plan.outbox:
-        cols = _columns(plan.outbox, _OUTBOX_COLUMNS)
-        cols[3] = [msgspec.json.encode(p).decode() for p in cols[3]]
-        conn.execute(_OUTBOX, cols)
+        insert_outbox(conn, plan.outbox)
         notify_outbox(conn)
+
+
+def insert_outbox(conn: psycopg.Connection[Any], rows: Sequence[OutboxWrite]) -> None:
+    """Outbox rows in one statement; the caller wakes the worker (channels.notify_outbox)."""
+    cols = _columns(rows, _OUTBOX_COLUMNS)
+    cols[3] = [msgspec.json.encode(p).decode() for p in cols[3]]
+    conn.execute(_OUTBOX, cols)
+
+
+def enqueue(
+    conn: psycopg.Connection[Any],
+    alert_id: int | None,
+    channel: str,
+    receiver: str,
+    payload: dict[str, Any],
+    *,
+    kind: str = "firing",
+    contact_id: int | None = None,
+    locale: str = "zh-CN",
+    group_key: str | None = None,
+    not_before: dt.datetime | None = None,
+) -> None:
+    """One outbox row addressed to a party, in the caller's transaction."""
+    row = OutboxWrite(
+        alert_id, channel, receiver, payload, kind, contact_id, locale, group_key, not_before
+    )
+    insert_outbox(conn, [row])

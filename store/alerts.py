@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 
 def record_event(
@@ -48,40 +47,6 @@ class ContactRow:
     channels: tuple[str, ...]
     quiet_start: dt.time | None
     quiet_end: dt.time | None
-
-
-def enqueue(
-    conn: psycopg.Connection[Any],
-    alert_id: int | None,
-    channel: str,
-    receiver: str,
-    payload: dict[str, object],
-    *,
-    kind: str = "firing",
-    contact_id: int | None = None,
-    locale: str = "zh-CN",
-    group_key: str | None = None,
-    not_before: dt.datetime | None = None,
-) -> str:
-    """Write an outbox row addressed to a party in the caller's transaction; return its key."""
-    row = conn.execute(
-        "INSERT INTO notifications (alert_id, channel, receiver, payload, kind, contact_id, locale,"
-        " group_key, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))"
-        " RETURNING idempotency_key",
-        (
-            alert_id,
-            channel,
-            receiver,
-            Jsonb(payload),
-            kind,
-            contact_id,
-            locale,
-            group_key,
-            not_before,
-        ),
-    ).fetchone()
-    assert row is not None
-    return str(row[0])
 
 
 _ALERT_VIEW = """

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from api.app import build_app
 from devices.catalog import DeviceType
 from firesentry.embedded import Endpoints, free_port
-from store import alerts as store_alerts
+from store import alert_plan
 from store import registry as reg
 from tests.api.conftest import NOW, Seeded, add_readings, api_options, auth
 from tests.api.test_ops import report
@@ -95,7 +95,7 @@ async def test_phone_numbers_only_for_roles_that_dial_them(client: Client, seede
             conn, "Wang", "fire_safety_manager", unit_id="u1", phone="+8613812340001"
         )
         for channel, receiver in (("sms", "+8613812340001"), ("email", "wang.li@example.com")):
-            store_alerts.enqueue(
+            alert_plan.enqueue(
                 conn, seeded.alerts["fire"], channel, receiver, {"n": 1}, contact_id=cid
             )
         conn.execute(

@@ -19,8 +19,7 @@ from api.openapi import openapi_path
 from api.state import STATIC_DIR
 from firesentry.cli import main
 from firesentry.embedded import Endpoints, free_port
-from store import alerts as store_alerts
-from store import health
+from store import alert_plan, health
 from store.readonly import ensure_readonly_role
 from tests.api.conftest import Seeded, api_options, auth
 from tests.api.test_auth import _env
@@ -114,7 +113,7 @@ async def test_readyz_fails_when_the_outbox_falls_behind(client: Client, seeded:
     with psycopg.connect(seeded.dsn, autocommit=True) as conn:
         now = dt.datetime.now(dt.UTC)
         for due in (now - dt.timedelta(minutes=5), now + dt.timedelta(minutes=5)):
-            store_alerts.enqueue(conn, None, "webhook", "ops", {"n": 1}, not_before=due)
+            alert_plan.enqueue(conn, None, "webhook", "ops", {"n": 1}, not_before=due)
     status, body = await readiness(client, seeded.tokens["admin"])
     assert status == 503
     assert body["outbox"]["due"] == 1 and 295 < body["outbox"]["oldest_due_s"] < 400
@@ -187,7 +186,7 @@ async def test_metrics_report_engine_health_from_the_database(
             "UPDATE engine_health SET updated_at = now() - interval '1 minute'"
             " WHERE client_id = 'ingest-stale'"
         )
-        store_alerts.enqueue(
+        alert_plan.enqueue(
             conn,
             None,
             "webhook",

@@ -38,8 +38,7 @@ import pytest
 from devices.catalog import DeviceType
 from firesentry.embedded import Endpoints
 from simulators.services.webhook import WebhookReceiver
-from store import alerts as store_alerts
-from store import channels
+from store import alert_plan, channels
 from store import tokens as store_tokens
 from tests.e2e.test_crash import EngineProcess
 from tests.helpers import Publisher, scalar, wait_until
@@ -369,7 +368,7 @@ def test_outbox_delivers_within_2s_of_the_database_coming_back(
     def queue(n: int) -> None:
         # Straight to PostgreSQL, not through the link the engine uses.
         with psycopg.connect(db.dsn(), autocommit=True) as conn:
-            store_alerts.enqueue(conn, None, "webhook", "hook", {"n": n})
+            alert_plan.enqueue(conn, None, "webhook", "hook", {"n": n})
             channels.notify_outbox(conn)
 
     try:

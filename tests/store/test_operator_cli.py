@@ -67,3 +67,37 @@ def test_alerts_cli_ack_close_and_silence(
     with psycopg.connect(cli_env.dsn()) as conn:
         ends = conn.execute("SELECT ends_at - now() FROM silences").fetchone()[0]  # type: ignore[index]
     assert dt.timedelta(minutes=119) < ends <= dt.timedelta(hours=2)
+
+
+def test_notify_test_queues_a_version_2_notice_per_address(
+    cli_env: Endpoints, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`notify test` queues one row per address of the contact (or the channel asked for),
+    each a valid version-2 notice in the contact's locale; an unknown contact is an error."""
+    from alerts.shape import AlertNotice
+
+    with psycopg.connect(cli_env.dsn(), autocommit=True) as conn:
+        conn.execute("INSERT INTO units (id, name) VALUES ('u8', 'Test Unit')")
+        cid = conn.execute(
+            "INSERT INTO contacts (name, role, unit_id, phone, email, locale)"
+            " VALUES ('Wang Fang', 'fire_safety_manager', 'u8', '+8613800000001',"
+            " 'wang@example.cn', 'zh-CN') RETURNING id"
+        ).fetchone()[0]  # type: ignore[index]
+    rc, out, _ = run(capsys, "notify", "test", "--contact", str(cid))
+    assert rc == 0 and "sms to +8613800000001" in out and "email to wang@example.cn" in out
+    rc, out, _ = run(capsys, "notify", "test", "--contact", str(cid), "--channel", "sms")
+    assert rc == 0 and "email" not in out
+    rc, out, _ = run(capsys, "notify", "test", "--contact", "999999")
+    assert rc == 1 and "no contact 999999" in out
+    with psycopg.connect(cli_env.dsn()) as conn:
+        rows = conn.execute(
+            "SELECT channel, locale, contact_id, payload FROM notifications ORDER BY id"
+        ).fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("sms", "zh-CN", cid),
+        ("email", "zh-CN", cid),
+        ("sms", "zh-CN", cid),
+    ]
+    body = AlertNotice.model_validate(rows[0][3])
+    assert (body.version, body.status, body.kind) == ("2", "test", "test")
+    assert body.alert.message.zh_CN == "测试消息：Wang Fang"
