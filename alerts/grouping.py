@@ -12,40 +12,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from alerts.templates import SEVERITY_ORDER, render
+from alerts.templates import render, severity_rank
 from alerts.types import Notification
-
-_SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITY_ORDER)}
-
-
-class Claimed(Protocol):
-    """A claimed outbox row, as the decisions read it (store.outbox.ClaimedRow is one)."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def alert_id(self) -> int | None: ...
-    @property
-    def channel(self) -> str: ...
-    @property
-    def receiver(self) -> str: ...
-    @property
-    def key(self) -> str: ...
-    @property
-    def payload(self) -> dict[str, Any]: ...
-    @property
-    def attempts(self) -> int: ...
-    @property
-    def group_key(self) -> str | None: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def locale(self) -> str: ...
-
-
-C = TypeVar("C", bound=Claimed)
+from store.outbox import ClaimedRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,20 +27,20 @@ class Outgoing:
     ids: tuple[int, ...]
 
 
-def group_keys(rows: Iterable[Claimed]) -> list[str]:
+def group_keys(rows: Iterable[ClaimedRow]) -> list[str]:
     """The distinct group keys of the rows, sorted; rows without one are alone anyway."""
     return sorted({r.group_key for r in rows if r.group_key})
 
 
-def group(rows: Iterable[C]) -> list[list[C]]:
+def group(rows: Iterable[ClaimedRow]) -> list[list[ClaimedRow]]:
     """The rows by group key (a row without one is a group of its own), in order of arrival."""
-    groups: dict[str, list[C]] = {}
+    groups: dict[str, list[ClaimedRow]] = {}
     for r in rows:
         groups.setdefault(r.group_key or f"#{r.id}", []).append(r)
     return list(groups.values())
 
 
-def exempt_from_rate_limit(members: Iterable[Claimed]) -> bool:
+def exempt_from_rate_limit(members: Iterable[ClaimedRow]) -> bool:
     """Tell whether a group goes out regardless of the rate limit: it holds a critical alert."""
     return any(m.payload.get("alert", {}).get("severity") == "critical" for m in members)
 
@@ -85,12 +56,10 @@ def held_until(
 
 def worst_severity(alerts: Sequence[Mapping[str, Any]]) -> str:
     """The most severe of the alerts' severities (unknown ones rank last; missing: info)."""
-    return min(
-        (str(a.get("severity", "info")) for a in alerts), key=lambda x: _SEVERITY_RANK.get(x, 99)
-    )
+    return min((str(a.get("severity", "info")) for a in alerts), key=severity_rank)
 
 
-def merge(members: Sequence[Claimed], tz: dt.tzinfo) -> Outgoing:
+def merge(members: Sequence[ClaimedRow], tz: dt.tzinfo) -> Outgoing:
     """One message for a group: the lead row's own payload for webhooks, rendered text else."""
     ordered = sorted(members, key=lambda m: m.id)
     lead = ordered[0]

@@ -110,14 +110,17 @@ def _when(alert: Mapping[str, Any]) -> dt.datetime | None:
     return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
 
 
+def severity_rank(severity: str) -> int:
+    """0 for critical up to 3 for info; an unknown severity ranks after every known one."""
+    return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else len(SEVERITY_ORDER)
+
+
 def worst_first(alerts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Alerts ordered by severity (critical > major > warning > info), then newest first."""
     oldest = dt.datetime.min.replace(tzinfo=dt.UTC)
 
     def key(a: Mapping[str, Any]) -> tuple[int, float]:
-        sev = str(a.get("severity"))
-        rank = SEVERITY_ORDER.index(sev) if sev in SEVERITY_ORDER else len(SEVERITY_ORDER)
-        return rank, -(_when(a) or oldest).timestamp()
+        return severity_rank(str(a.get("severity"))), -(_when(a) or oldest).timestamp()
 
     return sorted(alerts, key=key)
 
