@@ -57,14 +57,18 @@ _STATE = (
     "CASE WHEN s.ended_at IS NOT NULL THEN 'ended' WHEN now() >= s.ends_at THEN 'expired'"
     " WHEN now() < s.starts_at THEN 'pending' ELSE 'active' END"
 )
-_SELECT = f"""
+_MUTED = f"""ARRAY(SELECT a.id FROM alerts a WHERE a.silenced_by = s.id AND a.state <> 'closed'
+             ORDER BY a.id LIMIT {MAX_ALERT_IDS})"""  # noqa: S608 (constant text only)
+_COLUMNS = f"""
 SELECT s.id, s.unit_id, s.device_id, s.rule_id, s.starts_at, s.ends_at, s.author, s.reason,
        s.created_at, s.covers_critical, s.ended_at, s.ended_by, s.end_comment, {_STATE},
-       coalesce(s.unit_id, d.unit_id),
-       ARRAY(SELECT a.id FROM alerts a WHERE a.silenced_by = s.id AND a.state <> 'closed'
-             ORDER BY a.id LIMIT {MAX_ALERT_IDS})
+       coalesce(s.unit_id, d.unit_id), {{muted}}
 FROM silences s LEFT JOIN devices d ON d.id = s.device_id
 """  # noqa: S608 (constant text only)
+_SELECT = _COLUMNS.format(muted=_MUTED)
+# The engine plans with silences on every batch that changes an alert: it needs no list of
+# what they muted, and that list scans alerts (silenced_by has no index) once per silence.
+_SELECT_FOR_PLANNING = _COLUMNS.format(muted="ARRAY[]::bigint[]")
 _IN_SCOPE = "(%(scope)s::text[] IS NULL OR coalesce(s.unit_id, d.unit_id) = ANY(%(scope)s))"
 _ACTIVE = "s.ended_at IS NULL AND now() >= s.starts_at AND now() < s.ends_at"
 
@@ -156,9 +160,10 @@ def active_or_named(
     ids: Iterable[int],
 ) -> list[SilenceRow]:
     """Silences active now that may mute any of these units, devices and rules, and the silences
-    named by id (those that muted alerts earlier), longest-running first; state says which."""
+    named by id (those that muted alerts earlier), longest-running first; state says which.
+    For planning: their alert_ids are left empty."""
     rows = conn.execute(
-        _SELECT + f" WHERE ({_ACTIVE}"
+        _SELECT_FOR_PLANNING + f" WHERE ({_ACTIVE}"
         " AND (s.unit_id IS NULL OR s.unit_id = ANY(%(units)s))"
         " AND (s.device_id IS NULL OR s.device_id = ANY(%(devices)s))"
         " AND (s.rule_id IS NULL OR s.rule_id = ANY(%(rules)s))) OR s.id = ANY(%(ids)s)"
