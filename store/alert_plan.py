@@ -212,7 +212,12 @@ def write_plan(conn: psycopg.Connection[Any], plan: AlertPlan) -> None:
 def insert_outbox(conn: psycopg.Connection[Any], rows: Sequence[OutboxWrite]) -> None:
     """Outbox rows in one statement; the caller wakes the worker (channels.notify_outbox)."""
     cols = _columns(rows, _OUTBOX_COLUMNS)
-    cols[3] = [msgspec.json.encode(p).decode() for p in cols[3]]
+    # An alert's rows share one payload object (every party gets the same notice): encode once.
+    encoded: dict[int, str] = {}
+    cols[3] = [
+        encoded.get(id(p)) or encoded.setdefault(id(p), msgspec.json.encode(p).decode())
+        for p in cols[3]
+    ]
     conn.execute(_OUTBOX, cols)
 
 
