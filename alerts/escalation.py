@@ -18,7 +18,7 @@ def run_escalations(conn: psycopg.Connection[Any], opts: DispatchOptions) -> int
         rows = alert_plan.due_alerts(conn)
         if not rows:
             return 0
-        snap = snapshot_of(conn, {(r.device_num, r.rule_id): r for r in rows}, ())
+        snap = snapshot_of(conn, {(r.device_num, r.rule_id, r.point_key): r for r in rows}, ())
         planned = plan_escalations(rows, snap, opts, dt.datetime.now(dt.UTC))
         write_planned(conn, planned)
     return planned.notifications

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -20,6 +20,7 @@ from alerts.planner import (
     Key,
     Planned,
     Snapshot,
+    fire_alarm_units,
     keys_of,
     new_alerts_needed,
     plan_transitions,
@@ -66,12 +67,17 @@ def snapshot_of(
 def read_snapshot(
     conn: psycopg.Connection[Any], transitions: Sequence[Transition], registry: Registry
 ) -> Snapshot:
-    """What planning these transitions needs, in at most four queries."""
+    """What planning these transitions needs, in at most four queries (five when the batch
+    has fire alarms: their units' open fire alarms are counted)."""
     keys = keys_of(transitions, registry)
     rows = alert_plan.open_alerts(conn, keys)
     ids = alert_plan.reserve_ids(conn, new_alerts_needed(transitions, registry, set(rows)))
     devices = ((registry.by_num[num], rule) for num, rule in keys)
-    return snapshot_of(conn, rows, ids, ((d.unit_id, d.id, rule) for d, rule in devices))
+    snap = snapshot_of(conn, rows, ids, ((d.unit_id, d.id, rule) for d, rule in devices))
+    fire_units = fire_alarm_units(transitions, registry)
+    if fire_units:
+        snap = replace(snap, unit_fire_alarms=alert_plan.open_fire_alarms(conn, fire_units))
+    return snap
 
 
 def write_planned(conn: psycopg.Connection[Any], planned: Planned) -> None:

@@ -30,7 +30,8 @@ _ADDRESS = {"sms": "phone", "email": "email"}
 # Who a row goes to: everyone the tier names; only the control room (contacts with role
 # control_room, and the configured robots: the centre's group chats); or only the others.
 Audience = Literal["all", "control_room", "parties"]
-Key = tuple[int, str]
+# An alert's identity: (device_num, rule_id, point_key); see rules.engine.Point.
+Key = tuple[int, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ class DispatchOptions:
 class Snapshot:
     """What a plan is made from, read in the transaction that writes it."""
 
-    # The open (not closed) alert of each (device_num, rule_id) the batch touches.
+    # The open (not closed) alerts of each (device_num, rule_id) the batch touches, every point.
     alerts: Mapping[Key, AlertView] = field(default_factory=dict)
     # Ids reserved for the alerts the batch opens (one per key without an open alert).
     new_ids: Sequence[int] = ()
@@ -56,6 +57,8 @@ class Snapshot:
     silences: Sequence[SilenceRow] = ()
     # Contacts of each unit concerned (its own and its district's).
     contacts: Mapping[str, Sequence[ContactRow]] = field(default_factory=dict)
+    # Fire alarms open (firing or acknowledged) at each unit that the batch alarms in.
+    unit_fire_alarms: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +85,8 @@ class Planned:
         return len(self.plan.outbox)
 
 
-def keys_of(transitions: Sequence[Transition], registry: Registry) -> set[Key]:
-    """The (device_num, rule_id) keys whose open alerts a batch needs."""
+def keys_of(transitions: Sequence[Transition], registry: Registry) -> set[tuple[int, str]]:
+    """The (device_num, rule_id) pairs whose open alerts (every point) a batch needs."""
     return {(t.device_num, t.rule.id) for t in transitions if t.device_num in registry.by_num}
 
 
@@ -93,11 +96,50 @@ def new_alerts_needed(
     """How many alerts a batch opens: keys that breach and have no open alert yet."""
     return len(
         {
-            (t.device_num, t.rule.id)
+            (t.device_num, t.rule.id, t.point_key)
             for t in transitions
             if t.opened and t.device_num in registry.by_num
         }
         - open_keys
+    )
+
+
+def is_fire_alarm(tr: Transition) -> bool:
+    """A fire alarm: an alert to be verified as confirmed fire or false alarm when closed."""
+    return tr.rule.kind == "event" and tr.rule.event == EventKind.FIRE_ALARM
+
+
+def fire_alarm_units(transitions: Sequence[Transition], registry: Registry) -> set[str]:
+    """Units where the batch reports a fire alarm (their open fire alarms are counted)."""
+    return {
+        registry.by_num[t.device_num].unit_id
+        for t in transitions
+        if t.opened and is_fire_alarm(t) and t.device_num in registry.by_num
+    }
+
+
+def point_words(point: int | None, loop: int | None, text: str, locale: str) -> str:
+    """A detector as a message names it: the panel's text, else its loop and point."""
+    if text:
+        return text
+    if loop is None and point is None:
+        return ""
+    if locale == "en":
+        return " ".join(
+            x
+            for x in (
+                f"loop {loop}" if loop is not None else "",
+                f"point {point}" if point is not None else "",
+            )
+            if x
+        )
+    return "".join(
+        x
+        for x in (
+            f"{loop}回路" if loop is not None else "",
+            f"{point}号" if point is not None else "",
+        )
+        if x
     )
 
 
@@ -150,6 +192,7 @@ class _Planner:
         self.touched: dict[Key, None] = {}
         self.ids = iter(snap.new_ids)
         self.silence_by_id = {s.id: s for s in snap.silences}
+        self.fire_alarms = dict(snap.unit_fire_alarms)
         self.out = Planned()
 
     # --- helpers ---
@@ -243,9 +286,12 @@ class _Planner:
 
     def transition(self, tr: Transition, device: Device) -> None:
         rule = tr.rule
-        key = (tr.device_num, rule.id)
         at = dt.datetime.fromtimestamp(tr.ts_ms / 1000, dt.UTC)
         threshold = tr.threshold if tr.threshold == tr.threshold else None
+        point = tr.point
+        loop_no, point_no, point_text = (
+            (None, None, "") if point is None else (point.loop, point.point, point.text)
+        )
         values = {
             "device": device.id,
             "unit": device.unit_name or device.unit_id,
@@ -253,28 +299,31 @@ class _Planner:
             # "falling 0.4 MPa/min" reads better than a signed rate; the notice keeps the sign.
             "value": abs(tr.value) if rule.kind == "rate" else tr.value,
             "threshold": threshold if threshold is not None else 0.0,
+            "location": device.location,
+            "address": device.unit_address,
         }
-        message = (_fmt(rule.message.en, **values), _fmt(rule.message.zh_cn, **values))
+        where = (
+            point_words(point_no, loop_no, point_text, "en") or device.location,
+            point_words(point_no, loop_no, point_text, "zh-CN") or device.location,
+        )
+        message = (
+            _fmt(rule.message.en, **values, point=where[0]),
+            _fmt(rule.message.zh_cn, **values, point=where[1]),
+        )
         value = tr.value if rule.kind != "event" else None
-        row = self.rows.get(key)
         if not tr.opened:
-            if row is None or row.state not in ("firing", "acknowledged"):
-                return
-            row = replace(
-                row, state="resolved", cleared_at=at, value=tr.value, next_escalation_at=None
-            )
-            self._set(key, row)
-            self.out.cleared += 1
-            self._history(row, "cleared", value)
-            obj = AlertObject.of(row, at=at, message=message, value=value, threshold=threshold)
-            self._cleared(row, notice("resolved", "resolved", obj))
-            self.out.logs.append(
-                Logged(
-                    "alert cleared",
-                    {"alert_id": row.id, "rule_id": rule.id, "device_id": device.id},
-                )
-            )
+            if rule.kind == "event" and tr.point is None:
+                # The panel's reset clears every point of the device.
+                keys = [k for k in self.rows if k[0] == tr.device_num and k[1] == rule.id]
+            else:
+                keys = [(tr.device_num, rule.id, tr.point_key)]
+            for key in keys:
+                self._clear(key, tr, device, at, value, threshold)
             return
+        key = (tr.device_num, rule.id, tr.point_key)
+        row = self.rows.get(key)
+        if row is not None and rule.kind == "event" and at <= row.last_seen_at:
+            return  # the same event again (redelivered after a crash): already counted
         if row is None:
             row = AlertView(
                 id=next(self.ids),
@@ -293,16 +342,22 @@ class _Planner:
                 cleared_at=None,
                 message_en=message[0],
                 message_zh=message[1],
-                needs_verification=rule.kind == "event" and rule.event == EventKind.FIRE_ALARM,
+                needs_verification=is_fire_alarm(tr),
                 route=None,
                 escalation_tier=0,
                 reminders_sent=0,
                 silenced_by=None,
                 next_escalation_at=None,
+                point_key=tr.point_key,
+                loop=loop_no,
+                point=point_no,
+                point_text=point_text,
                 device_id=device.id,
                 device_type=str(device.type),
                 unit_name=device.unit_name,
                 district=device.district,
+                device_location=device.location,
+                unit_address=device.unit_address,
             )
             self.new[key] = None
             previous = None
@@ -320,12 +375,21 @@ class _Planner:
         self._set(key, row)
         if previous not in (None, "resolved"):
             self.out.repeated += 1
+            if rule.kind == "event":
+                # The panel reported the same point again: on the alert's record, not a page.
+                self._history(row, "repeated", value, comment=f"count {row.count}")
             return
         kind = "opened" if previous is None else "refired"
         self.out.opened += 1
         self._history(row, kind, value)
         obj = AlertObject.of(row, at=at, message=message, value=value, threshold=threshold)
-        self._set(key, self._opened(row, notice("firing", "firing", obj)))
+        alarms = None
+        if row.needs_verification:
+            alarms = self.fire_alarms.get(row.unit_id, 0) + 1
+            self.fire_alarms[row.unit_id] = alarms
+            if alarms > 1:
+                self._history(row, "spreading", comment=f"{alarms} detectors alarming at the unit")
+        self._set(key, self._opened(row, notice("firing", "firing", obj, alarms)))
         self.out.logs.append(
             Logged(
                 "alert opened",
@@ -333,10 +397,67 @@ class _Planner:
                     "alert_id": row.id,
                     "rule_id": rule.id,
                     "device_id": device.id,
+                    "point": tr.point_key or None,
                     "severity": str(rule.severity),
                     "value": value,
                     "kind": kind,
+                    "unit_fire_alarms": alarms,
                 },
+            )
+        )
+
+    def _resolved_text(self, tr: Transition, device: Device) -> tuple[str, str]:
+        """What a resolved notice says: the rule's `resolved` text, else that it is back to
+        normal (never the breach text: "53 mA, above the limit 300 mA" would be false)."""
+        rule = tr.rule
+        unit = device.unit_name or device.unit_id
+        threshold = tr.threshold if tr.threshold == tr.threshold else 0.0
+        values = {
+            "device": device.id,
+            "unit": unit,
+            "metric": rule.metric or "",
+            "value": abs(tr.value) if rule.kind == "rate" else tr.value,
+            "threshold": threshold,
+            "location": device.location,
+            "address": device.unit_address,
+            "point": device.location,
+        }
+        if rule.resolved is not None:
+            return (
+                _fmt(rule.resolved.en, **values),
+                _fmt(rule.resolved.zh_cn, **values),
+            )
+        return (
+            f"Back to normal: {rule.id} at {unit} ({device.id})",
+            f"已恢复正常：{rule.id}，{unit}（{device.id}）",
+        )
+
+    def _clear(
+        self,
+        key: Key,
+        tr: Transition,
+        device: Device,
+        at: dt.datetime,
+        value: float | None,
+        threshold: float | None,
+    ) -> None:
+        row = self.rows.get(key)
+        if row is None or row.state not in ("firing", "acknowledged"):
+            return
+        if row.needs_verification and row.state == "firing":
+            self.fire_alarms[row.unit_id] = max(0, self.fire_alarms.get(row.unit_id, 0) - 1)
+        row = replace(row, state="resolved", cleared_at=at, value=value, next_escalation_at=None)
+        self._set(key, row)
+        self.out.cleared += 1
+        self._history(row, "cleared", value)
+        obj = AlertObject.of(
+            row, at=at, message=self._resolved_text(tr, device), value=value, threshold=threshold
+        )
+        self._cleared(row, notice("resolved", "resolved", obj))
+        self.out.logs.append(
+            Logged(
+                "alert cleared",
+                {"alert_id": row.id, "rule_id": tr.rule.id, "device_id": device.id},
             )
         )
 
@@ -417,7 +538,7 @@ class _Planner:
 
         While a silence covers the alert only the control room is told (critical alerts); once
         it has ended, those it muted are told the alert that still fires."""
-        key = (row.device_num, row.rule_id)
+        key = (row.device_num, row.rule_id, row.point_key)
         route = self.opts.routing.route_named(row.route)
         silence = self._silence_for(row)
         critical = is_critical_alert(row.severity, row.needs_verification)

@@ -55,6 +55,11 @@ class AlertObject(_Frozen):
     unit_id: str
     unit_name: str
     district: str
+    unit_address: str = Field(description="the unit's street address")
+    device_location: str = Field(description="where the device is in the unit (registry)")
+    loop: int | None = Field(description="the panel's loop of the alarming point (UTD events)")
+    point: int | None = Field(description="the point (detector) on that loop")
+    point_text: str = Field(description="the panel's own text for the point, e.g. 3F east corridor")
     metric: str | None
     value: float | None = Field(description="the latest value (None for event rules)")
     threshold: float | None
@@ -98,6 +103,11 @@ class AlertObject(_Frozen):
             unit_id=a.unit_id,
             unit_name=a.unit_name,
             district=a.district,
+            unit_address=a.unit_address,
+            device_location=a.device_location,
+            loop=a.loop,
+            point=a.point,
+            point_text=a.point_text,
             metric=a.metric,
             value=a.value if value == "row" else value,
             threshold=a.threshold if threshold == "row" else threshold,
@@ -127,6 +137,11 @@ class AlertNotice(_Frozen):
     )
     kind: NoticeKind
     alert: AlertObject
+    unit_fire_alarms: int | None = Field(
+        default=None,
+        description="fire alarms: how many detectors of the unit were alarming (this one "
+        "included) when it opened; 2 or more means the fire is spreading",
+    )
     idempotency_key: str | None = Field(
         default=None,
         description="webhooks: the notification's key (also the Idempotency-Key header); a "
@@ -134,11 +149,23 @@ class AlertNotice(_Frozen):
     )
 
 
-def notice(status: str, kind: str, alert: AlertObject) -> dict[str, Any]:
+def notice(
+    status: str, kind: str, alert: AlertObject, unit_fire_alarms: int | None = None
+) -> dict[str, Any]:
     """A notification body as JSON-ready data."""
-    body = AlertNotice(status=status, kind=kind, alert=alert)  # type: ignore[arg-type]
+    body = AlertNotice(
+        status=status,  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]
+        alert=alert,
+        unit_fire_alarms=unit_fire_alarms,
+    )
     # The key is the outbox row's, added by the webhook channel when it sends.
-    return body.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+    exclude = (
+        {"idempotency_key"}
+        if unit_fire_alarms is not None
+        else {"idempotency_key", "unit_fire_alarms"}
+    )
+    return body.model_dump(mode="json", by_alias=True, exclude=exclude)
 
 
 def sample_notice(name: str, where: str, now: dt.datetime) -> dict[str, Any]:
@@ -153,6 +180,11 @@ def sample_notice(name: str, where: str, now: dt.datetime) -> dict[str, Any]:
         unit_id=where,
         unit_name=where,
         district="",
+        unit_address="",
+        device_location="",
+        loop=None,
+        point=None,
+        point_text="",
         metric=None,
         value=None,
         threshold=None,

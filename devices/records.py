@@ -36,6 +36,8 @@ def reserved_device_id(device_id: str) -> bool:
     """Whether an id is kept for the engine's own broker accounts."""
     low = device_id.lower()
     return low in RESERVED_DEVICE_IDS or low.startswith(RESERVED_DEVICE_PREFIXES)
+
+
 Text = Annotated[str, StringConstraints(max_length=500)]
 
 

@@ -20,6 +20,8 @@ class Device:
     heartbeat_s: int = 60
     unit_name: str = ""
     district: str = ""
+    location: str = ""  # where it is in the unit ("B1 pump room"), said in every message
+    unit_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)

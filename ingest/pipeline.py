@@ -16,8 +16,9 @@ from alerts.lifecycle import Outcome, apply_transitions
 from alerts.planner import DispatchOptions
 from devices.registry import Registry
 from ingest.decode import BatchDecoder, Decoded, RawMessage, rejection
-from rules.engine import RuleEngine, StateRow, Transition
+from rules.engine import Point, RuleEngine, StateRow, Transition
 from rules.model import RuleFile
+from store import alert_actions as store_actions
 from store import alerts as store_alerts
 from store import deadletters as store_deadletters
 from store import instruments
@@ -44,6 +45,7 @@ class Prepared:
     transitions: list[Transition]
     registry: Registry
     state: list[StateRow]
+    heard_ms: int = 0  # when the batch was received (decoded)
 
 
 @dataclass(slots=True)
@@ -104,11 +106,13 @@ class Pipeline:
         self._registry_version: int | None = None
         self._maintained_day: dt.date | None = None
         self._pending_seen: dict[int, int] = {}
+        self._pending_heard: dict[int, int] = {}  # when each pending last_seen was received
         self._seen_flushed_at = 0.0
         self.silence_check_s = silence_check_s
         self._silence_checked_at = time.monotonic()
         self._pending_silence: list[Transition] = []
         self._pending_state: list[StateRow] = []
+        self._action_cursor = 0  # the last operator action (alert_events id) the engine knows
 
     def start(self, conn: psycopg.Connection[Any]) -> None:
         """Learn partitions and restore rule state from alerts that are still open."""
@@ -119,6 +123,7 @@ class Pipeline:
             apply_timescale_retention(conn, self.retention_days)
         self._maintain(conn)
         self.engine.silence_from_ms = int(time.time() * 1000)
+        self._learn_actions(conn)
         rows = store_state.load(conn)
         loaded = self.engine.load_state(StateRow(*r) for r in rows)
         seen = store_state.device_last_seen(conn)
@@ -141,6 +146,16 @@ class Pipeline:
             backend="native" if self.partitioned else "timescale",
         )
 
+    def _learn_actions(self, conn: psycopg.Connection[Any]) -> None:
+        """Tell the engine of operators' resolves and closes since the last look (rules with
+        `rearm` only): an API in another process acted, the engine learns within one batch."""
+        if not self.engine.rearms:
+            return
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.engine.max_rearm_s)
+        for a in store_actions.operator_actions(conn, self._action_cursor, since):
+            self.engine.operator_closed(a.rule_id, a.device_num, int(a.at.timestamp() * 1000))
+            self._action_cursor = a.id
+
     def reload_rules(self, rule_file: RuleFile) -> None:
         """Swap in an engine for a new rule file, carrying state of the rules that remain."""
         self.engine = self.engine.reloaded(rule_file, self.registry)
@@ -153,6 +168,7 @@ class Pipeline:
             return None
         self._silence_checked_at = now
         run_escalations(conn, self.dispatch)
+        self.engine.rearm_due(int(time.time() * 1000))
         # Transitions of a failed write are kept and written first next time: never lost.
         self._pending_silence += self.engine.check_silence(int(time.time() * 1000))
         self._pending_state += self.engine.take_dirty()
@@ -207,6 +223,7 @@ class Pipeline:
             self.refresh_registry(conn)
             decoded = self.decoder.decode(messages, self.registry, now_ms)
         ev = decoded.events
+        self._learn_actions(conn)
         # Rule state moves now but counts only once write() commits; discard() undoes it.
         self.engine.begin()
         try:
@@ -218,6 +235,7 @@ class Pipeline:
                 np.fromiter((e.device_num for e in ev), np.int32, len(ev)),
                 np.fromiter((e.kind for e in ev), np.int16, len(ev)),
                 np.fromiter((e.ts_ms for e in ev), np.int64, len(ev)),
+                [Point(e.loop, e.point, e.text) for e in ev],
             )
             if decoded.last_seen:
                 # Heartbeats (telemetry with no metrics) are signs of life that evaluate() never
@@ -237,7 +255,9 @@ class Pipeline:
                 reason=r.reason,
                 detail=r.detail,
             )
-        return Prepared(messages, decoded, transitions, self.registry, self.engine.take_dirty())
+        return Prepared(
+            messages, decoded, transitions, self.registry, self.engine.take_dirty(), now_ms
+        )
 
     def discard(self, p: Prepared) -> None:
         """Forget a prepared batch that will not be written: rule state goes back to before it."""
@@ -254,6 +274,7 @@ class Pipeline:
         for num, ts in d.last_seen.items():
             if ts > self._pending_seen.get(num, 0):
                 self._pending_seen[num] = ts
+            self._pending_heard[num] = p.heard_ms
         res = BatchResult(messages=len(p.messages), readings=d.readings, rejected=len(d.rejections))
         self.writer.prepare(conn)
         with instruments.COMMIT_SECONDS.time(), conn.transaction():
@@ -283,7 +304,7 @@ class Pipeline:
                 store_registry.set_status(conn, d.statuses)
             now = time.monotonic()
             if self._pending_seen and now - self._seen_flushed_at >= self.last_seen_flush_s:
-                store_registry.touch_last_seen(conn, self._pending_seen)
+                store_registry.touch_last_seen(conn, self._pending_seen, self._pending_heard)
                 flushed = True
             else:
                 flushed = False
@@ -292,7 +313,7 @@ class Pipeline:
         self.engine.commit()
         instruments.batch_committed(res.messages, d.rejections, res.alerts.opened)
         if flushed:
-            self._pending_seen = {}
+            self._pending_seen, self._pending_heard = {}, {}
             self._seen_flushed_at = now
         duplicates = d.readings - res.inserted
         if duplicates:
@@ -335,8 +356,8 @@ class Pipeline:
         """Write pending last_seen times now (at shutdown)."""
         if self._pending_seen:
             with conn.transaction():
-                store_registry.touch_last_seen(conn, self._pending_seen)
-            self._pending_seen = {}
+                store_registry.touch_last_seen(conn, self._pending_seen, self._pending_heard)
+            self._pending_seen, self._pending_heard = {}, {}
 
 
 def _state_tuple(r: StateRow) -> store_state.Row:

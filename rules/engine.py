@@ -12,14 +12,20 @@ at a time):
   reading at least `for` seconds earlier; it clears as soon as the raw condition clears.
 - Rate rules compare a reading with the oldest reading of the device inside `window_s` before
   it (history carried across batches); with none there, the reading holds.
+- Event rules open on every event of their kind, one alert per alarming point: each event is
+  an `opened` transition naming its point (loop, point, the panel's text), so a second detector
+  or a later alarm after an operator closed the first is never swallowed; the planner decides
+  whether it opens an alert or repeats an open one. Their clear event (the panel's reset)
+  clears every point of the device. Events older than the last one evaluated are late.
 - Deadman rules open on a timer when a device has been silent longer than the threshold and
-  clear at its next reading or event.
+  clear at its next reading or event sent after the alert opened (a late, store-and-forward
+  reading from before the silence does not clear it).
 - Only transitions (opened, cleared) are emitted, oldest first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +42,28 @@ _PER_MS = {"second": 1000.0, "minute": 60_000.0}
 
 
 @dataclass(frozen=True, slots=True)
+class Point:
+    """Where on a panel an event happened: loop, point (detector) and the panel's text."""
+
+    loop: int | None
+    point: int | None
+    text: str = ""
+
+    @property
+    def key(self) -> str:
+        """The alert identity of the point ('' when the event names none: the whole device)."""
+        if self.loop is None and self.point is None:
+            return ""
+        return (
+            f"{'' if self.loop is None else self.loop}-{'' if self.point is None else self.point}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
-    """A change of a rule's condition for one device: opened (breach) or cleared."""
+    """A change of a rule's condition for one device: opened (breach) or cleared.
+
+    For event rules `point` names the alarming point; a clear with no point clears them all."""
 
     rule: Rule
     device_num: int
@@ -45,6 +71,12 @@ class Transition:
     value: float
     threshold: float
     opened: bool
+    point: Point | None = None
+
+    @property
+    def point_key(self) -> str:
+        """The point part of the alert's identity."""
+        return "" if self.point is None else self.point.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +199,8 @@ class RuleEngine:
         # Undo log of the evaluation in progress (None: not journaling); see begin().
         self._journal: list[_Undo] | None = None
         self._dirty_at_begin: list[tuple[int, npt.NDArray[np.int32]]] = []
+        # (rule index, device) → when an operator-resolved condition that still holds re-arms.
+        self._rearm: dict[tuple[int, int], int] = {}
         # Silence is counted from here at the earliest: after a restart the broker's backlog
         # must get a chance to arrive before a device is called silent.
         self.silence_from_ms = 0
@@ -314,6 +348,42 @@ class RuleEngine:
             int(self.last_ts[i, d]),
         )
 
+    # --- operator actions ---
+
+    @property
+    def rearms(self) -> bool:
+        """Whether any rule re-arms after an operator's resolve or close (rule `rearm`)."""
+        return any(r.rearm_s is not None for r in self.rules)
+
+    @property
+    def max_rearm_s(self) -> float:
+        """The longest re-arm time of any rule (0 without any)."""
+        return max((r.rearm_s or 0.0 for r in self.rules), default=0.0)
+
+    def operator_closed(self, rule_id: str, device_num: int, at_ms: int) -> None:
+        """An operator resolved or closed the alert of (rule, device): a rule with `rearm`
+        opens it again if the condition still holds rearm seconds later (see rearm_due)."""
+        i = self.index.get(rule_id)
+        if i is None or not 0 <= device_num < self._cap:
+            return
+        rearm_s = self.rules[i].rearm_s
+        if rearm_s is not None and self.active[i, device_num]:
+            self._rearm[(i, device_num)] = at_ms + int(rearm_s * 1000)
+
+    def rearm_due(self, now_ms: int) -> int:
+        """Re-arm conditions whose re-arm time has come and that still hold: the next breaching
+        reading (or, for deadman rules, the next silence check) opens the alert again."""
+        done = 0
+        for (i, d), at in list(self._rearm.items()):
+            if at > now_ms:
+                continue
+            del self._rearm[(i, d)]
+            if self.active[i, d]:
+                self.active[i, d] = False
+                self._dirty.append((i, np.array([d], np.int32)))
+                done += 1
+        return done
+
     def reloaded(self, rule_file: RuleFile, registry: Registry) -> RuleEngine:
         """Build an engine for a new rule file, carrying the state of rules that still exist."""
         new = RuleEngine(rule_file, registry)
@@ -328,6 +398,8 @@ class RuleEngine:
                 getattr(new, name)[j, :width] = getattr(self, name)[i, :width]
             if j in new._history and i in self._history:
                 new._history[j] = dict(self._history[i])
+            if r.rearm_s is not None:
+                new._rearm.update({(j, d): at for (k, d), at in self._rearm.items() if k == i})
         return new
 
     # --- evaluation ---
@@ -341,6 +413,7 @@ class RuleEngine:
         ev_dev: npt.NDArray[np.int32] | None = None,
         ev_kind: npt.NDArray[np.int16] | None = None,
         ev_ts: npt.NDArray[np.int64] | None = None,
+        ev_points: Sequence[Point | None] | None = None,
     ) -> list[Transition]:
         """Evaluate a batch of readings (and events) and return the transitions, oldest first."""
         out: list[Transition] = []
@@ -371,15 +444,56 @@ class RuleEngine:
                 wanted = [EVENT_KIND_IDS[r.event]]
                 if r.clear_event is not None:
                     wanted.append(EVENT_KIND_IDS[r.clear_event])
-                sel = np.isin(k_s, wanted)
-                if sel.any():
-                    self._run(i, d_s[sel], t_s[sel], k_s[sel].astype(np.float64), out)
+                sel = np.flatnonzero(np.isin(k_s, wanted))
+                if sel.size:
+                    self._run_events(i, d_s[sel], t_s[sel], k_s[sel], order[sel], ev_points, out)
         if self._deadman_rules:
             parts_d = [dev] + ([ev_dev] if has_events and ev_dev is not None else [])
             parts_t = [ts] + ([ev_ts] if has_events and ev_ts is not None else [])
             self._heard(np.concatenate(parts_d), np.concatenate(parts_t), out)
         out.sort(key=lambda tr: tr.ts_ms)
         return out
+
+    def _run_events(
+        self,
+        i: int,
+        d: npt.NDArray[np.int32],
+        t: npt.NDArray[np.int64],
+        k: npt.NDArray[np.int16],
+        src: npt.NDArray[np.intp],
+        points: Sequence[Point | None] | None,
+        out: list[Transition],
+    ) -> None:
+        """Every event of the rule's kind is a transition; the state keeps only order."""
+        # Another type's devices have NaN thresholds. An event older than the last evaluated
+        # one is late; one at the same time may be another point (two detectors in a second).
+        keep = ~np.isnan(self._a[i, d]) & (t >= self.last_ts[i, d])
+        if not keep.any():
+            return
+        d, t, k, src = d[keep], t[keep], k[keep], src[keep]
+        rule = self.rules[i]
+        assert rule.event is not None
+        opens = int(EVENT_KIND_IDS[rule.event])
+        groups = _Groups.of(d, t)
+        de = d[groups.gend]
+        self._remember(i, de)
+        seen: set[tuple[int, int, int, str]] = set()
+        for num, ts, kind, j in zip(d.tolist(), t.tolist(), k.tolist(), src.tolist(), strict=True):
+            point = points[j] if points is not None else None
+            pkey = "" if point is None else point.key
+            if (num, ts, kind, pkey) in seen:
+                continue  # the same event twice in one batch
+            seen.add((num, ts, kind, pkey))
+            opened = kind == opens
+            if not opened and not self.active[i, num]:
+                continue  # a reset with nothing of this rule alarming: nothing to clear
+            out.append(
+                Transition(rule, num, ts, float(kind), np.nan, opened, point if opened else None)
+            )
+            self.active[i, num] = opened
+            self.raw[i, num] = opened
+        self.last_ts[i, de] = t[groups.gend]
+        self._dirty.append((i, de))
 
     def _decide(
         self, i: int, d: npt.NDArray[np.int32], t: npt.NDArray[np.int64], v: npt.NDArray[np.float64]
@@ -565,18 +679,31 @@ class RuleEngine:
     def _heard(
         self, d: npt.NDArray[np.int32], t: npt.NDArray[np.int64], out: list[Transition]
     ) -> None:
-        """A device that speaks again clears its deadman alerts at its first message."""
+        """A device that speaks again clears its deadman alerts, at its first message sent
+        after the alert opened: replayed store-and-forward readings from before do not."""
         if d.size == 0:
             return
         order = np.lexsort((t, d))
         d, t = d[order], t[order]
         first = _group_starts(d)
-        fd, ft = d[first], t[first]
+        fd = d[first]
+        last = np.r_[np.flatnonzero(first)[1:] - 1, d.size - 1]
+        ld, lt = d[last], t[last]
         for i in self._deadman_rules:
-            was = self.active[i, fd] & ~np.isnan(self._a[i, fd])
+            # last_ts of a deadman rule is when its alert opened (check_silence).
+            was = self.active[i, ld] & ~np.isnan(self._a[i, ld]) & (lt > self.last_ts[i, ld])
             if was.any():
-                self._remember(i, fd[was])
-            for num, when in zip(fd[was].tolist(), ft[was].tolist(), strict=True):
+                self._remember(i, ld[was])
+            opened_at = self.last_ts[i]
+            for num, g0, g1 in zip(
+                ld[was].tolist(),
+                np.flatnonzero(first)[was].tolist(),
+                last[was].tolist(),
+                strict=True,
+            ):
+                # The first message of the group sent after the alert opened.
+                ts = t[g0 : g1 + 1]
+                when = int(ts[np.searchsorted(ts, opened_at[num], side="right")])
                 self.active[i, num] = False
                 self.raw[i, num] = False
                 self._dirty.append((i, np.array([num], np.int32)))
@@ -596,10 +723,14 @@ class RuleEngine:
             since = np.maximum(seen, self.silence_from_ms)
             silent = (seen > 0) & ~np.isnan(limit_ms) & ~self.active[i]
             silent &= (now_ms - since) > np.nan_to_num(limit_ms, nan=np.inf)
-            for num in np.flatnonzero(silent).tolist():
+            cols = np.flatnonzero(silent)
+            if cols.size:
+                self._remember(i, cols)
+            for num in cols.tolist():
                 self.active[i, num] = True
                 self.raw[i, num] = True
                 self.since[i, num] = int(seen[num])
+                self.last_ts[i, num] = now_ms  # messages sent before this do not clear it
                 self._dirty.append((i, np.array([num], np.int32)))
                 out.append(
                     Transition(

@@ -33,7 +33,9 @@ Threshold = float | AttributeThreshold
 
 
 class Messages(BaseModel):
-    """Message templates; placeholders: {device}, {unit}, {metric}, {value}, {threshold}."""
+    """Message templates; placeholders: {device}, {unit}, {metric}, {value}, {threshold},
+    {location} (the device's place in the unit), {address} (the unit's), {point} (the alarming
+    detector: the panel's text, or its loop and point; else the device's location)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -67,7 +69,23 @@ class Rule(BaseModel):
     event: EventKind | None = None
     clear_event: EventKind | None = EventKind.RESET
     severity: Severity
+    name: Messages | None = Field(
+        default=None, description="what operators call the rule, e.g. 火警 / Fire alarm"
+    )
     message: Messages
+    resolved: Messages | None = Field(
+        default=None,
+        description="the text when the condition clears ({value}: the reading that cleared "
+        "it); without it, a generic 'back to normal' text",
+    )
+    rearm_s: float | None = Field(
+        default=None,
+        gt=0,
+        alias="rearm",
+        description="after an operator resolves or closes the alert while the condition still "
+        "holds, open it again if it still holds this many seconds later (None: only after it "
+        "clears and breaches again); not for event rules, whose every event is seen",
+    )
 
     @property
     def for_ms(self) -> int:
@@ -85,6 +103,11 @@ class Rule(BaseModel):
         if self.device_type is None:
             raise ValueError(f"a {self.kind} rule needs 'device_type'")
         if self.kind == "event":
+            if self.rearm_s is not None:
+                raise ValueError(
+                    "an event rule takes no 'rearm': every event is seen, a later one after "
+                    "a close opens a new alert"
+                )
             if self.event is None:
                 raise ValueError("an event rule needs 'event' (an event kind)")
             if self.metric is not None:

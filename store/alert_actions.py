@@ -6,6 +6,8 @@ holds the transaction and records the alert_events entry.
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -61,3 +63,31 @@ def close(
         " acknowledged_by = coalesce(acknowledged_by, %s), updated_at = now() WHERE id = %s",
         (actor, verification, cause, actor, alert_id),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorAction:
+    """An operator's resolve or close, as the rule engine learns of it."""
+
+    id: int
+    rule_id: str
+    device_num: int
+    point_key: str
+    kind: str
+    at: dt.datetime
+
+
+_ACTIONS = (
+    "SELECT e.id, a.rule_id, a.device_num, a.point_key, e.kind, e.at FROM alert_events e"
+    " JOIN alerts a ON a.id = e.alert_id WHERE e.id > %s AND e.at > %s"
+    " AND e.kind IN ('resolved', 'closed') AND e.actor <> 'engine' ORDER BY e.id LIMIT 1000"
+)
+
+
+def operator_actions(
+    conn: psycopg.Connection[Any], after_id: int, since: dt.datetime
+) -> list[OperatorAction]:
+    """Resolves and closes by people (not the engine) after history id `after_id`, at most
+    1000, oldest first; `since` bounds the first look after a start."""
+    rows = conn.execute(_ACTIONS, (after_id, since)).fetchall()
+    return [OperatorAction(int(r[0]), r[1], int(r[2]), r[3], r[4], r[5]) for r in rows]

@@ -79,8 +79,9 @@ def _rows(cur: psycopg.Cursor[Any]) -> list[AlertView]:
 
 def open_alerts(
     conn: psycopg.Connection[Any], keys: Iterable[tuple[int, str]]
-) -> dict[tuple[int, str], AlertView]:
-    """The open (not closed) alert of each (device_num, rule_id), locked for this transaction."""
+) -> dict[tuple[int, str, str], AlertView]:
+    """The open (not closed) alerts of each (device_num, rule_id), every point, locked for this
+    transaction; by (device_num, rule_id, point_key)."""
     nums, rules = [], []
     for num, rule in keys:
         nums.append(num)
@@ -88,7 +89,20 @@ def open_alerts(
     if not nums:
         return {}
     cur = conn.execute(_OPEN_ALERTS, (nums, rules))
-    return {(r.device_num, r.rule_id): r for r in _rows(cur)}
+    return {(r.device_num, r.rule_id, r.point_key): r for r in _rows(cur)}
+
+
+def open_fire_alarms(conn: psycopg.Connection[Any], unit_ids: Iterable[str]) -> dict[str, int]:
+    """How many fire alarms are open (firing or acknowledged, not cleared) at each unit."""
+    units = sorted(set(unit_ids))
+    if not units:
+        return {}
+    rows = conn.execute(
+        "SELECT unit_id, count(*) FROM alerts WHERE unit_id = ANY(%s) AND needs_verification"
+        " AND state IN ('firing', 'acknowledged') GROUP BY unit_id",
+        (units,),
+    ).fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
 
 
 def due_alerts(conn: psycopg.Connection[Any], limit: int = 100) -> list[AlertView]:
@@ -133,14 +147,15 @@ _INSERT = """
 INSERT INTO alerts (id, device_num, unit_id, rule_id, severity, state, metric, threshold,
                     first_value, last_value, opened_at, last_seen_at, count, cleared_at,
                     message_en, message_zh, needs_verification, route, escalation_tier,
-                    reminders_sent, silenced_by, next_escalation_at)
+                    reminders_sent, silenced_by, next_escalation_at, point_key, loop, point,
+                    point_text)
 OVERRIDING SYSTEM VALUE
 SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[],
                      %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::timestamptz[],
                      %s::timestamptz[], %s::int[], %s::timestamptz[], %s::text[], %s::text[],
                      %s::bool[], %s::text[], %s::int[], %s::int[], %s::bigint[],
-                     %s::timestamptz[])
-ON CONFLICT (device_num, rule_id) WHERE state <> 'closed' DO NOTHING
+                     %s::timestamptz[], %s::text[], %s::int[], %s::int[], %s::text[])
+ON CONFLICT (device_num, rule_id, point_key) WHERE state <> 'closed' DO NOTHING
 RETURNING id
 """
 
@@ -178,7 +193,7 @@ _INSERT_COLUMNS = (
     "id", "device_num", "unit_id", "rule_id", "severity", "state", "metric", "threshold",
     "first_value", "value", "opened_at", "last_seen_at", "count", "cleared_at", "message_en",
     "message_zh", "needs_verification", "route", "escalation_tier", "reminders_sent",
-    "silenced_by", "next_escalation_at",
+    "silenced_by", "next_escalation_at", "point_key", "loop", "point", "point_text",
 )  # fmt: skip
 _UPDATE_COLUMNS = (
     "id", "state", "value", "last_seen_at", "count", "cleared_at", "route", "escalation_tier",

@@ -53,7 +53,8 @@ _ALERT_VIEW = """
 SELECT a.id, a.device_num, a.unit_id, a.rule_id, a.severity, a.state, a.metric, a.threshold,
        a.first_value, a.last_value, a.opened_at, a.last_seen_at, a.count, a.cleared_at,
        a.message_en, a.message_zh, a.needs_verification, a.route, a.escalation_tier,
-       a.reminders_sent, a.silenced_by, a.next_escalation_at, d.id, d.type, u.name, u.district,
+       a.reminders_sent, a.silenced_by, a.next_escalation_at, a.point_key, a.loop, a.point,
+       a.point_text, d.id, d.type, u.name, u.district, d.location, u.address,
        a.acknowledged_at, a.closed_at, a.verification, a.false_alarm_cause
 FROM alerts a JOIN devices d ON d.num = a.device_num JOIN units u ON u.id = a.unit_id
 """
@@ -86,11 +87,19 @@ class AlertView:
     reminders_sent: int
     silenced_by: int | None
     next_escalation_at: dt.datetime | None
+    # Which detector of a panel alarms ('<loop>-<point>'; '' for the whole device) and the
+    # panel's own words for it ("3F east corridor smoke detector").
+    point_key: str
+    loop: int | None
+    point: int | None
+    point_text: str
     # Read only: the planner never changes these (joined, or set by operators).
     device_id: str
     device_type: str
     unit_name: str
     district: str
+    device_location: str
+    unit_address: str
     acknowledged_at: dt.datetime | None = None
     closed_at: dt.datetime | None = None
     verification: str | None = None

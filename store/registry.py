@@ -15,10 +15,10 @@ from devices.registry import Device, Registry
 
 
 def load_registry(conn: psycopg.Connection[Any]) -> Registry:
-    """Read every device with its unit name."""
+    """Read every device with its unit's name, district and address."""
     rows = conn.execute(
-        "SELECT d.num, d.id, d.unit_id, d.type, d.attributes, d.heartbeat_s, u.name, u.district"
-        " FROM devices d JOIN units u ON u.id = d.unit_id"
+        "SELECT d.num, d.id, d.unit_id, d.type, d.attributes, d.heartbeat_s, u.name, u.district,"
+        " d.location, u.address FROM devices d JOIN units u ON u.id = d.unit_id"
     ).fetchall()
     return Registry.of(
         [
@@ -31,6 +31,8 @@ def load_registry(conn: psycopg.Connection[Any]) -> Registry:
                 int(r[5]),
                 str(r[6]),
                 str(r[7] or ""),
+                str(r[8] or ""),
+                str(r[9] or ""),
             )
             for r in rows
         ]
@@ -120,17 +122,27 @@ def add_contact(
     return int(row[0])
 
 
-def touch_last_seen(conn: psycopg.Connection[Any], last_seen: dict[int, int]) -> None:
-    """Advance devices.last_seen (epoch ms per device number); never moves it back."""
+def touch_last_seen(
+    conn: psycopg.Connection[Any], last_seen: dict[int, int], heard: dict[int, int] | None = None
+) -> None:
+    """Advance devices.last_seen (epoch ms per device number); never moves it back.
+
+    A device reported offline turns online only for a message heard (received, `heard` ms per
+    device; default its last_seen) after the offline report: last_seen is flushed seconds
+    late, and a reading sent just before the device's will must not undo the will."""
     if not last_seen:
         return
     nums = list(last_seen)
     times = [dt.datetime.fromtimestamp(last_seen[n] / 1000, dt.UTC) for n in nums]
+    got = heard or {}
+    heard_at = [dt.datetime.fromtimestamp(got.get(n, last_seen[n]) / 1000, dt.UTC) for n in nums]
     conn.execute(
         "UPDATE devices d SET last_seen = greatest(d.last_seen, v.ts),"
-        " status = CASE WHEN d.status = 'offline' THEN 'online' ELSE d.status END"
-        " FROM unnest(%s::integer[], %s::timestamptz[]) AS v(num, ts) WHERE d.num = v.num",
-        (nums, times),
+        " status = CASE WHEN d.status = 'offline' AND (d.status_at IS NULL OR v.heard > d.status_at)"
+        " THEN 'online' ELSE d.status END"
+        " FROM unnest(%s::integer[], %s::timestamptz[], %s::timestamptz[]) AS v(num, ts, heard)"
+        " WHERE d.num = v.num",
+        (nums, times, heard_at),
     )
 
 

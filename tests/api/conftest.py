@@ -73,10 +73,16 @@ def open_alert(
         0,
         None,
         None,
+        "",
+        None,
+        None,
+        "",
         device_id="",  # read only: not written
         device_type="",
         unit_name="",
         district="",
+        device_location="",
+        unit_address="",
     )
     opened = alert_plan.HistoryWrite(alert_id, "opened", value)
     alert_plan.write_plan(conn, alert_plan.AlertPlan(inserts=[row], history=[opened]))

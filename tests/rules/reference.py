@@ -60,6 +60,7 @@ class Reference:
         items = [(ts, dev, "m", metric, value) for dev, metric, ts, value in readings]
         items += [(ts, dev, "e", kind, float(kind)) for dev, kind, ts in events]
         items.sort(key=lambda x: x[0])  # stable: arrival order among equal timestamps
+        batch_seen: set[tuple[str, int, int, int]] = set()
         for ts, dev, src, what, value in items:
             for r in self.rules:
                 if src == "m" and (r.kind == "event" or METRIC_BY_NAME[r.metric or ""].id != what):
@@ -77,6 +78,20 @@ class Reference:
                 if levels is None:
                     continue
                 st = self.state.setdefault((r.id, dev), State())
+                if r.kind == "event":
+                    # Every event of the kind opens (the planner tells new points from
+                    # repeats); its clear event clears what is open. Older than the last one:
+                    # late; the same event twice in a batch counts once.
+                    if ts < st.last_ts or (r.id, dev, ts, what) in batch_seen:
+                        continue
+                    batch_seen.add((r.id, dev, ts, what))
+                    st.last_ts = ts
+                    assert r.event is not None
+                    opened = what == EVENT_KIND_IDS[r.event]
+                    if opened or st.active:
+                        out.append((r.id, dev, ts, opened, value))
+                    st.active = st.raw = opened
+                    continue
                 if ts <= st.last_ts:
                     continue  # late, or the same reading again
                 st.last_ts = ts

@@ -88,7 +88,7 @@ def _tr(rule_id: str, device: Device, opened: bool = True, value: float = 420.0)
 def _plan(
     trs: list[Transition],
     *,
-    alerts: dict[tuple[int, str], AlertView] | None = None,
+    alerts: dict[tuple[int, str, str], AlertView] | None = None,
     silences: tuple[SilenceRow, ...] = (),
     contacts: dict[str, list[ContactRow]] | None = None,
     now: dt.datetime = NOON,
@@ -259,7 +259,7 @@ def test_a_breach_of_an_acknowledged_alert_counts_but_tells_nobody() -> None:
     p = _plan([_tr("residual_current_high", MONITOR)])
     open_row = replace(p.plan.inserts[0], state="acknowledged")
     p = _plan(
-        [_tr("residual_current_high", MONITOR)], alerts={(2, "residual_current_high"): open_row}
+        [_tr("residual_current_high", MONITOR)], alerts={(2, "residual_current_high", ""): open_row}
     )
     assert (p.repeated, p.plan.outbox, p.plan.history) == (1, [], [])
     assert p.plan.updates[0].state == "acknowledged" and p.plan.updates[0].count == 2
@@ -339,7 +339,7 @@ def _firing(rule_id: str, device: Device, **changes: Any) -> AlertView:
 def _escalate(
     row: AlertView, silences: tuple[SilenceRow, ...] = (), now: dt.datetime = NOON
 ) -> Planned:
-    snap = Snapshot({(row.device_num, row.rule_id): row}, (), silences, CONTACTS)
+    snap = Snapshot({(row.device_num, row.rule_id, row.point_key): row}, (), silences, CONTACTS)
     return plan_escalations([row], snap, OPTS, now)
 
 
