@@ -168,6 +168,8 @@ class Pipeline:
             return None
         self._silence_checked_at = now
         run_escalations(conn, self.dispatch)
+        # A silent device sends no batch: actions on its deadman alert are learned here.
+        self._learn_actions(conn)
         self.engine.rearm_due(int(time.time() * 1000))
         # Transitions of a failed write are kept and written first next time: never lost.
         self._pending_silence += self.engine.check_silence(int(time.time() * 1000))

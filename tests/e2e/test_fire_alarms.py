@@ -282,3 +282,38 @@ def test_a_breach_resolved_by_hand_without_rearm_reopens_only_after_clearing(sit
     _reading(site, 600)
     notices = site.firing(2, "the new breach fires again")
     assert notices[1].body["alert"]["id"] == alert_id
+
+
+@pytest.fixture()
+def offline_site(
+    unit: Endpoints, services: Endpoints, prefix: str, tmp_path: Path
+) -> Iterator[Site]:
+    """A monitor that beats every second (offline after 3 s), device_offline re-arming in 2 s."""
+    with psycopg.connect(unit.dsn(), autocommit=True) as conn:
+        reg.add_device(conn, "em-2", "u1", DeviceType.ELECTRICAL, heartbeat_s=1)
+    rules = tmp_path / "rules.yaml"
+    default = Path(__file__).resolve().parents[2] / "rules" / "default_rules.yaml"
+    text = default.read_text(encoding="utf-8").replace(
+        "  - id: device_offline\n", "  - id: device_offline\n    rearm: 2\n", 1
+    )
+    assert "rearm: 2" in text
+    rules.write_text(text, encoding="utf-8")
+    s = Site(unit, services, prefix, tmp_path, rules)
+    yield s
+    s.close()
+
+
+def test_an_offline_alert_closed_while_the_device_stays_silent_reopens_after_rearm(
+    offline_site: Site,
+) -> None:
+    """Closed in the API's process while the device is still silent, the offline alert opens
+    again (a new alert, notified) once the rule's re-arm time has passed."""
+    site = offline_site
+    body = {"ts": int(time.time() * 1000), "metrics": {"residual_current_ma": 10.0}}
+    site.pub.publish(f"{site.prefix}/em-2/telemetry", body)
+    (first,) = site.firing(1, "offline alert")
+    assert first.body["alert"]["rule_id"] == "device_offline"
+    assert site.post(f"/alerts/{first.body['alert']['id']}/close", {})["state"] == "closed"
+    notices = site.firing(2, "re-opened after re-arm")
+    again = notices[1].body["alert"]
+    assert again["rule_id"] == "device_offline" and again["id"] != first.body["alert"]["id"]
