@@ -188,6 +188,29 @@ class FalseFireAlarm(Scenario):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SpreadingFire(Scenario):
+    """A real fire: one detector alarms, then a second on the same loop (smoke reaching the
+    next room) spread_s later, then a third on the floor above; the panel is reset at hold_s.
+    Each detector is its own alert; the second and third say the fire is spreading."""
+
+    name: ClassVar[str] = "spreading_fire"
+    types: ClassVar[frozenset[DeviceType]] = frozenset({DeviceType.UTD})
+    rules: ClassVar[tuple[str, ...]] = ("fire_alarm",)
+    summary: ClassVar[str] = "fire_alarm at three detectors 10 s apart, reset after 60 s"
+    spread_s: float = 10.0
+    hold_s: float = 60.0
+
+    def events(self) -> tuple[ScheduledEvent, ...]:
+        """Three detectors, spread_s apart, then the reset."""
+        return (
+            ScheduledEvent(0.0, "fire_alarm", "2F kitchen smoke detector", loop=1, point=12),
+            ScheduledEvent(self.spread_s, "fire_alarm", "2F dining hall smoke detector", 1, 13),
+            ScheduledEvent(2 * self.spread_s, "fire_alarm", "3F corridor smoke detector", 2, 5),
+            ScheduledEvent(self.hold_s, "reset", "panel reset"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class OfflineAndBack(Scenario):
     """The device loses its connection without DISCONNECT (the broker publishes its will,
     `offline`, on the retained status topic), stays away gap_s, then reconnects and
@@ -245,6 +268,7 @@ SCENARIOS: dict[str, type[Scenario]] = {
         TankDraining,
         PipeBurst,
         FalseFireAlarm,
+        SpreadingFire,
         OfflineAndBack,
         FlakyLink,
         Malformed,

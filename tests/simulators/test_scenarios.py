@@ -19,7 +19,8 @@ RULED = [name for name, cls in SCENARIOS.items() if cls.rules]
 
 
 def test_every_scenario_has_a_rule_or_a_link_effect() -> None:
-    """The scenarios are the nine of the design, each with rules to open or a link behaviour."""
+    """The nine scenarios of the design and a spreading fire, each with rules to open or a link
+    behaviour."""
     assert set(SCENARIOS) == {
         "leakage_rising",
         "cable_overheating",
@@ -27,6 +28,7 @@ def test_every_scenario_has_a_rule_or_a_link_effect() -> None:
         "tank_draining",
         "pipe_burst",
         "false_fire_alarm",
+        "spreading_fire",
         "offline_and_back",
         "flaky_link",
         "malformed",
@@ -63,6 +65,25 @@ def test_event_scenarios_reset_after_their_hold(name: str) -> None:
     (cleared,) = [t for t in r.transitions if not t.opened]
     assert opened.rule.id == cleared.rule.id == sc.rules[0]
     assert cleared.ts_ms - opened.ts_ms == 20_000
+
+
+def test_a_spreading_fire_is_one_transition_per_detector() -> None:
+    """Three detectors alarm 10 s apart: three opened transitions, each naming its point, and
+    the reset clears the device."""
+    sc = make("spreading_fire")
+    gen, registry = fleet(4, interval_s=2.0)
+    target = next(i for i in range(4) if gen.types[i] in sc.types)
+    gen.assignments = {target: Assignment(sc, ONSET)}
+    r = run(gen, registry, T0 + np.arange(0, 120, 2.0))
+    opened = [t for t in r.transitions if t.opened]
+    assert [t.point_key for t in opened] == ["1-12", "1-13", "2-5"]
+    assert [t.point.text for t in opened if t.point] == [
+        "2F kitchen smoke detector",
+        "2F dining hall smoke detector",
+        "3F corridor smoke detector",
+    ]
+    (cleared,) = [t for t in r.transitions if not t.opened]
+    assert cleared.ts_ms - opened[0].ts_ms == 60_000 and cleared.point is None
 
 
 @pytest.mark.parametrize("typ", list(DeviceType))

@@ -10,7 +10,7 @@ import numpy as np
 from devices.catalog import DeviceType
 from devices.registry import Device, Registry
 from ingest.decode import BatchDecoder, Decoded, Limits, RawMessage, Rejection
-from rules.engine import RuleEngine, Transition
+from rules.engine import Point, RuleEngine, Transition
 from rules.loader import load_rules
 from simulators.fleet import FleetSpec, Generator, Message
 from simulators.signals import tank_depth_m
@@ -90,6 +90,7 @@ def run(
             np.asarray([e.device_num for e in ev], np.int32),
             np.asarray([e.kind for e in ev], np.int16),
             np.asarray([e.ts_ms for e in ev], np.int64),
+            [Point(e.loop, e.point, e.text) for e in ev],
         )
         for m_id in np.unique(d.metric).tolist():
             out.values.setdefault(names[m_id], []).extend(d.value[d.metric == m_id].tolist())
