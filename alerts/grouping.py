@@ -66,7 +66,11 @@ def merge(members: Sequence[ClaimedRow], tz: dt.tzinfo) -> Outgoing:
     if lead.channel == "webhook":
         payload = lead.payload
     else:
-        alerts = [m.payload.get("alert", {}) for m in ordered]
+        # The notice's unit_fire_alarms (a spreading fire) is said in the rendered title.
+        alerts = [
+            {**m.payload.get("alert", {}), "unit_fire_alarms": m.payload.get("unit_fire_alarms")}
+            for m in ordered
+        ]
         event = lead.kind if len(ordered) == 1 else "group"
         text = render(event, alerts, lead.locale, lead.channel, tz=tz)
         payload = {

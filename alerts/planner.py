@@ -303,8 +303,8 @@ class _Planner:
             "address": device.unit_address,
         }
         where = (
-            point_words(point_no, loop_no, point_text, "en") or device.location,
-            point_words(point_no, loop_no, point_text, "zh-CN") or device.location,
+            point_words(point_no, loop_no, point_text, "en") or device.location or device.id,
+            point_words(point_no, loop_no, point_text, "zh-CN") or device.location or device.id,
         )
         message = (
             _fmt(rule.message.en, **values, point=where[0]),
@@ -406,12 +406,12 @@ class _Planner:
             )
         )
 
-    def _resolved_text(self, tr: Transition, device: Device) -> tuple[str, str]:
+    def _resolved_text(self, tr: Transition, device: Device, row: AlertView) -> tuple[str, str]:
         """What a resolved notice says: the rule's `resolved` text, else that it is back to
         normal (never the breach text: "53 mA, above the limit 300 mA" would be false)."""
         rule = tr.rule
         unit = device.unit_name or device.unit_id
-        threshold = tr.threshold if tr.threshold == tr.threshold else 0.0
+        threshold = tr.threshold if tr.threshold == tr.threshold else row.threshold or 0.0
         values = {
             "device": device.id,
             "unit": unit,
@@ -420,16 +420,24 @@ class _Planner:
             "threshold": threshold,
             "location": device.location,
             "address": device.unit_address,
-            "point": device.location,
         }
+        # The alert's own detector: a panel's reset clears every point, each its own alert.
+        points = [
+            point_words(row.point, row.loop, row.point_text, loc) or device.location or device.id
+            for loc in ("en", "zh-CN")
+        ]
         if rule.resolved is not None:
             return (
-                _fmt(rule.resolved.en, **values),
-                _fmt(rule.resolved.zh_cn, **values),
+                _fmt(rule.resolved.en, **values, point=points[0]),
+                _fmt(rule.resolved.zh_cn, **values, point=points[1]),
             )
+        name_en = rule.name.en if rule.name else rule.id
+        name_zh = rule.name.zh_cn if rule.name else rule.id
+        where_en = f" ({points[0]})" if points[0] != device.id else ""
+        where_zh = f"，{points[1]}" if points[1] != device.id else ""
         return (
-            f"Back to normal: {rule.id} at {unit} ({device.id})",
-            f"已恢复正常：{rule.id}，{unit}（{device.id}）",
+            f"Back to normal: {name_en} at {unit}{where_en} ({device.id})",
+            f"已恢复正常：{name_zh}，{unit}{where_zh}（{device.id}）",
         )
 
     def _clear(
@@ -451,7 +459,11 @@ class _Planner:
         self.out.cleared += 1
         self._history(row, "cleared", value)
         obj = AlertObject.of(
-            row, at=at, message=self._resolved_text(tr, device), value=value, threshold=threshold
+            row,
+            at=at,
+            message=self._resolved_text(tr, device, row),
+            value=value,
+            threshold=threshold,
         )
         self._cleared(row, notice("resolved", "resolved", obj))
         self.out.logs.append(

@@ -13,9 +13,10 @@ from alerts import actions
 from alerts.actions import FALSE_ALARM_CAUSES, ActionError
 from alerts.shape import sample_notice
 from alerts.silences import SilenceError, SilenceRequest, create_silence, end_silence
+from api.privacy import mask_address, mask_in
 from firesentry.config import Settings
 from rules.loader import RuleFileError, load_rules
-from store import alert_plan
+from store import alert_plan, alert_queries
 from store import alerts as store_alerts
 from store import channels as store_channels
 from store import contacts as store_contacts
@@ -68,6 +69,91 @@ def _list(settings: Settings, args: argparse.Namespace) -> int:
         )
     if any(a.state == "resolved" and a.acknowledged_at is None for a in rows):
         print("* cleared but not acknowledged yet")
+    return 0
+
+
+def _point(a: store_alerts.AlertView) -> str:
+    numbers = " ".join(
+        x
+        for x in (
+            f"loop {a.loop}" if a.loop is not None else "",
+            f"point {a.point}" if a.point is not None else "",
+        )
+        if x
+    )
+    return ": ".join(x for x in (numbers, a.point_text) if x) or "-"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:g}"
+
+
+def _alert_fields(a: store_alerts.AlertView) -> list[tuple[str, str]]:
+    """Every field of an alert, as `alerts show` prints them."""
+    verification = a.verification or ("to verify when closed" if a.needs_verification else "-")
+    if a.false_alarm_cause:
+        verification += f" (cause: {a.false_alarm_cause})"
+    return [
+        ("id", str(a.id)),
+        ("state", a.state),
+        ("severity", a.severity),
+        ("rule", a.rule_id),
+        ("message", a.message_zh or "-"),
+        ("message (en)", a.message_en or "-"),
+        ("unit", f"{a.unit_name or a.unit_id} ({a.unit_id})"),
+        ("district", a.district or "-"),
+        ("address", a.unit_address or "-"),
+        ("device", f"{a.device_id} ({a.device_type})"),
+        ("location", a.device_location or "-"),
+        ("point", _point(a)),
+        ("metric", a.metric or "-"),
+        ("value", f"{_num(a.value)} (first {_num(a.first_value)})"),
+        ("threshold", _num(a.threshold)),
+        ("count", str(a.count)),
+        ("opened", _fmt_time(a.opened_at)),
+        ("last seen", _fmt_time(a.last_seen_at)),
+        ("acknowledged", _fmt_time(a.acknowledged_at)),
+        ("cleared", _fmt_time(a.cleared_at)),
+        ("closed", _fmt_time(a.closed_at)),
+        ("verification", verification),
+        ("silenced by", f"silence {a.silenced_by}" if a.silenced_by is not None else "-"),
+        ("route", a.route or "-"),
+        ("escalation", f"tier {a.escalation_tier}, {a.reminders_sent} reminder(s)"),
+        ("next escalation", _fmt_time(a.next_escalation_at)),
+    ]
+
+
+def _show(settings: Settings, args: argparse.Namespace) -> int:
+    with _connect(settings) as conn:
+        a = store_alerts.get_alert(conn, args.id)
+        if a is None:
+            print(f"firesentry: no alert {args.id}")
+            return 1
+        contacts = alert_queries.unit_contacts(conn, [a.unit_id]).get(a.unit_id, [])
+        events = alert_queries.history(conn, a.id)
+        sent = alert_queries.notifications(conn, a.id)
+    for name, value in _alert_fields(a):
+        print(f"{name:16} {value}")
+    # Full numbers: the operator phones these people (to verify a fire alarm, say).
+    print(f"\ncontacts ({len(contacts)})")
+    for c in contacts:
+        where = "district" if c.district_wide else "unit"
+        print(f"  {c.role:20} {c.name:24} {c.phone or '-':16} {c.email or '-'} ({where})")
+    print(f"\nhistory ({len(events)})")
+    for e in events:
+        value = f" value {_num(e.value)}" if e.value is not None else ""
+        comment = f" — {e.comment}" if e.comment else ""
+        print(f"  {_fmt_time(e.at):20} {e.kind:14} by {e.actor}{value}{comment}")
+    # Receivers masked: the list goes into tickets and chats; the contacts above have numbers.
+    print(f"\nnotifications ({len(sent)})")
+    print(f"  {'id':>6} {'channel':9} {'receiver':20} {'contact':18} {'kind':11} {'state':9} tries")
+    for n in sent:
+        error = f"  last error: {mask_in(n.last_error, n.receiver)}" if n.last_error else ""
+        print(
+            f"  {n.id:>6} {n.channel:9} {mask_address(n.receiver)[:20]:20} "
+            f"{(n.contact_name or '-')[:18]:18} {n.kind:11} {n.state:9} {n.attempts:>5}"
+            f"  sent {_fmt_time(n.sent_at)}{error}"
+        )
     return 0
 
 
@@ -248,7 +334,8 @@ def _notify_test(settings: Settings, args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `alerts` and `notify` commands."""
     p = sub.add_parser(
-        "alerts", help="list, acknowledge, resolve, close and silence alerts; list and end silences"
+        "alerts",
+        help="list, show, acknowledge, resolve, close and silence alerts; list and end silences",
     )
     asub = p.add_subparsers(dest="alerts_command", required=True)
     ls = asub.add_parser("list", help="alerts, newest first")
@@ -261,6 +348,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ls.add_argument("--severity", choices=["critical", "major", "warning", "info"])
     ls.add_argument("--limit", type=int, default=50)
     ls.set_defaults(fn=_list)
+    show = asub.add_parser(
+        "show", help="one alert in full: place, point, contacts, history, notifications"
+    )
+    show.add_argument("id", type=int)
+    show.set_defaults(fn=_show)
     for name, helptext in (
         ("ack", "acknowledge: stops escalation"),
         ("resolve", "mark resolved by hand"),

@@ -7,40 +7,100 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import structlog
+import yaml
 from pydantic import SecretStr
 
+from alerts.routing import DEFAULT_ROUTING
+from api.privacy import mask_phone
 from devices.catalog import DeviceType
 from devices.credentials import mosquitto_hash, new_password
 from firesentry.app import EX_SOFTWARE, Engine, WorkerDeath, resolve_endpoints
 from firesentry.broker import sync
-from firesentry.config import Settings
+from firesentry.config import RobotConfig, Settings, SmsProviderConfig
 from firesentry.config import WebhookReceiver as WebhookConfig
 from firesentry.embedded import Endpoints
 from firesentry.serve import api_probe, start_demo_console
 from simulators.demo_fleet import DemoFleet, SimDevice
+from simulators.services.provider import ProviderRequest
+from simulators.services.robots import FakeWeCom
+from simulators.services.sms import FakeSmsGateway
 from simulators.services.webhook import Received, WebhookReceiver
 from store import registry as reg
-from store.demo_seed import unit_has_contacts
+from store.demo_seed import DemoContact, put_contact
 from store.migrate import migrate
 
 log = structlog.get_logger("demo")
 
+# id, name, district, lat, lon, category, address
 UNITS = [
-    ("demo-u1", "Riverside Mall", "Jinjiang", 30.657, 104.081, "high_rise"),
-    ("demo-u2", "No. 3 Primary School", "Jinjiang", 30.642, 104.095, "school"),
-    ("demo-u3", "Hongxing Textile Plant", "Chenghua", 30.690, 104.120, "factory"),
+    ("demo-u1", "滨江购物中心", "锦江区", 30.657, 104.081, "high_rise", "锦江区滨江东路 1 号"),
+    ("demo-u2", "锦江区第三小学", "锦江区", 30.642, 104.095, "school", "锦江区书院街 3 号"),
+    ("demo-u3", "红星纺织厂", "成华区", 30.690, 104.120, "factory", "成华区建设北路 88 号"),
 ]
+LOCATIONS = {
+    DeviceType.UTD: "1F 消防控制室",
+    DeviceType.ELECTRICAL: "B1 配电室",
+    DeviceType.WATER_LEVEL: "B2 消防水池",
+    DeviceType.WATER_PRESSURE: "B2 消防泵房",
+}
+# Seconds after the simulator starts: a fire alarm at the mall first, on its own so that each
+# party's message is about it alone; then the plant's electrical, tank and main faults.
+FAULTS = {
+    ("demo-u1", DeviceType.UTD): 8.0,
+    ("demo-u3", DeviceType.ELECTRICAL): 6.0,
+    ("demo-u3", DeviceType.WATER_LEVEL): 10.0,
+    ("demo-u3", DeviceType.WATER_PRESSURE): 14.0,
+}
+RECOVER_AFTER_S = 40.0
+# Each unit's parties (one speaks English: each is told in their own language), and the
+# district control rooms that watch every unit of their district.
+UNIT_PARTIES = {
+    "demo-u1": (("王芳", "zh-CN"), ("Li Wei", "en"), ("张敏", "zh-CN")),
+    "demo-u2": (("赵磊", "zh-CN"), ("孙丽", "zh-CN"), ("吴昊", "zh-CN")),
+    "demo-u3": (("刘洋", "zh-CN"), ("周强", "zh-CN"), ("郑凯", "zh-CN")),
+}
+UNIT_ROLES = ("fire_safety_manager", "property_manager", "grid_worker")
+CONTROL_ROOMS = {"锦江区": "锦江区消防监控中心 陈静", "成华区": "成华区消防监控中心 何军"}
+ROLE_WORDS = {
+    "fire_safety_manager": "fire-safety manager",
+    "property_manager": "property manager",
+    "grid_worker": "grid worker",
+    "fire_supervisor": "fire supervisor",
+    "control_room": "control room",
+}
+ROBOT = "control-room-group"
+ROBOT_TITLE = "消防监控中心值班群 (WeCom group robot)"
+
+
+def demo_contacts() -> list[DemoContact]:
+    """Every party of the demo units and districts, with numbers of their own."""
+    out = [
+        # The last four digits (all a masked number shows) tell unit and role apart: 1001.
+        DemoContact(name, role, f"+8613800{i:02d}{i}{k:03d}", locale, unit_id=uid)
+        for i, (uid, *_) in enumerate(UNITS, start=1)
+        for k, (role, (name, locale)) in enumerate(
+            zip(UNIT_ROLES, UNIT_PARTIES[uid], strict=True), start=1
+        )
+    ]
+    out += [
+        DemoContact(name, "control_room", f"+861390000{d}119", "zh-CN", district=district)
+        for d, (district, name) in enumerate(CONTROL_ROOMS.items(), start=1)
+    ]
+    return out
 
 
 def seed(conn: psycopg.Connection[Any]) -> list[SimDevice]:
     """Create the demo units, devices of all four types and contacts of every role."""
     devices: list[SimDevice] = []
     with conn.transaction():
-        for i, (uid, name, district, lat, lon, cat) in enumerate(UNITS, start=1):
+        for i, (uid, name, district, lat, lon, cat, address) in enumerate(UNITS, start=1):
             reg.add_unit(
                 conn,
                 uid,
@@ -50,9 +110,8 @@ def seed(conn: psycopg.Connection[Any]) -> list[SimDevice]:
                 lat=lat,
                 lon=lon,
                 category=cat,
-                address=f"{i} Demo Road",
+                address=address,
             )
-            faulty = i == 1
             for typ, suffix, attrs in (
                 (DeviceType.UTD, "utd", {}),
                 (DeviceType.ELECTRICAL, "em", {}),
@@ -67,39 +126,38 @@ def seed(conn: psycopg.Connection[Any]) -> list[SimDevice]:
                     typ,
                     model="demo",
                     attributes=attrs,
-                    location=f"{name} plant room",
+                    location=LOCATIONS[typ],
                 )
-                fault = {
-                    DeviceType.ELECTRICAL: 6.0,
-                    DeviceType.WATER_LEVEL: 10.0,
-                    DeviceType.WATER_PRESSURE: 14.0,
-                    DeviceType.UTD: 18.0,
-                }[typ]
+                fault = FAULTS.get((uid, typ))
                 devices.append(
                     SimDevice(
-                        dev_id, typ, fault if faulty else None, fault + 40 if faulty else None
+                        dev_id, typ, fault, fault + RECOVER_AFTER_S if fault is not None else None
                     )
                 )
-            # A second demo keeps the contacts (notifications refer to them) instead of re-adding.
-            has_contacts = unit_has_contacts(conn, uid)
-            for role, who in (
-                ()
-                if has_contacts
-                else (
-                    ("fire_safety_manager", "Wang Fang"),
-                    ("property_manager", "Li Wei"),
-                    ("grid_worker", "Zhang Min"),
-                )
-            ):
-                reg.add_contact(
-                    conn,
-                    f"{who} ({name})",
-                    role,
-                    unit_id=uid,
-                    phone=f"+86 138 0000 {i:02d}{len(role):02d}",
-                    locale="zh-CN",
-                )
+        # Updated in place on a second demo: notifications of the first refer to them.
+        for c in demo_contacts():
+            put_contact(conn, c)
     return devices
+
+
+def demo_routing(settings: Settings) -> Path:
+    """The shipped routing, on SMS only (the demo has no mail server), with the control room's
+    group robot told of everything at once; written beside the private services."""
+    text = resources.files("alerts").joinpath(DEFAULT_ROUTING).read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    for route in data["routes"]:
+        for n, tier in enumerate(route["tiers"]):
+            tier["channels"] = [c for c in tier.get("channels", ["sms"]) if c == "sms"]
+            if n == 0:
+                tier["robots"] = [*tier.get("robots", []), ROBOT]
+    path = settings.embedded.dir / "demo-routing.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "# Written by `firesentry demo`: the shipped routing, SMS only, plus the group robot.\n"
+        + yaml.safe_dump(data, allow_unicode=True, sort_keys=False),
+        encoding="utf-8",
+    )
+    return path
 
 
 def _device_passwords(
@@ -125,6 +183,33 @@ def _printer(r: Received) -> None:
         f"{a.get('message', {}).get('zh-CN')} ({sig})",
         flush=True,
     )
+
+
+def sms_printer(contacts: list[DemoContact]) -> Callable[[ProviderRequest], None]:
+    """Print each SMS the gateway takes as its receiver reads it: role, name, masked number."""
+    by_phone = {c.phone: c for c in contacts}
+
+    def show(req: ProviderRequest) -> None:
+        phone = str(req.body.get("to", ""))
+        c = by_phone.get(phone)
+        who = f"{ROLE_WORDS.get(c.role, c.role)} {c.name}" if c is not None else "unknown party"
+        lang = f", {c.locale}" if c is not None else ""
+        print(f"[sms → {who} {mask_phone(phone)}{lang}] {req.body.get('text')}", flush=True)
+
+    return show
+
+
+def _robot_printer(req: ProviderRequest) -> None:
+    """Print a group robot's message: its title and where the alert is."""
+    content = str(req.body.get("markdown", {}).get("content") or req.body.get("text", {}))
+    title, _, rest = content.partition("\n")
+    wanted = ("**单位**", "**地址**", "**设备位置**", "**报警点位**", "**Unit**", "**Address**")
+    where = [line.replace("**", "") for line in rest.splitlines() if line.startswith(wanted)]
+    lines = [f"[robot → {ROBOT_TITLE}] {title.removeprefix('### ')}"]
+    if where:
+        lines.append(f"    {'; '.join(where)}")
+    # One print: the SMS gateway's thread prints at the same time.
+    print("\n".join(lines), flush=True)
 
 
 def run_demo(settings: Settings, duration_s: float | None = None) -> int:
@@ -157,9 +242,30 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         _printer(r)
 
     receiver = WebhookReceiver(secret.encode(), on_receive).start()
+    # The parties' phones and the control room's group chat, played by local fakes that speak
+    # the providers' HTTP APIs; the engine is configured as it would be for the real ones.
+    sms_token, robot_key = secrets.token_hex(16), secrets.token_hex(8)
+    gateway = FakeSmsGateway(token=sms_token)
+    gateway.on_accept = sms_printer(demo_contacts())
+    gateway.start()
+    wecom = FakeWeCom(keys=[robot_key])
+    wecom.on_accept = _robot_printer
+    wecom.start()
     hook = WebhookConfig.model_validate({"url": receiver.url, "secret": SecretStr(secret)})
+    sms = SmsProviderConfig(kind="generic", url=gateway.url, token=SecretStr(sms_token))
+    robot = RobotConfig.model_validate({"kind": "wecom", "url": wecom.robot_url(robot_key)})
     demo_settings = settings.model_copy(
-        update={"notify": settings.notify.model_copy(update={"webhooks": {"demo": hook}})}
+        update={
+            "notify": settings.notify.model_copy(
+                update={
+                    "webhooks": {"demo": hook},
+                    "sms": {"demo-gateway": sms},
+                    "robots": {ROBOT: robot},
+                    "email": None,
+                    "routing_file": demo_routing(settings),
+                }
+            )
+        }
     )
     engine = Engine(demo_settings, ep)
     fleet = DemoFleet(
@@ -176,8 +282,12 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         timer.daemon = True
         timer.start()
     print(
-        f"  webhook receiver on {receiver.url}; simulator publishing every 2 s; "
-        "thresholds are crossed from 6 s on. Ctrl-C stops.",
+        f"  webhook receiver on {receiver.url}; SMS gateway on {gateway.url}; group robot on "
+        f"{wecom.base_url}\n"
+        "  every party of a unit is told by SMS in their own language, the control room also "
+        "in its group chat.\n"
+        "  simulator publishing every 2 s; a fire alarm at 滨江购物中心 at 8 s, faults at "
+        "红星纺织厂 from 6 s on. Ctrl-C stops.",
         flush=True,
     )
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -209,11 +319,16 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         if console is not None:
             console[0].stop()
         receiver.stop()
+        gateway.stop()
+        wecom.stop()
         for s, h in previous.items():
             signal.signal(s, h)
+    phones = {r.body.get("to") for r in gateway.requests}
     print(
         f"demo stopped: {fleet.published} messages published, "
-        f"{len(receiver.received)} webhook notifications received.",
+        f"{len(receiver.received)} webhook notifications received, "
+        f"{len(gateway.requests)} SMS to {len(phones)} people, "
+        f"{len(wecom.requests)} group robot messages.",
         flush=True,
     )
     print("Services keep running for the next demo; `firesentry down` stops them.", flush=True)

@@ -3,7 +3,8 @@
 The readings come from the per-type simulators (simulators/signals.py) and the breaches from
 the named scenarios (simulators/scenarios.py), set to step at once so that the demo shows an
 alert of each type within seconds: leakage_rising (electrical monitor), tank_draining (tank
-level), pipe_burst (main pressure), false_fire_alarm (UTD).
+level), pipe_burst (main pressure), and a false fire alarm from a named detector on a panel
+loop (UTD).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from simulators.scenarios import (
     LeakageRising,
     PipeBurst,
     Scenario,
+    ScheduledEvent,
     TankDraining,
 )
 from simulators.signals import DEFAULT_TANK_DEPTH_M
@@ -40,6 +42,23 @@ class SimDevice:
     recover_at_s: float | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class PanelFireAlarm(FalseFireAlarm):
+    """The demo's fire alarm: one detector of the panel, named as the panel names it, alarms;
+    the panel is reset after hold_s."""
+
+    loop: int = 2
+    point: int = 31
+    text: str = "3F东侧走廊感烟探测器"
+
+    def events(self) -> tuple[ScheduledEvent, ...]:
+        """fire_alarm of the point at onset, the panel's reset at hold_s."""
+        return (
+            ScheduledEvent(0.0, "fire_alarm", self.text, loop=self.loop, point=self.point),
+            ScheduledEvent(self.hold_s, "reset", "控制器复位"),
+        )
+
+
 def demo_scenario(dev: SimDevice) -> Scenario | None:
     """The scenario the demo gives a device with a fault time: a step, over at recover_at_s."""
     if dev.fault_at_s is None:
@@ -51,7 +70,7 @@ def demo_scenario(dev: SimDevice) -> Scenario | None:
         return TankDraining(drain_s=0.0, floor_frac=0.4, end_s=end)
     if dev.type is DeviceType.WATER_PRESSURE:
         return PipeBurst(tau_s=0.0, floor_mpa=0.04, end_s=end)
-    return FalseFireAlarm(hold_s=end if end is not None else 1e9)
+    return PanelFireAlarm(hold_s=end if end is not None else 1e9)
 
 
 class DemoFleet:

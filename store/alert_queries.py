@@ -23,6 +23,8 @@ class AlertFilter:
     states: Sequence[str] = ()
     severities: Sequence[str] = ()
     unit_id: str | None = None
+    device_id: str | None = None
+    rule_id: str | None = None
     district: str | None = None
     device_type: str | None = None
     opened_from: dt.datetime | None = None
@@ -38,6 +40,8 @@ def _where(f: AlertFilter) -> tuple[list[str], list[Any]]:
         ("a.state = ANY(%s)", list(f.states) or None),
         ("a.severity = ANY(%s)", list(f.severities) or None),
         ("a.unit_id = %s", f.unit_id),
+        ("d.id = %s", f.device_id),
+        ("a.rule_id = %s", f.rule_id),
         ("u.district = %s", f.district),
         ("d.type = %s", f.device_type),
         ("a.opened_at >= %s", f.opened_from),
@@ -167,3 +171,38 @@ def events_since(
         ),
     ).fetchall()
     return [HistoryRow(*r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitContact:
+    """A person to call about a unit: its own contacts, and its district's (not control rooms)."""
+
+    id: int
+    name: str
+    role: str
+    phone: str | None
+    email: str | None
+    district_wide: bool
+
+
+def unit_contacts(
+    conn: psycopg.Connection[Any], unit_ids: Sequence[str]
+) -> dict[str, list[UnitContact]]:
+    """The contacts of each unit: the unit's own first, then its district's, by role and name.
+
+    The control room is left out: it is the one calling.
+    """
+    if not unit_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT u.id, c.id, c.name, c.role, c.phone, c.email, c.unit_id IS NULL"
+        " FROM units u JOIN contacts c"
+        "   ON c.unit_id = u.id OR (c.unit_id IS NULL AND c.district = u.district)"
+        " WHERE u.id = ANY(%s) AND c.role <> 'control_room'"
+        " ORDER BY u.id, c.unit_id IS NULL, c.role, c.name, c.id",
+        (list(unit_ids),),
+    ).fetchall()
+    out: dict[str, list[UnitContact]] = {u: [] for u in unit_ids}
+    for r in rows:
+        out[r[0]].append(UnitContact(int(r[1]), r[2], r[3], r[4], r[5], bool(r[6])))
+    return out

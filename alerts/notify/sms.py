@@ -89,6 +89,58 @@ def fit_sms(text: str, max_segments: int = 2) -> str:
     return text[:lo].rstrip() + ellipsis
 
 
+@dataclass(frozen=True, slots=True)
+class SmsPart:
+    """A piece of an SMS: parts with a higher rank are cut (then dropped) first.
+
+    `keep` characters at the head of the part are never cut (the word 火警 and the unit);
+    a part other than rank 0 that cannot keep them is dropped whole."""
+
+    text: str
+    rank: int = 0
+    keep: int = 0
+
+
+def fit_sms_parts(parts: Sequence[SmsPart], sep: str, max_segments: int = 2) -> str:
+    """Join parts with sep within max_segments, cutting the least important parts first."""
+    texts = [p.text for p in parts]
+
+    def joined() -> str:
+        return sep.join(t for t in texts if t)
+
+    if sms_segments(joined()) <= max_segments:
+        return joined()
+    ellipsis = "..." if _costs(joined())[1] else "…"
+    # Least important first; among equals the later part goes first (the end of a text).
+    order = sorted(range(len(parts)), key=lambda i: (-parts[i].rank, -i))
+    for i in order:
+        part = parts[i]
+        full = texts[i]
+        texts[i] = ""
+        if sms_segments(joined()) > max_segments:
+            if part.rank > 0:
+                continue  # dropping it was not enough: it stays dropped, cut the next one
+            texts[i] = full
+            break
+        lo, hi = 0, len(full)
+        while lo < hi:  # the longest head of this part that still fits
+            mid = (lo + hi + 1) // 2
+            texts[i] = full[:mid].rstrip() + ellipsis
+            if sms_segments(joined()) <= max_segments:
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo >= len(full):
+            texts[i] = full
+        elif lo >= max(part.keep, 1) or part.rank == 0:
+            texts[i] = full[:lo].rstrip() + ellipsis
+        else:
+            texts[i] = ""
+        return fit_sms(joined(), max_segments)
+    # Even the most important part alone is too long: cut the whole text at the end.
+    return fit_sms(joined(), max_segments)
+
+
 # --- shared HTTP plumbing -------------------------------------------------------------------
 
 

@@ -41,6 +41,8 @@ class FakeProvider(HttpServer):
         self.requests: list[ProviderRequest] = []
         self.refused: list[str] = []  # why requests were refused (bad signature, …)
         self._injected: list[Injected] = []
+        # Called with each accepted request, in the server's thread (the demo prints them).
+        self.on_accept: Callable[[ProviderRequest], None] | None = None
 
     def fail_next(self, *statuses: int) -> None:
         """Answer the next requests with these HTTP statuses, in order."""
@@ -92,6 +94,8 @@ class FakeProvider(HttpServer):
         with self._cond:
             self.requests.append(item)
             self._cond.notify_all()
+        if self.on_accept is not None:
+            self.on_accept(item)
 
 
 def json_object(raw: bytes) -> dict[str, Any] | None:

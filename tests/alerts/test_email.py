@@ -66,13 +66,13 @@ async def test_email_is_multipart_with_subject_and_key(smtp: FakeSmtpServer) -> 
     """The message has the title as subject, text and HTML parts, and the key in two headers."""
     notifier: Notifier = EmailNotifier(options(smtp.port))
     n = note(
-        "email", RCPT, title="【严重】火警：3号楼", text="单位: 3号楼\n设备: SD-1", locale="zh-CN"
+        "email", RCPT, title="【紧急】火警：3号楼", text="单位: 3号楼\n设备: SD-1", locale="zh-CN"
     )
     await notifier.send(n)
     [mail] = smtp.messages
     msg = mail.message
     assert mail.mail_from == SENDER and mail.rcpt_tos == [RCPT]
-    assert msg["Subject"] == "【严重】火警：3号楼" and msg["To"] == RCPT
+    assert msg["Subject"] == "【紧急】火警：3号楼" and msg["To"] == RCPT
     assert msg["Message-ID"] == f"<{n.idempotency_key}@firesentry.example>"
     assert mail.idempotency_key == n.idempotency_key
     assert msg.get_content_type() == "multipart/alternative"
@@ -82,7 +82,7 @@ async def test_email_is_multipart_with_subject_and_key(smtp: FakeSmtpServer) -> 
         plain is not None
         and plain.get_content().replace("\r\n", "\n").strip() == "单位: 3号楼\n设备: SD-1"
     )
-    assert html is not None and "<h2>【严重】火警：3号楼</h2>" in html.get_content()
+    assert html is not None and "<h2>【紧急】火警：3号楼</h2>" in html.get_content()
 
 
 async def test_email_4xx_reply_is_retryable(smtp: FakeSmtpServer) -> None:

@@ -86,12 +86,12 @@ async def test_wecom_posts_markdown_with_the_title(
 ) -> None:
     """The robot gets a markdown message headed by the title, and the idempotency key header."""
     notifier: Notifier = wecom_notifier(wecom, session)
-    n = note("wecom", "ops", title="【严重】火警", text="**单位**: 3号楼")
+    n = note("wecom", "ops", title="【紧急】火警", text="**单位**: 3号楼")
     await notifier.send(n)
     [req] = wecom.requests
     assert req.body == {
         "msgtype": "markdown",
-        "markdown": {"content": "### 【严重】火警\n**单位**: 3号楼"},
+        "markdown": {"content": "### 【紧急】火警\n**单位**: 3号楼"},
     }
     assert wecom.keys == [n.idempotency_key]
 
@@ -188,13 +188,13 @@ async def test_feishu_signs_and_posts_a_card(
 ) -> None:
     """The bot gets timestamp and sign in the body (checked by the fake) and a markdown card."""
     notifier: Notifier = feishu_notifier(feishu, session)
-    n = note("feishu", "ops", title="【严重】火警", text="**单位**: 3号楼", severity="critical")
+    n = note("feishu", "ops", title="【紧急】火警", text="**单位**: 3号楼", severity="critical")
     await notifier.send(n)
     [req] = feishu.requests
     assert feishu.refused == [] and {"timestamp", "sign"} <= set(req.body)
     card = req.body["card"]
     assert req.body["msg_type"] == "interactive"
-    assert card["header"]["title"]["content"] == "【严重】火警"
+    assert card["header"]["title"]["content"] == "【紧急】火警"
     assert card["header"]["template"] == "red"
     assert card["elements"] == [{"tag": "markdown", "content": "**单位**: 3号楼"}]
     assert feishu.keys == [n.idempotency_key]

@@ -16,9 +16,11 @@ from alerts.notify.sms import (
     GenericHttpSms,
     GenericSmsOptions,
     SmsNotifier,
+    SmsPart,
     TwilioSms,
     TwilioSmsOptions,
     fit_sms,
+    fit_sms_parts,
     pop_signature,
     sms_segments,
 )
@@ -115,6 +117,25 @@ def test_fit_sms_keeps_gsm_text_in_gsm() -> None:
     fitted = fit_sms("Smoke detected in building 7. " * 20)
     assert fitted.endswith("...") and sms_segments(fitted) == 2 and len(fitted) > 290
     assert fit_sms("short") == "short"
+
+
+def test_fit_sms_parts_cuts_the_least_important_part_first() -> None:
+    """Parts of higher rank are cut, then dropped, before a more important one loses a
+    character; a part that cannot keep its head is dropped whole."""
+    title = SmsPart("【紧急】火警：" + "城" * 30, 0, keep=20)
+    location = SmsPart("位置：" + "层" * 60, 4, keep=7)
+    address = SmsPart("地址：" + "路" * 60, 2, keep=7)
+    text = fit_sms_parts([title, address, location], "；")
+    assert sms_segments(text) == 2 and text.startswith(f"{title.text}；{address.text}；位置：层")
+    assert text.endswith("…")  # the location is cut, the address whole
+    address = SmsPart("地址：" + "路" * 100, 2, keep=7)
+    text = fit_sms_parts([title, address, location], "；")
+    assert sms_segments(text) == 2 and text.startswith(title.text + "；地址：路")
+    assert "位置" not in text and text.endswith("…")  # the address cut, the location dropped
+    short = [SmsPart("【紧急】火警：短", 0), SmsPart("地址：一号", 2)]
+    assert fit_sms_parts(short, "；") == "【紧急】火警：短；地址：一号"
+    lonely = fit_sms_parts([SmsPart("火" * 200, 0, keep=10)], "；")
+    assert sms_segments(lonely) == 2 and lonely.endswith("…")
 
 
 def test_pop_signature_matches_the_documented_example() -> None:

@@ -64,7 +64,7 @@ def test_firing_in_both_locales_names_the_severity() -> None:
     """A firing alert's title carries the severity word of the locale and the rule's message."""
     zh = render("firing", [alert(1)], "zh-CN", "email", tz=SHANGHAI)
     en = render("firing", [alert(1, severity="major")], "en", "email")
-    assert zh.title == "【严重】火警：城东中学（SD-001）"
+    assert zh.title == "【紧急】火警：城东中学（SD-001）"
     assert en.title == "[major] FIRE ALARM at Unit 7 (SD-001)"
     assert re.search(r"\n时间: +2024-05-01 18:00:00 CST\n", zh.text)
     assert re.search(r"\n告警编号: +1\n", zh.text)
@@ -75,8 +75,8 @@ def test_firing_in_both_locales_names_the_severity() -> None:
 @pytest.mark.parametrize(
     ("event", "zh_title", "en_title"),
     [
-        ("resolved", "【已恢复】", "[resolved] "),
-        ("reminder", "【警告·未处理】", "[warning, still open] "),
+        ("resolved", "【已恢复正常】", "[back to normal] "),
+        ("reminder", "【警告·未受理】", "[warning, still open] "),
         ("escalation", "【警告·已升级】", "[warning, escalated] "),
     ],
 )
@@ -91,10 +91,9 @@ def test_measured_values_are_shown_with_their_threshold() -> None:
     """An alert with a value shows metric, value and threshold."""
     a = alert(2, metric="residual_current_ma", value=412.5, threshold=300.0)
     email = render("firing", [a], "en", "email").text
-    assert re.search(r"\nValue: +residual_current_ma 412\.5 \(threshold 300\)\n", email)
+    assert re.search(r"\nValue: +Residual current 412\.5 mA \(threshold 300 mA\)\n", email)
     assert (
-        "**数值**: residual_current_ma 412.5 (阈值 300)"
-        in render("firing", [a], "zh-CN", "wecom").text
+        "**数值**: 剩余电流 412.5 mA（阈值 300 mA）" in render("firing", [a], "zh-CN", "wecom").text
     )
 
 
@@ -121,7 +120,7 @@ def test_group_sms_in_chinese_fits_two_segments() -> None:
     alerts = [alert(i, "warning") for i in range(1, 17)] + [alert(17, "critical")]
     out = render("group", alerts, "zh-CN", "sms")
     assert out.title == "城东中学发生17条告警"
-    assert out.text.startswith("城东中学发生17条告警：【严重】火警：城东中学（SD-017）；【警告】")
+    assert out.text.startswith("城东中学发生17条告警：【紧急】火警：城东中学（SD-017）；【警告】")
     assert sms_segments(out.text) <= 2 and out.text.endswith("…")
 
 
@@ -139,7 +138,7 @@ def test_missing_message_falls_back_to_the_other_locale_then_rule() -> None:
     """An alert without a message in the locale uses the other one, then rule and device."""
     assert (
         render("firing", [alert(1, message={"en": "Smoke"})], "zh-CN", "sms").title
-        == "【严重】Smoke"
+        == "【紧急】Smoke"
     )
     assert (
         render("firing", [alert(1, message={})], "en", "sms").title

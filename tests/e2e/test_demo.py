@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -38,13 +39,43 @@ def cli(workdir: tuple[Path, dict[str, str]], *args: str, timeout: float = 60) -
 
 
 def test_demo_prints_a_received_alert(workdir: tuple[Path, dict[str, str]]) -> None:
-    """`firesentry demo` brings everything up and prints signed alerts from the simulator."""
+    """`firesentry demo` brings everything up and prints signed alerts from the simulator, and
+    one fire alarm reaching the unit's four parties by SMS and the control room's group robot."""
     out = cli(workdir, "demo", "--duration", "25", timeout=120)
     assert "first alert received" in out
     assert "[webhook] FIRING" in out and "signature ok" in out
     assert "BAD SIGNATURE" not in out
     for rule in ("residual_current_high", "tank_level_low", "pressure_low", "fire_alarm"):
         assert rule in out, f"{rule} missing from demo output"
+    # "Multi-party notification": the mall's fire alarm reaches each of its parties by SMS, in
+    # their own language, with the unit, its address, the device's place and the detector.
+    fire_sms = {
+        m.group("role"): m
+        for m in re.finditer(
+            r"^\[sms → (?P<role>fire-safety manager|property manager|grid worker|control room) "
+            r"(?P<name>.+?) (?P<phone>\+86\d{3}\*{4}\d{4}), (?P<locale>zh-CN|en)\] (?P<text>.*)$",
+            out,
+            re.MULTILINE,
+        )
+        if "demo-u1-utd" in m.group("text")
+    }
+    roles = {"fire-safety manager", "property manager", "grid worker", "control room"}
+    assert set(fire_sms) == roles, f"fire alarm SMS reached only {sorted(fire_sms)}:\n{out}"
+    for role, m in fire_sms.items():
+        text = m.group("text")
+        fire = "[critical] FIRE ALARM" if m.group("locale") == "en" else "【紧急】火警"
+        assert text.startswith(fire), (role, text)
+        for part in (
+            "滨江购物中心",
+            "锦江区滨江东路 1 号",
+            "1F 消防控制室",
+            "3F东侧走廊感烟探测器",
+        ):
+            assert part in text, (role, part, text)
+    assert "en" in {m.group("locale") for m in fire_sms.values()}  # one party reads English
+    robot = re.search(r"^\[robot → .+\] 【紧急】火警：滨江购物中心.*\n +(.*)$", out, re.MULTILINE)
+    assert robot and "2回路31号" in robot.group(1), out
+    assert "no provider configured" not in out
 
 
 def test_up_reuses_running_services_and_down_stops_them(
