@@ -213,17 +213,21 @@ def test_a_second_detector_is_a_new_notified_alert_and_says_the_fire_spreads(sit
     assert len(firing) == 2, "a repeat of an open detector must not page anyone"
 
 
+def _rearming(folder: Path, rule_id: str) -> Path:
+    """The default rules with one rule re-arming 2 s after an operator's resolve or close."""
+    default = Path(__file__).resolve().parents[2] / "rules" / "default_rules.yaml"
+    line = f"  - id: {rule_id}\n"
+    text = default.read_text(encoding="utf-8").replace(line, f"{line}    rearm: 2\n", 1)
+    assert "rearm: 2" in text
+    out = folder / "rules.yaml"
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
 @pytest.fixture()
 def rearm_site(unit: Endpoints, services: Endpoints, prefix: str, tmp_path: Path) -> Iterator[Site]:
     """Default rules, with residual current re-arming 2 s after an operator's resolve."""
-    rules = tmp_path / "rules.yaml"
-    default = Path(__file__).resolve().parents[2] / "rules" / "default_rules.yaml"
-    text = default.read_text(encoding="utf-8").replace(
-        "  - id: residual_current_high\n", "  - id: residual_current_high\n    rearm: 2\n", 1
-    )
-    assert "rearm: 2" in text
-    rules.write_text(text, encoding="utf-8")
-    s = Site(unit, services, prefix, tmp_path, rules)
+    s = Site(unit, services, prefix, tmp_path, _rearming(tmp_path, "residual_current_high"))
     yield s
     s.close()
 
@@ -291,14 +295,7 @@ def offline_site(
     """A monitor that beats every second (offline after 3 s), device_offline re-arming in 2 s."""
     with psycopg.connect(unit.dsn(), autocommit=True) as conn:
         reg.add_device(conn, "em-2", "u1", DeviceType.ELECTRICAL, heartbeat_s=1)
-    rules = tmp_path / "rules.yaml"
-    default = Path(__file__).resolve().parents[2] / "rules" / "default_rules.yaml"
-    text = default.read_text(encoding="utf-8").replace(
-        "  - id: device_offline\n", "  - id: device_offline\n    rearm: 2\n", 1
-    )
-    assert "rearm: 2" in text
-    rules.write_text(text, encoding="utf-8")
-    s = Site(unit, services, prefix, tmp_path, rules)
+    s = Site(unit, services, prefix, tmp_path, _rearming(tmp_path, "device_offline"))
     yield s
     s.close()
 

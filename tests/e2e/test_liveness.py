@@ -16,18 +16,10 @@ from firesentry.app import Engine
 from firesentry.embedded import Endpoints
 from simulators.services.webhook import WebhookReceiver
 from store import registry as reg
+from tests.e2e.conftest import SECRET
 from tests.helpers import Publisher, engine_settings, scalar, wait_until
 
 pytestmark = pytest.mark.e2e
-SECRET = "liveness-secret"
-
-
-@pytest.fixture()
-def receiver() -> Iterator[WebhookReceiver]:
-    """The control room's webhook."""
-    r = WebhookReceiver(SECRET.encode()).start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture()
