@@ -21,10 +21,15 @@ from store.outbox import ClaimedRow
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message to deliver, and the ids of the rows it stands for (lowest, its lead, first)."""
+    """One message to deliver, and the ids of the rows it stands for (lowest, its lead, first);
+    what decides how long it is retried: the worst severity, the oldest row, whether any of
+    its alerts is still open and unacknowledged."""
 
     notification: Notification
     ids: tuple[int, ...]
+    severity: str = "info"
+    queued_at: dt.datetime | None = None
+    alert_open: bool = True
 
 
 def group_keys(rows: Iterable[ClaimedRow]) -> list[str]:
@@ -89,4 +94,10 @@ def merge(members: Sequence[ClaimedRow], tz: dt.tzinfo) -> Outgoing:
         payload,
         max(m.attempts for m in ordered),
     )
-    return Outgoing(notification, tuple(m.id for m in ordered))
+    return Outgoing(
+        notification,
+        tuple(m.id for m in ordered),
+        worst_severity([m.payload.get("alert", {}) for m in ordered]),
+        min(m.created_at for m in ordered),
+        any(m.alert_open for m in ordered),
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from psycopg.rows import tuple_row
 
 from alerts import grouping
 from alerts.errors import PermanentError, RetryableError
+from alerts.retry import DEFAULT_POLICIES, RetryPolicy, Stop, after_failure, backoff_s
 from alerts.types import Notification
 from store import channels, instruments
 from store import outbox as store_outbox
@@ -59,11 +59,8 @@ class OutboxOptions:
     # without a good round in between before the worker counts as dead (run() raises).
     error_pause_s: float = 1.0
     dead_after_s: float = 60.0
-
-
-def backoff_s(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter for the n-th failed attempt."""
-    return float(random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, attempt - 1)))
+    # How long a failing notification is tried, by the severity of its (worst) alert.
+    retry: Mapping[str, RetryPolicy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
 
 
 class OutboxWorker:
@@ -183,7 +180,7 @@ class OutboxWorker:
                 until=wait.isoformat(),
             )
         outgoing = [grouping.merge(m, self.tz) for m in sendable]
-        results = await asyncio.gather(*(self._deliver(o.notification) for o in outgoing))
+        results = await asyncio.gather(*(self._deliver(o) for o in outgoing))
         outcomes = []
         for out, (state, error, delay) in zip(outgoing, results, strict=True):
             instruments.notifications(out.notification.channel, state, len(out.ids))
@@ -205,7 +202,8 @@ class OutboxWorker:
         recent = await store_outbox.recent_sent(conn, first.channel, first.receiver, window_s)
         return grouping.held_until(recent.count, recent.oldest, max_per_window, window_s)
 
-    async def _deliver(self, n: Notification) -> tuple[str, str | None, float]:
+    async def _deliver(self, out: grouping.Outgoing) -> tuple[str, str | None, float]:
+        n = out.notification
         notifier = self.notifiers.get(n.channel)
         bound = log.bind(
             notification_id=n.id,
@@ -223,18 +221,39 @@ class OutboxWorker:
             bound.error("notification refused; giving up", error=str(exc))
             return "given_up", str(exc)[:500], 0.0
         except RetryableError as exc:
-            limit = self.max_attempts.get(n.receiver, 8)
-            if n.attempts >= limit:
-                bound.error("notification failed; out of attempts", error=str(exc))
-                return "given_up", str(exc)[:500], 0.0
-            delay = backoff_s(n.attempts, self.opts.backoff_base_s, self.opts.backoff_max_s)
-            bound.warning(
-                "notification failed; will retry", error=str(exc), retry_in_s=round(delay, 2)
-            )
-            return "failed", str(exc)[:500], delay
+            return self._after_failure(out, bound, str(exc))
         except Exception as exc:  # a bug in a channel must not stop the worker: retry later
             bound.exception("notifier raised an unexpected error; will retry")
             delay = backoff_s(n.attempts, self.opts.backoff_base_s, self.opts.backoff_max_s)
             return "failed", f"{type(exc).__name__}: {exc}"[:500], delay
         bound.info("notification sent")
         return "sent", None, 0.0
+
+    def _after_failure(
+        self, out: grouping.Outgoing, bound: Any, error: str
+    ) -> tuple[str, str | None, float]:
+        """Retry or stop, by the retry policy of the message's severity."""
+        n = out.notification
+        policy = self.opts.retry.get(out.severity) or DEFAULT_POLICIES["info"]
+        queued = out.queued_at or dt.datetime.now(dt.UTC)
+        decision = after_failure(
+            policy,
+            attempts=n.attempts,
+            age_s=(dt.datetime.now(dt.UTC) - queued).total_seconds(),
+            alert_open=out.alert_open,
+            receiver_max_attempts=self.max_attempts.get(n.receiver),
+            base_s=self.opts.backoff_base_s,
+            cap_s=self.opts.backoff_max_s,
+        )
+        if isinstance(decision, Stop):
+            bound.error(
+                "notification failed; " + decision.reason, error=error, severity=out.severity
+            )
+            return decision.state, f"{error} ({decision.reason})"[:500], 0.0
+        bound.warning(
+            "notification failed; will retry",
+            error=error,
+            severity=out.severity,
+            retry_in_s=round(decision.delay_s, 2),
+        )
+        return "failed", error[:500], decision.delay_s

@@ -33,11 +33,12 @@ import structlog
 
 from alerts.outbox import OutboxOptions, OutboxWorker
 from alerts.planner import DispatchOptions
+from alerts.retry import DEFAULT_POLICIES, RetryPolicy
 from alerts.routing import RoutingError, load_routing
 from alerts.types import Receiver
 from devices.registry import Registry
 from firesentry.channels import build_notifiers, robot_channels
-from firesentry.config import Settings, transport_warnings
+from firesentry.config import RetryPolicyConfig, Settings, transport_warnings
 from firesentry.embedded import BrokerTls, EmbeddedServices, Endpoints
 from ingest.consumer import Consumer, ConsumerOptions
 from ingest.decode import BatchDecoder, Limits
@@ -238,6 +239,7 @@ class Engine:
             timezone=routing.timezone,
             connect_timeout_s=settings.database.connect_timeout_s,
             dead_after_s=n.dead_after_s,
+            retry={**DEFAULT_POLICIES, **{sev: _policy(p) for sev, p in n.retry.items()}},
         )
         self._outbox: OutboxWorker | None = None
         self._outbox_loop: asyncio.AbstractEventLoop | None = None
@@ -518,3 +520,11 @@ class Engine:
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGHUP, old_hup)
         return EX_SOFTWARE if death is not None else 0
+
+
+def _policy(p: RetryPolicyConfig) -> RetryPolicy:
+    """The outbox's retry policy from its configuration."""
+    horizon = None if p.horizon_min is None else p.horizon_min * 60
+    return RetryPolicy(
+        p.max_attempts, horizon, p.max_interval_s, p.while_open and horizon is not None
+    )

@@ -1,4 +1,4 @@
-"""`firesentry alerts …` and `firesentry notify test`: what a control-room operator types."""
+"""`firesentry alerts …` and `firesentry notify …`: what a control-room operator types."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from store import alerts as store_alerts
 from store import channels as store_channels
 from store import contacts as store_contacts
 from store import false_alarms as store_false_alarms
+from store import notifications as store_notifications
 from store import silences as store_silences
 from store.silences import SILENCE_STATES, SilenceRow
 
@@ -331,6 +332,49 @@ def _notify_test(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _notify_list(settings: Settings, args: argparse.Namespace) -> int:
+    states = () if args.state == "all" else tuple(args.state.split(","))
+    unknown = sorted(set(states) - set(store_notifications.NOTIFICATION_STATES))
+    if unknown:
+        choices = ", ".join(store_notifications.NOTIFICATION_STATES)
+        print(f"firesentry: --state: unknown {', '.join(unknown)}; use {choices} or all")
+        return 1
+    with _connect(settings) as conn:
+        rows = store_notifications.list_notifications(
+            conn, states=states, since=args.since, limit=args.limit
+        )
+    print(
+        f"{'id':>7} {'queued':20} {'alert':>6} {'severity':9} {'channel':9} {'receiver':20} "
+        f"{'state':9} {'tries':>5}  last error"
+    )
+    for n in rows:
+        error = mask_in(n.last_error, n.receiver) or ""
+        print(
+            f"{n.id:>7} {_fmt_time(n.created_at):20} {n.alert_id or '-':>6} "
+            f"{n.severity or '-':9} {n.channel:9} {mask_address(n.receiver)[:20]:20} "
+            f"{n.state:9} {n.attempts:>5}  {error[:80]}"
+        )
+    return 0
+
+
+def _notify_retry(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.ids and not args.given_up:
+        print("firesentry: name notification ids, or --given-up [--since T]")
+        return 1
+    since = args.since or dt.datetime.fromtimestamp(0, dt.UTC)
+    with _connect(settings) as conn:
+        queued = store_notifications.retry(
+            conn, by=args.by, ids=args.ids, given_up_since=since if args.given_up else None
+        )
+        if queued:
+            store_channels.notify_outbox(conn)
+    left = sorted(set(args.ids) - set(queued))
+    print(f"queued again: {len(queued)}" + (f" ({', '.join(map(str, queued))})" if queued else ""))
+    if left:
+        print(f"not queued (not given up or cancelled, or unknown): {', '.join(map(str, left))}")
+    return 0 if queued or not args.ids else 1
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `alerts` and `notify` commands."""
     p = sub.add_parser(
@@ -404,3 +448,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.add_argument("--contact", type=int, required=True)
     t.add_argument("--channel", choices=["sms", "email"])
     t.set_defaults(fn=_notify_test)
+    nl = nsub.add_parser("list", help="notifications by state, newest first")
+    nl.add_argument("--state", default="failed,given_up", help="comma-separated states, or all")
+    nl.add_argument("--since", type=_moment, help="queued at or after (RFC 3339)")
+    nl.add_argument("--limit", type=int, default=50)
+    nl.set_defaults(fn=_notify_list)
+    nr = nsub.add_parser("retry", help="send given-up notifications again (recorded)")
+    nr.add_argument("ids", type=int, nargs="*", help="notification ids")
+    nr.add_argument("--given-up", action="store_true", help="every given-up notification")
+    nr.add_argument("--since", type=_moment, help="with --given-up: queued at or after")
+    nr.add_argument("--by", required=True, help="who resends (recorded)")
+    nr.set_defaults(fn=_notify_retry)

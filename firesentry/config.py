@@ -331,6 +331,34 @@ class EmailConfig(_Section):
         return self
 
 
+class RetryPolicyConfig(_Section):
+    """How long a failing notification of one severity is tried (see alerts/retry.py)."""
+
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    horizon_min: float | None = Field(
+        default=None, gt=0, le=10_080, description="keep trying this long after it was queued"
+    )
+    max_interval_s: float = Field(default=60.0, gt=0, le=3600)
+    while_open: bool = Field(
+        default=True, description="with a horizon: stop once the alert is acknowledged or closed"
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RetryPolicyConfig:
+        if self.max_attempts is None and self.horizon_min is None:
+            raise ValueError("a retry policy needs max_attempts or horizon_min (or both)")
+        return self
+
+
+SeverityName = Literal["critical", "major", "warning", "info"]
+
+
+def _default_retry() -> dict[SeverityName, RetryPolicyConfig]:
+    urgent = RetryPolicyConfig(horizon_min=1440, max_interval_s=60)
+    patient = RetryPolicyConfig(max_attempts=8, max_interval_s=300)
+    return {"critical": urgent, "major": urgent, "warning": patient, "info": patient}
+
+
 class NotifyConfig(_Section):
     """The outbox worker and its receivers."""
 
@@ -345,6 +373,10 @@ class NotifyConfig(_Section):
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
     lease_s: float = Field(default=60.0, gt=0)
+    retry: dict[SeverityName, RetryPolicyConfig] = Field(
+        default_factory=_default_retry,
+        description="per severity; critical and major keep trying for 24 h while unhandled",
+    )
     dead_after_s: float = Field(
         default=60.0,
         gt=0,

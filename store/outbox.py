@@ -22,7 +22,9 @@ WHERE n.id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING n.id, n.alert_id, n.channel, n.receiver, n.idempotency_key::text, n.payload, n.attempts,
-          n.group_key, n.kind, n.locale
+          n.group_key, n.kind, n.locale, n.created_at,
+          coalesce((SELECT a.state <> 'closed' AND a.acknowledged_at IS NULL FROM alerts a
+                    WHERE a.id = n.alert_id), true)
 """
 
 # Everything else waiting for the same party (and unit) goes out in the same message.
@@ -36,7 +38,9 @@ WHERE n.id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING n.id, n.alert_id, n.channel, n.receiver, n.idempotency_key::text, n.payload, n.attempts,
-          n.group_key, n.kind, n.locale
+          n.group_key, n.kind, n.locale, n.created_at,
+          coalesce((SELECT a.state <> 'closed' AND a.acknowledged_at IS NULL FROM alerts a
+                    WHERE a.id = n.alert_id), true)
 """
 
 _RECENT = """
@@ -63,6 +67,8 @@ class ClaimedRow:
     group_key: str | None
     kind: str
     locale: str
+    created_at: dt.datetime
+    alert_open: bool  # its alert is neither closed nor acknowledged (True without an alert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +115,7 @@ class Outcome:
     """What became of one delivered message (of one or several rows grouped into it)."""
 
     ids: Sequence[int]
-    state: str  # 'sent', 'failed' (retried after retry_in_s) or 'given_up'
+    state: str  # 'sent', 'failed' (retried after retry_in_s), 'given_up' or 'cancelled'
     error: str | None = None
     retry_in_s: float = 0.0
 

@@ -27,7 +27,11 @@ class Proxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:
+                client.close()  # upstream down: the client sees its connection closed
+                continue
             with self._lock:
                 self._socks += [client, upstream]
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
@@ -51,6 +55,13 @@ class Proxy:
         for s in (src, dst):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+        # Each socket is the source of one pump, which closes it: thousands of short
+        # connections (an HTTP client retrying) must not run out of file descriptors.
+        with self._lock:
+            if src in self._socks:
+                self._socks.remove(src)
+        with contextlib.suppress(OSError):
+            src.close()
 
     def cut(self) -> None:
         """Drop every connection at once (what a dead link looks like to both sides)."""

@@ -15,6 +15,9 @@ T0 = dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC)
 SHANGHAI = dt.timezone(dt.timedelta(hours=8), "CST")
 
 
+QUEUED = dt.datetime(2024, 5, 1, 10, tzinfo=dt.UTC)
+
+
 def row(
     id: int,
     group_key: str | None = None,
@@ -40,7 +43,18 @@ def row(
     }
     payload: dict[str, Any] = {} if severity is None else {"version": "1", "alert": alert}
     return ClaimedRow(
-        id, 100 + id, channel, receiver, f"key-{id}", payload, attempts, group_key, kind, locale
+        id,
+        100 + id,
+        channel,
+        receiver,
+        f"key-{id}",
+        payload,
+        attempts,
+        group_key,
+        kind,
+        locale,
+        QUEUED + dt.timedelta(seconds=id),
+        True,
     )
 
 

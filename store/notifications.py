@@ -1,0 +1,89 @@
+"""Notifications as operators see and handle them: list by state, resend the given-up ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+NOTIFICATION_STATES = ("pending", "sending", "sent", "failed", "given_up", "cancelled")
+# What an operator may resend: what will not be tried again by itself.
+RETRYABLE_STATES = ("given_up", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationView:
+    """One outbox row with its alert's severity and rule."""
+
+    id: int
+    created_at: dt.datetime
+    alert_id: int | None
+    severity: str | None
+    rule_id: str | None
+    channel: str
+    receiver: str
+    kind: str
+    state: str
+    attempts: int
+    last_error: str | None
+    sent_at: dt.datetime | None
+    retried_by: str | None
+    retried_at: dt.datetime | None
+
+
+_SELECT = (
+    "SELECT n.id, n.created_at, n.alert_id, n.payload->'alert'->>'severity',"
+    " n.payload->'alert'->>'rule_id', n.channel, n.receiver, n.kind, n.state, n.attempts,"
+    " n.last_error, n.sent_at, n.retried_by, n.retried_at FROM notifications n"
+)
+
+
+def list_notifications(
+    conn: psycopg.Connection[Any],
+    *,
+    states: Sequence[str] = (),
+    since: dt.datetime | None = None,
+    limit: int = 100,
+) -> list[NotificationView]:
+    """Notifications in these states (all when empty), queued since `since`, newest first."""
+    rows = conn.execute(
+        _SELECT + " WHERE (%s::text[] = '{}' OR n.state = ANY(%s::text[]))"
+        " AND (%s::timestamptz IS NULL OR n.created_at >= %s::timestamptz)"
+        " ORDER BY n.id DESC LIMIT %s",
+        (list(states), list(states), since, since, limit),
+    ).fetchall()
+    return [NotificationView(*r) for r in rows]
+
+
+def retry(
+    conn: psycopg.Connection[Any],
+    *,
+    by: str,
+    ids: Sequence[int] = (),
+    given_up_since: dt.datetime | None = None,
+) -> list[int]:
+    """Queue given-up (or cancelled) notifications again, due now, their attempts counted from
+    zero and who asked recorded; by id, or every given-up one queued since a time. Returns the
+    ids queued; rows in other states are left alone."""
+    if ids:
+        where, params = "id = ANY(%s) AND state = ANY(%s)", [list(ids), list(RETRYABLE_STATES)]
+    elif given_up_since is not None:
+        where, params = "state = 'given_up' AND created_at >= %s", [given_up_since]
+    else:
+        return []
+    # The alert's history says who resent what, beside the engine's own lines.
+    rows = conn.execute(
+        "WITH r AS (UPDATE notifications SET state = 'pending', attempts = 0,"  # noqa: S608
+        " next_attempt_at = now(), lease_until = NULL, retried_by = %s, retried_at = now(),"
+        " last_error = 'retried by ' || %s || coalesce('; before: ' || last_error, '')"
+        f" WHERE {where} RETURNING id, alert_id, channel),"
+        " h AS (INSERT INTO alert_events (alert_id, kind, actor, comment)"
+        " SELECT alert_id, 'notification_retried', %s, channel || ' notification ' || id"
+        " FROM r WHERE alert_id IS NOT NULL)"
+        " SELECT id FROM r",
+        [by, by, *params, by],
+    ).fetchall()
+    return sorted(int(r[0]) for r in rows)
