@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -14,10 +15,12 @@ import psycopg
 import structlog
 from psycopg.rows import tuple_row
 
-from alerts import grouping
+from alerts import channel_watch, grouping
 from alerts.errors import PermanentError, RetryableError
 from alerts.retry import DEFAULT_POLICIES, RetryPolicy, Stop, after_failure, backoff_s
+from alerts.shape import channel_notice
 from alerts.types import Notification
+from store import channel_alerts as store_channels
 from store import channels, instruments
 from store import outbox as store_outbox
 from store.health import Outage
@@ -61,6 +64,11 @@ class OutboxOptions:
     dead_after_s: float = 60.0
     # How long a failing notification is tried, by the severity of its (worst) alert.
     retry: Mapping[str, RetryPolicy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+    # A channel failing this long is a channel alert, told to the control room (looked at
+    # every channel_check_s) through control_room (webhooks, robots) and its contacts.
+    channel_alert_after_s: float = 120.0
+    channel_check_s: float = 10.0
+    control_room: Sequence[tuple[str, str]] = ()
 
 
 class OutboxWorker:
@@ -80,6 +88,7 @@ class OutboxWorker:
         self._stop = asyncio.Event()
         self.delivered = 0
         self.tz = ZoneInfo(options.timezone)
+        self._watched_at = 0.0
 
     def stop(self) -> None:
         """Ask the worker to finish its current round and return."""
@@ -144,6 +153,10 @@ class OutboxWorker:
     async def _loop(self, conn: psycopg.AsyncConnection[Any], errors: Outage) -> None:
         while not self._stop.is_set():
             claimed = await self.run_once(conn)
+            now = time.monotonic()
+            if now - self._watched_at >= self.opts.channel_check_s:
+                self._watched_at = now
+                await self.watch_channels(conn)
             if errors.recovered() is not None:
                 log.info("outbox rounds succeed again")
             if claimed:
@@ -189,6 +202,50 @@ class OutboxWorker:
                 self.delivered += len(out.ids)
         await store_outbox.record_outcomes(conn, outcomes)
         return len(rows)
+
+    async def watch_channels(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Open, update and clear channel alerts; tell the control room of each change."""
+        async with conn.transaction():
+            decided = channel_watch.plan(
+                await store_channels.failing(conn),
+                await store_channels.open_alerts(conn),
+                dt.datetime.now(dt.UTC),
+                self.opts.channel_alert_after_s,
+            )
+            if not (decided.open or decided.clear or decided.update):
+                return
+            addresses = [store_channels.Address(c, r) for c, r in self.opts.control_room]
+            addresses += await store_channels.control_room_contacts(conn)
+            now = dt.datetime.now(dt.UTC)
+            for f in decided.open:
+                if await store_channels.open_alert(conn, f) is None:
+                    continue
+                body = channel_notice(
+                    True, f.subject, f.since, f.waiting, f.last_error, now, self.tz
+                )
+                told = channel_watch.others(f.subject, addresses)
+                await store_channels.queue(conn, told, body, "firing")
+                instruments.CHANNEL_ALERTS.labels(f.subject).set(1)
+                log.error(
+                    "notification channel failing",
+                    channel=f.subject,
+                    since=f.since.isoformat(),
+                    waiting=f.waiting,
+                    error=f.last_error[:200],
+                    control_room_rows=len(told),
+                )
+            for alert, f in decided.update:
+                await store_channels.update_waiting(conn, alert.id, f)
+            for alert in decided.clear:
+                await store_channels.clear(conn, alert.id)
+                body = channel_notice(
+                    False, alert.subject, alert.failing_since, 0, "", now, self.tz
+                )
+                await store_channels.queue(
+                    conn, channel_watch.others(alert.subject, addresses), body, "resolved"
+                )
+                instruments.CHANNEL_ALERTS.labels(alert.subject).set(0)
+                log.info("notification channel delivers again", channel=alert.subject)
 
     async def _held_by_rate_limit(
         self, conn: psycopg.AsyncConnection[Any], members: list[ClaimedRow]

@@ -168,14 +168,23 @@ def notice(
     return body.model_dump(mode="json", by_alias=True, exclude=exclude)
 
 
-def sample_notice(name: str, where: str, now: dt.datetime) -> dict[str, Any]:
-    """The body of `firesentry notify test`: a made-up info alert addressed to one contact."""
-    alert = AlertObject(
+def _engine_alert(
+    rule_id: str,
+    severity: Severity,
+    state: AlertState,
+    where: str,
+    subject: str,
+    message: Message,
+    opened_at: dt.datetime,
+    at: dt.datetime,
+) -> AlertObject:
+    """An alert about firesentry itself (a test message, a failing channel): no device."""
+    return AlertObject(
         id=0,
-        rule_id="notify_test",
-        severity="info",
-        state="firing",
-        device_id="-",
+        rule_id=rule_id,
+        severity=severity,
+        state=state,
+        device_id=subject,
         device_type="-",
         unit_id=where,
         unit_name=where,
@@ -188,21 +197,58 @@ def sample_notice(name: str, where: str, now: dt.datetime) -> dict[str, Any]:
         metric=None,
         value=None,
         threshold=None,
-        opened_at=now,
-        at=now,
+        opened_at=opened_at,
+        at=at,
         count=1,
-        message=Message(en=f"Test message for {name}", zh_CN=f"测试消息：{name}"),
+        message=message,
         needs_verification=False,
         silenced=False,
         silenced_by=None,
         acknowledged_at=None,
-        cleared_at=None,
+        cleared_at=at if state == "resolved" else None,
         closed_at=None,
         verification=None,
         false_alarm_cause=None,
         escalation_tier=0,
     )
+
+
+def sample_notice(name: str, where: str, now: dt.datetime) -> dict[str, Any]:
+    """The body of `firesentry notify test`: a made-up info alert addressed to one contact."""
+    message = Message(en=f"Test message for {name}", zh_CN=f"测试消息：{name}")
+    alert = _engine_alert("notify_test", "info", "firing", where, "-", message, now, now)
     return notice("test", "test", alert)
+
+
+def channel_notice(
+    failing: bool,
+    channel: str,
+    since: dt.datetime,
+    waiting: int,
+    error: str,
+    now: dt.datetime,
+    timezone: dt.tzinfo,
+) -> dict[str, Any]:
+    """The body that tells the control room a notification channel is failing (or works
+    again): rule channel_failing, critical while failing, its subject the channel."""
+    local = f"{since.astimezone(timezone):%H:%M}"
+    if failing:
+        message = Message(
+            en=f"Notification channel {channel} failing since {local}, {waiting} messages "
+            f"waiting: {error}",
+            zh_CN=f"通知通道 {channel} 自 {local} 起发送失败，{waiting} 条消息待发：{error}",
+        )
+        status: Literal["firing", "resolved"] = "firing"
+    else:
+        message = Message(
+            en=f"Notification channel {channel} delivers again (failing since {local})",
+            zh_CN=f"通知通道 {channel} 已恢复正常（自 {local} 起曾发送失败）",
+        )
+        status = "resolved"
+    alert = _engine_alert(
+        "channel_failing", "critical", status, "firesentry", channel, message, since, now
+    )
+    return notice(status, status, alert)
 
 
 def notice_schema() -> dict[str, Any]:

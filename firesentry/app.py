@@ -240,6 +240,11 @@ class Engine:
             connect_timeout_s=settings.database.connect_timeout_s,
             dead_after_s=n.dead_after_s,
             retry={**DEFAULT_POLICIES, **{sev: _policy(p) for sev, p in n.retry.items()}},
+            channel_alert_after_s=n.channel_alert_after_s,
+            channel_check_s=n.channel_check_s,
+            # The control room's machine receivers: every webhook and robot.
+            control_room=[("webhook", r.name) for r in self.receivers]
+            + [(kind, name) for name, kind in robot_channels(settings).items()],
         )
         self._outbox: OutboxWorker | None = None
         self._outbox_loop: asyncio.AbstractEventLoop | None = None

@@ -382,6 +382,12 @@ class NotifyConfig(_Section):
         gt=0,
         description="outbox rounds failing this long (not a database outage): the process exits 70",
     )
+    channel_alert_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="a channel whose notifications keep failing this long opens a channel alert",
+    )
+    channel_check_s: float = Field(default=10.0, gt=0, le=600)
 
 
 class ApiConfig(_Section):

@@ -63,6 +63,11 @@ OUTBOX_OLDEST = Gauge(
     "firesentry_outbox_oldest_pending_seconds",
     "How long the oldest notification due for delivery has waited",
 )
+CHANNEL_ALERTS = Gauge(
+    "firesentry_channel_alert",
+    "1 while a notification channel has kept failing (a channel alert is open), else 0",
+    ["channel"],
+)
 _ENGINE_GAUGES = (INGEST_LAG, BROKER_CONNECTED, WORKER_ALIVE, HEALTH_AGE)
 
 

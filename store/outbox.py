@@ -130,6 +130,8 @@ async def record_outcomes(conn: psycopg.AsyncConnection[Any], outcomes: Sequence
         "UPDATE notifications n SET state = v.state, lease_until = NULL,"
         " sent_at = CASE WHEN v.state = 'sent' THEN now() ELSE n.sent_at END,"
         " last_error = v.error,"
+        " first_failed_at = CASE WHEN v.state = 'failed' THEN coalesce(n.first_failed_at, now())"
+        " WHEN v.state = 'sent' THEN NULL ELSE n.first_failed_at END,"
         " delivered_with = CASE WHEN v.state = 'sent' THEN v.carrier ELSE n.delivered_with END,"
         " next_attempt_at = CASE WHEN v.state = 'sent' THEN n.next_attempt_at"
         " ELSE now() + make_interval(secs => v.retry_in_s) END"
