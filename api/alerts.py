@@ -20,6 +20,7 @@ from api.models import (
     AlertQuery,
     CloseBody,
     CommentBody,
+    ContactOut,
     NotificationOut,
     decode_cursor,
     encode_cursor,
@@ -43,6 +44,8 @@ async def list_alerts(call: Call) -> web.StreamResponse:
         states=aq.states(),
         severities=aq.severity,
         unit_id=aq.unit,
+        device_id=aq.device,
+        rule_id=aq.rule,
         district=aq.district,
         device_type=aq.device_type,
         opened_from=aq.start,
@@ -57,6 +60,21 @@ async def list_alerts(call: Call) -> web.StreamResponse:
             next_cursor=encode_cursor(*nxt) if nxt else None,
         )
     )
+
+
+def contacts_out(contacts: list[q.UnitContact], clear: bool) -> list[ContactOut]:
+    """A unit's contacts as the API shows them: masked unless the role calls people."""
+    return [
+        ContactOut(
+            name=c.name,
+            role=c.role,
+            phone=c.phone if clear or not c.phone else privacy.mask_phone(c.phone),
+            email=c.email if clear or not c.email else privacy.mask_address(c.email),
+            district_wide=c.district_wide,
+            masked=not clear,
+        )
+        for c in contacts
+    ]
 
 
 def _alert_id(call: Call) -> int:
@@ -87,6 +105,7 @@ async def get_alert(call: Call) -> web.StreamResponse:
                 )
                 for n in q.notifications(conn, alert_id)
             ],
+            contacts=contacts_out(q.unit_contacts(conn, [a.unit_id])[a.unit_id], clear),
         )
 
     detail = await call.state.db(load)
@@ -151,7 +170,8 @@ ROUTES = [
         "GET",
         f"{PREFIX}/alerts",
         list_alerts,
-        "Alerts, newest first, filtered; keyset pages via next_cursor",
+        "Alerts, newest first, filtered (state incl. closed, unit, device, rule, when opened); "
+        "keyset pages via next_cursor",
         Permission.ALERTS_READ,
         "alerts",
         query=AlertQuery,
@@ -161,7 +181,8 @@ ROUTES = [
         "GET",
         f"{PREFIX}/alerts/{{id:\\d+}}",
         get_alert,
-        "One alert with its history (alert_events) and its notifications",
+        "One alert (closed ones too) with its whole history (alert_events), its notifications "
+        "and its unit's contacts (phone and e-mail masked without contacts:read)",
         Permission.ALERTS_READ,
         "alerts",
         response=AlertDetail,

@@ -44,6 +44,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         }
     ),
     "admin": frozenset(Permission),
+    # A wall screen: the board and its live stream, nothing to act on and no one's number. Its
+    # token stays in the screen's browser for months, within reach of anyone in the room.
+    "display": frozenset({Permission.ALERTS_READ}),
 }
 
 

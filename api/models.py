@@ -23,11 +23,12 @@ from pydantic import (
 )
 
 from alerts.actions import FALSE_ALARM_CAUSES
-from alerts.shape import AlertObject, Severity
-from devices.catalog import METRIC_BY_NAME, DeviceType
+from alerts.shape import AlertObject, Message, Severity
+from devices.catalog import METRIC_BY_NAME, DeviceType, EventKind
 from store.registry import DeviceView
 
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="a unit or device id")]
+RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="a rule id")]
 StateFilter = Literal["open", "firing", "acknowledged", "resolved", "closed"]
 DeviceStatus = Literal["online", "offline", "unknown"]
 Bucket = Literal["raw", "1m", "1h", "1d"]
@@ -96,6 +97,8 @@ class AlertQuery(_Range):
         default_factory=list, description="comma-separated"
     )
     unit: Id | None = None
+    device: Id | None = Field(default=None, description="a device id")
+    rule: RuleId | None = Field(default=None, description="a rule id, e.g. fire_alarm")
     district: str | None = Field(default=None, max_length=100)
     device_type: DeviceType | None = None
     limit: int = Field(default=100, ge=1, le=1000)
@@ -212,6 +215,16 @@ class StatsQuery(_Range):
     group: Literal["unit", "district"] = "unit"
 
 
+class UnitEventsQuery(_Query):
+    """GET /units/{id}/events: the unit's device events, newest first."""
+
+    since: AwareDatetime | None = Field(default=None, description="default: 7 days ago")
+    kind: Annotated[list[EventKind], BeforeValidator(_comma_list)] = Field(
+        default_factory=list, description="comma-separated event kinds; empty: all"
+    )
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
 class StreamQuery(_Query):
     """GET /stream; the Last-Event-ID header wins over last_event_id."""
 
@@ -290,12 +303,24 @@ class NotificationOut(_Out):
     last_error: str | None
 
 
+class ContactOut(_Out):
+    """Someone to call about a unit; phone and e-mail masked for roles that call no one."""
+
+    name: str
+    role: str
+    phone: str | None
+    email: str | None
+    district_wide: bool = Field(description="a contact of the unit's district, not the unit's own")
+    masked: bool = Field(description="phone and e-mail are masked for this token's role")
+
+
 class AlertDetail(_Out):
-    """An alert with its history and its notifications."""
+    """An alert with its history, its notifications and the people to call about its unit."""
 
     alert: AlertOut
     history: list[AlertEventOut]
     notifications: list[NotificationOut]
+    contacts: list[ContactOut] = Field(default_factory=list)
 
 
 class UnitOut(_Out):
@@ -369,6 +394,45 @@ class UnitDetail(_Out):
     thresholds: dict[str, dict[str, list[ThresholdLine]]] = Field(
         description="device id → metric → levels"
     )
+    contacts: list[ContactOut] = Field(default_factory=list)
+
+
+class UnitEventOut(_Out):
+    """One event a device of the unit reported (a UTD: alarms, supervisory, shield, start …)."""
+
+    ts: dt.datetime
+    device_id: str
+    device_location: str
+    seq: int
+    kind: EventKind
+    loop: int | None
+    point: int | None
+    text: str
+
+
+class UnitEvents(_Out):
+    """GET /units/{id}/events."""
+
+    unit_id: str
+    items: list[UnitEventOut]
+
+
+class RuleOut(_Out):
+    """A rule as the console names it."""
+
+    id: str
+    name: Message | None = Field(description="what operators call it (en, zh-CN); null: unnamed")
+    severity: Severity
+    kind: str
+    metric: str | None
+    event: str | None
+    device_type: str | None
+
+
+class RuleList(_Out):
+    """GET /rules."""
+
+    items: list[RuleOut]
 
 
 class Point(_Out):
@@ -410,7 +474,8 @@ class AlertStatsOut(_Out):
     critical: int
     acknowledged: int
     mean_time_to_ack_s: float | None
-    fire_alarms_verified: int
+    fire_alarms_verified: int = Field(description="verified either way (confirmed + false)")
+    confirmed_fires: int = Field(description="verified as a real fire")
     false_alarms: int
     false_alarm_rate: float | None = Field(description="false alarms / verified fire alarms")
 

@@ -123,7 +123,7 @@ def openapi_document(routes: list[Route], version: str) -> dict[str, Any]:
             "version": version,
             "description": (
                 "Operator and analyst API of firesentry. Send `Authorization: Bearer <token>` "
-                "(`firesentry tokens create --role operator|analyst|admin [--unit ID ...]`). "
+                "(`firesentry tokens create --role operator|analyst|admin|display [--unit ID ...]`). "
                 "A unit-scoped token sees only its units."
             ),
         },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -98,17 +99,12 @@ def engine_check(e: health.EngineStatus, opts: ApiOptions) -> EngineCheck:
     )
 
 
-async def readyz(call: Call) -> web.StreamResponse:
-    """GET /readyz: database, broker, every engine's health and the outbox backlog, each judged.
-
-    Without a live token only ok/fail per part: the reasons name hosts, ports, engine ids and
-    database errors, which help an attacker and are no business of a load balancer's.
-    """
+async def readiness(call: Call) -> Readiness:
+    """Database, broker, every engine's health and the outbox backlog, each judged."""
     opts = call.state.options
-    (db, snap), broker, detailed = await asyncio.gather(
+    (db, snap), broker = await asyncio.gather(
         read_health(call, opts.probe_timeout_s),
         probe_broker(opts.mqtt_host, opts.mqtt_port, opts.probe_timeout_s),
-        holds_token(call.request, opts.probe_timeout_s),
     )
     checks = {"database": db, "broker": broker}
     engines: list[EngineCheck] = []
@@ -127,23 +123,31 @@ async def readyz(call: Call) -> web.StreamResponse:
             f"(limit {opts.ready_max_outbox_age_s:g} s)"
         )
     ready = all(v == "ok" for v in checks.values())
-    if not detailed:
-        return json_response(
-            Readiness(
-                status="ready" if ready else "not_ready",
-                checks={k: "ok" if v == "ok" else "fail" for k, v in checks.items()},
-            ),
-            status=200 if ready else 503,
-        )
-    return json_response(
-        Readiness(
-            status="ready" if ready else "not_ready",
-            checks=checks,
-            engines=engines,
-            outbox=outbox,
-        ),
-        status=200 if ready else 503,
+    status: Literal["ready", "not_ready"] = "ready" if ready else "not_ready"
+    return Readiness(status=status, checks=checks, engines=engines, outbox=outbox)
+
+
+async def readyz(call: Call) -> web.StreamResponse:
+    """GET /readyz: database, broker, every engine's health and the outbox backlog, each judged.
+
+    Without a live token only ok/fail per part: the reasons name hosts, ports, engine ids and
+    database errors, which help an attacker and are no business of a load balancer's.
+    """
+    detailed, body = await asyncio.gather(
+        holds_token(call.request, call.state.options.probe_timeout_s), readiness(call)
     )
+    if not detailed:
+        body = Readiness(
+            status=body.status,
+            checks={k: "ok" if v == "ok" else "fail" for k, v in body.checks.items()},
+        )
+    return json_response(body, status=200 if body.status == "ready" else 503)
+
+
+async def status(call: Call) -> web.StreamResponse:
+    """GET /status: what /readyz says, with its reasons, answered 200 either way (the console
+    polls it to say what is degraded; a 503 would read as the API itself failing)."""
+    return json_response(await readiness(call))
 
 
 async def metrics(call: Call) -> web.StreamResponse:
@@ -202,6 +206,16 @@ ROUTES = [
         Permission.METRICS_READ,
         "operations",
         media="text/plain",
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/status",
+        status,
+        "What /readyz judges (database, broker, engines, outbox), with the reasons, always "
+        "200: the console's degraded banner (any role)",
+        None,
+        "operations",
+        response=Readiness,
     ),
     Route(
         "GET",

@@ -37,6 +37,8 @@ class ApiOptions:
     # The change feed: how long to wait for a NOTIFY before polling anyway.
     stream_poll_s: float = 0.5
     stream_keepalive_s: float = 15.0
+    # libpq's connect_timeout (whole seconds, at least 2) of the feed's LISTEN connection.
+    feed_connect_timeout_s: int = 3
     # How long a request waits for a free database connection.
     pool_timeout_s: float = 5.0
     probe_timeout_s: float = 2.0

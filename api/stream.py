@@ -5,6 +5,10 @@ wakes on NOTIFY, or polls every stream_poll_s anyway, and hands each change to e
 subscriber whose units it concerns. A client that reconnects with the last id it saw gets what
 it missed from the database first, then the live changes; nothing is skipped or repeated.
 
+The stream also says whether the API reaches its database: the `ready` event's data has
+`database` ("ok" or "down"), and an `event: status` (data {"database"}) follows each change,
+so that a console never shows a board as live while nothing can reach it.
+
 A stream is authorised when it opens and then again before every change it is handed, and at
 least every stream_token_check_s: a token revoked or expired meanwhile gets a final
 `event: end` naming why (data {"reason", "message"}), and the stream closes.
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -48,11 +53,18 @@ END_MESSAGES = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """Whether the feed reaches the database ("ok" or "down"), handed to every stream."""
+
+    database: str
+
+
 class Subscriber:
     """One open stream: its token, its queue (None ends it) and the units it may see."""
 
     def __init__(self, scope: Sequence[str] | None, token_id: int) -> None:
-        self.queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(QUEUE)
+        self.queue: asyncio.Queue[StreamEvent | FeedStatus | None] = asyncio.Queue(QUEUE)
         self.scope = None if scope is None else frozenset(scope)
         self.token_id = token_id
         # Set when the client fell too far behind: it is sent what it has, then reconnects.
@@ -105,6 +117,8 @@ class AlertFeed:
         self.state = state
         # The last change handed out; None until the database has been reached.
         self.position: int | None = None
+        # Whether the feed's last round trip to the database succeeded; None: not tried yet.
+        self.database_ok: bool | None = None
         self._subs: set[Subscriber] = set()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -113,6 +127,7 @@ class AlertFeed:
         """Start following from the newest change, and watching the streams' tokens."""
         with contextlib.suppress(psycopg.Error, OSError):
             self.position = await self.state.db(q.last_stream_seq)
+            self.database_ok = True
         self._tasks = [
             asyncio.create_task(self._run(), name="alert-feed"),
             asyncio.create_task(self._watch_tokens(), name="alert-feed-tokens"),
@@ -138,6 +153,25 @@ class AlertFeed:
     def unsubscribe(self, sub: Subscriber) -> None:
         """Close a subscription."""
         self._subs.discard(sub)
+
+    @property
+    def database(self) -> str:
+        """'ok' when the feed reaches the database, else 'down' (also before it has tried)."""
+        return "ok" if self.database_ok else "down"
+
+    def _database(self, ok: bool) -> None:
+        """Note whether the database answers; tell every stream when that changes."""
+        if ok == self.database_ok:
+            return
+        self.database_ok = ok
+        status = FeedStatus(self.database)
+        for sub in self._subs:
+            if sub.ended is not None or sub.overflow:
+                continue
+            try:
+                sub.queue.put_nowait(status)
+            except asyncio.QueueFull:
+                sub.overflow = True
 
     def _publish(self, ev: StreamEvent) -> None:
         for sub in self._subs:
@@ -200,16 +234,23 @@ class AlertFeed:
         opts = self.state.options
         while not self._stopping.is_set():
             try:
+                # A deadline on connecting: a link that swallows the handshake would otherwise
+                # hold the feed (and every stream's word on the database) for minutes.
                 async with await psycopg.AsyncConnection.connect(
-                    opts.dsn, autocommit=True, application_name="firesentry-api-feed"
+                    opts.dsn,
+                    autocommit=True,
+                    application_name="firesentry-api-feed",
+                    connect_timeout=opts.feed_connect_timeout_s,
                 ) as conn:
                     await channels.listen(conn, channels.ALERT_EVENTS)
                     while not self._stopping.is_set():
                         await self.poll()
+                        self._database(True)
                         async for _ in conn.notifies(timeout=opts.stream_poll_s, stop_after=1):
                             pass
             except (psycopg.Error, OSError) as exc:
                 log.warning("alert feed lost the database; retrying", error=str(exc)[:200])
+                self._database(False)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), 1.0)
 
@@ -278,7 +319,8 @@ async def stream(call: Call) -> web.StreamResponse:
                     await send(_frame("reset", last, "{}"))
                     break
         if sub.ended is None:
-            await send(_frame("ready", last, f'{{"stream_id": {last}}}'))
+            ready = json.dumps({"stream_id": last, "database": feed.database})
+            await send(_frame("ready", last, ready))
         keepalive = state.options.stream_keepalive_s
         while sub.ended is None:
             if sub.overflow and sub.queue.empty():
@@ -291,6 +333,9 @@ async def stream(call: Call) -> web.StreamResponse:
                 continue
             if live is None:
                 break
+            if isinstance(live, FeedStatus):
+                await send(_frame("status", last, json.dumps({"database": live.database})))
+                continue
             if live.stream_id <= last:
                 continue
             await send(_frame("alert", live.stream_id, live.model_dump_json(by_alias=True)))

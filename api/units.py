@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import psycopg
 from aiohttp import web
 
+from api.alerts import contacts_out
 from api.auth import Permission
 from api.models import (
     AlertOut,
@@ -15,14 +17,18 @@ from api.models import (
     DevicesQuery,
     ThresholdLine,
     UnitDetail,
+    UnitEventOut,
+    UnitEvents,
+    UnitEventsQuery,
     UnitList,
     UnitOut,
     UnitsQuery,
 )
 from api.routing import PREFIX, ApiError, Call, Route, json_response, not_found
-from devices.catalog import DeviceType
+from devices.catalog import EVENT_KIND_BY_ID, EVENT_KIND_IDS, DeviceType
 from rules.model import AttributeThreshold, RuleFile, Threshold
 from store import alert_queries as q
+from store import unit_events
 from store import units as store_units
 from store.registry import DeviceView
 
@@ -84,6 +90,7 @@ async def get_unit(call: Call) -> web.StreamResponse:
     if not call.who.sees_unit(unit_id):
         raise not_found(f"unit {unit_id}")
     rules = call.state.options.rules
+    clear = call.who.may(Permission.CONTACTS_READ)
 
     def load(conn: psycopg.Connection[Any]) -> UnitDetail | None:
         found = store_units.list_units(conn, unit_id=unit_id)
@@ -98,12 +105,50 @@ async def get_unit(call: Call) -> web.StreamResponse:
             devices=[DeviceOut.of(d) for d in devices],
             open_alerts=[AlertOut.of(a) for a in alerts],
             thresholds={d.id: thresholds(rules, d) for d in devices},
+            contacts=contacts_out(q.unit_contacts(conn, [unit_id])[unit_id], clear),
         )
 
     detail = await call.state.db(load)
     if detail is None:
         raise not_found(f"unit {unit_id}")
     return json_response(detail)
+
+
+EVENTS_SPAN = dt.timedelta(days=7)
+
+
+async def get_unit_events(call: Call) -> web.StreamResponse:
+    """GET /units/{id}/events."""
+    unit_id = call.request.match_info["id"]
+    if not call.who.sees_unit(unit_id):
+        raise not_found(f"unit {unit_id}")
+    eq = call.q(UnitEventsQuery)
+    since = eq.since or dt.datetime.now(dt.UTC) - EVENTS_SPAN
+    kinds = [EVENT_KIND_IDS[k] for k in eq.kind] or None
+
+    def load(conn: psycopg.Connection[Any]) -> list[unit_events.UnitEvent] | None:
+        if not store_units.list_units(conn, unit_id=unit_id):
+            return None
+        return unit_events.recent_events(conn, unit_id, since, kinds=kinds, limit=eq.limit)
+
+    found = await call.state.db(load)
+    if found is None:
+        raise not_found(f"unit {unit_id}")
+    items = [
+        UnitEventOut(
+            ts=e.ts,
+            device_id=e.device_id,
+            device_location=e.device_location,
+            seq=e.seq,
+            kind=EVENT_KIND_BY_ID[e.kind],
+            loop=e.loop,
+            point=e.point,
+            text=e.text,
+        )
+        for e in found
+        if e.kind in EVENT_KIND_BY_ID
+    ]
+    return json_response(UnitEvents(unit_id=unit_id, items=items))
 
 
 async def list_devices(call: Call) -> web.StreamResponse:
@@ -136,10 +181,23 @@ ROUTES = [
         "GET",
         f"{PREFIX}/units/{{id}}",
         get_unit,
-        "One unit: its devices with status, its open alerts, each metric's thresholds",
+        "One unit: its devices with status, its open alerts, each metric's thresholds, its "
+        "contacts (phone and e-mail masked without contacts:read)",
         Permission.UNITS_READ,
         "units",
         response=UnitDetail,
+        path_params={"id": "the unit's id"},
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/units/{{id}}/events",
+        get_unit_events,
+        "The unit's device events, newest first (default: the last 7 days): fire alarms, "
+        "faults, supervisory, shield, start, feedback … with loop, point and the panel's text",
+        Permission.UNITS_READ,
+        "units",
+        query=UnitEventsQuery,
+        response=UnitEvents,
         path_params={"id": "the unit's id"},
     ),
     Route(

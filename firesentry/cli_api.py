@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 from firesentry.config import Settings
+from store.tokens import ROLES
 
 READONLY_PASSWORD_ENV = "FIRESENTRY_READONLY_PASSWORD"
 
@@ -184,7 +185,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t = sub.add_parser("tokens", help="API bearer tokens: create, list, revoke")
     tsub = t.add_subparsers(dest="tokens_command", required=True)
     c = tsub.add_parser("create", help="make a token and print it once")
-    c.add_argument("--role", required=True, choices=["operator", "analyst", "admin"])
+    c.add_argument(
+        "--role",
+        required=True,
+        choices=list(ROLES),
+        help="operator, analyst, admin, or display: a wall screen's board (read only, no "
+        "phone numbers; meant to stay logged in, so give it no expiry and revoke it instead)",
+    )
     c.add_argument(
         "--unit", action="append", metavar="ID", help="limit the token to this unit (repeat)"
     )

@@ -21,7 +21,8 @@ class AlertStats:
     critical: int
     acknowledged: int
     mean_time_to_ack_s: float | None
-    fire_alarms_verified: int
+    fire_alarms_verified: int  # verified either way: confirmed fires plus false alarms
+    confirmed_fires: int
     false_alarms: int
     false_alarm_rate: float | None
 
@@ -34,7 +35,7 @@ def alert_stats(
     scope: Sequence[str] | None = None,
 ) -> list[AlertStats]:
     """Per unit (or district): alerts opened in [start, end), how fast they were acknowledged,
-    and the share of verified fire alarms that were false alarms."""
+    and of the verified fire alarms, how many were confirmed fires and how many false alarms."""
     key, name = (
         (sql.SQL("u.id"), sql.SQL("min(u.name)"))
         if group == "unit"
@@ -47,6 +48,7 @@ def alert_stats(
         " avg(extract(epoch FROM a.acknowledged_at - a.opened_at))"
         "   FILTER (WHERE a.acknowledged_at IS NOT NULL),"
         " count(*) FILTER (WHERE a.verification IS NOT NULL),"
+        " count(*) FILTER (WHERE a.verification = 'confirmed_fire'),"
         " count(*) FILTER (WHERE a.verification = 'false_alarm')"
         " FROM alerts a JOIN units u ON u.id = a.unit_id"
         " WHERE a.opened_at >= %(start)s AND a.opened_at < %(end)s"
@@ -66,7 +68,8 @@ def alert_stats(
             None if r[5] is None else round(float(r[5]), 3),
             int(r[6]),
             int(r[7]),
-            round(int(r[7]) / int(r[6]), 4) if r[6] else None,
+            int(r[8]),
+            round(int(r[8]) / int(r[6]), 4) if r[6] else None,
         )
         for r in rows
     ]

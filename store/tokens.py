@@ -11,7 +11,8 @@ from typing import Any
 
 import psycopg
 
-ROLES = ("operator", "analyst", "admin")
+# display: a wall screen's board (alerts and the stream, read only), logged in for months.
+ROLES = ("operator", "analyst", "admin", "display")
 TOKEN_PREFIX = "fst_"
 HINT_CHARS = len(TOKEN_PREFIX) + 6
 # Why a token that once was live no longer is (the reasons an open stream is ended with).

@@ -176,6 +176,7 @@ def seed(dsn: str) -> Seeded:
             ("operator", "operator", ()),
             ("analyst", "analyst", ()),
             ("admin", "admin", ()),
+            ("display", "display", ()),
             ("operator_u1", "operator", ("u1",)),
             ("analyst_u2", "analyst", ("u2",)),
         ):

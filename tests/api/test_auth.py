@@ -34,6 +34,8 @@ ALLOWED = {
     "operator": {"alerts", "stream", "ack", "units", "devices", "telemetry"},
     "analyst": {"alerts", "stream", "telemetry", "export", "stats"},
     "admin": set(CALLS),
+    # A wall screen: the board and its stream, nothing else.
+    "display": {"alerts", "stream"},
 }
 
 
@@ -47,7 +49,7 @@ async def _call(client: Client, seeded: Seeded, role: str, name: str) -> int:
         return r.status
 
 
-@pytest.mark.parametrize("role", ["operator", "analyst", "admin"])
+@pytest.mark.parametrize("role", ["operator", "analyst", "admin", "display"])
 async def test_each_role_gets_exactly_its_permissions(
     client: Client, seeded: Seeded, role: str
 ) -> None:
