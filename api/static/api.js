@@ -1,6 +1,7 @@
 // The API client: JSON requests with the token, a raw request for file downloads, what to do
 // when the server refuses the token, and the live alert stream (SSE read over fetch).
 
+import { noteApi, noteDatabaseDown, noteStreamLost } from "./health.js";
 import { t } from "./i18n.js";
 import { state } from "./state.js";
 
@@ -25,13 +26,19 @@ export async function api(path, { method = "GET", body } = {}) {
   try {
     res = await fetch(`/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch {
+    noteApi(false);
     throw new ApiError(0, t("cannot_reach"));
   }
+  noteApi(true);
   if (res.status === 401) {
     unauthorized(t("bad_token"));
     throw new ApiError(401, t("bad_token"));
   }
   const data = await res.json().catch(() => ({}));
+  if (res.status === 503 && data.error === "unavailable") {
+    noteDatabaseDown();
+    throw new ApiError(503, t("db_unavailable"));
+  }
   if (!res.ok) throw new ApiError(res.status, data.message || res.statusText);
   return data;
 }
@@ -62,6 +69,7 @@ export async function startStream(onEvent, onConn) {
       if (abort.signal.aborted) return;
     }
     onConn("reconnecting");
+    noteStreamLost();
     await new Promise((r) => setTimeout(r, 2000));
   }
 }

@@ -1,14 +1,18 @@
-// The console's entry point: signing in and out, the top bar, routing between the views, the
-// live stream's events, and start-up. The control room: live alert board over SSE, unit view
-// with charts, offline devices, district map, telemetry explorer, statistics and silences.
-// Native ES modules, no build step.
+// The console's entry point: signing in and out (a wall screen may remember its token), the
+// top bar, the banners, routing between the views, the live stream's events, and start-up.
+// The control room: live alert board over SSE, unit view with charts and device events,
+// offline devices, district map, alert search with full histories, telemetry explorer,
+// statistics and silences. Native ES modules, no build step.
 
 import { api, onUnauthorized, startStream } from "./api.js";
+import { onUnmute, renderBanners } from "./banners.js";
 import { loadOpenAlerts, refreshDetail, renderBoard, renderCounters, upsertAlert } from "./board.js";
-import { getLang, preferredLang, setLang, t } from "./i18n.js";
+import { isLive, noteStreamDatabase, onHealthChange, startHealth, stopHealth } from "./health.js";
+import { getLang, preferredLang, setLang, setRuleNames, t } from "./i18n.js";
 import { renderMap } from "./map.js";
+import { renderSearch } from "./search.js";
 import { renderSilences } from "./silences.js";
-import { unlockAudio, updateAlarm } from "./sound.js";
+import { initAudio, onSoundChange, unlockAudio, updateAlarm } from "./sound.js";
 import { can, currentRoute, setViewRenderer, state } from "./state.js";
 import { renderStats } from "./stats.js";
 import { renderTelemetry } from "./telemetry.js";
@@ -17,35 +21,76 @@ import { $, h, icon, relTime, toast } from "./util.js";
 
 // ---------- log in / out ----------
 
-async function login(token) {
+// Where a token is kept: the tab's sessionStorage, or, when the operator chose "remember on
+// this screen" (a wall display), localStorage, so that a rebooted screen signs in by itself.
+const TOKEN_KEY = "fs.token";
+const RETRY_MS = 5000;
+let retryTimer = null;
+
+function savedToken() {
+  return sessionStorage.getItem(TOKEN_KEY) || localStorage.getItem(TOKEN_KEY);
+}
+
+function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  localStorage.removeItem(TOKEN_KEY);
+}
+
+async function login(token, remember = null) {
+  clearTimeout(retryTimer);
   state.token = token;
   let me;
   try {
     me = await api("/me");
   } catch (err) {
     state.token = null;
-    showLogin(err.status === 401 ? t("bad_token") : err.message);
+    if (err.status === 401) {
+      forgetToken();
+      showLogin(t("bad_token"));
+    } else if (remember === null && savedToken() === token) {
+      // A remembered screen whose server is not up yet (a power cut): keep trying.
+      showLogin(t("login_retrying", { message: err.message }));
+      retryTimer = setTimeout(() => login(token), RETRY_MS);
+    } else showLogin(err.message);
     return;
   }
   state.me = me;
-  sessionStorage.setItem("fs.token", token);
+  if (remember === true) {
+    localStorage.setItem(TOKEN_KEY, token);
+    sessionStorage.removeItem(TOKEN_KEY);
+  } else if (remember === false) {
+    localStorage.removeItem(TOKEN_KEY);
+    sessionStorage.setItem(TOKEN_KEY, token);
+  }
   $("#login").hidden = true;
   $("#login").replaceChildren();
   $("#app").hidden = false;
   if (!location.hash.startsWith("#/")) history.replaceState(null, "", "#/board");
+  initAudio();
   renderChrome();
+  startHealth();
+  api("/rules")
+    .then((data) => {
+      setRuleNames(data.items);
+      render();
+    })
+    .catch(() => {});
   startStream(handleEvent, setConn);
   render();
 }
 
 function logout(message) {
-  sessionStorage.removeItem("fs.token");
+  clearTimeout(retryTimer);
+  forgetToken();
   if (state.streamAbort) state.streamAbort.abort();
+  stopHealth();
   state.token = null;
   state.me = null;
   state.alerts.clear();
   state.lastEventId = null;
+  state.conn = "off";
   updateAlarm();
+  renderBanners();
   showLogin(message);
 }
 
@@ -54,6 +99,7 @@ function showLogin(message) {
   const root = $("#login");
   root.hidden = false;
   const input = h("input", { id: "token-input", type: "password", autocomplete: "off", required: true, spellcheck: "false" });
+  const remember = h("input", { id: "remember-screen", type: "checkbox" });
   root.replaceChildren(
     h(
       "form",
@@ -62,13 +108,14 @@ function showLogin(message) {
         onsubmit: (e) => {
           e.preventDefault();
           unlockAudio();
-          login(input.value.trim());
+          login(input.value.trim(), remember.checked);
         },
       },
       h("div", { class: "brand big" }, icon("flame", "logo"), h("span", { text: t("brand") })),
       h("p", { class: "muted", text: t("brand_sub") }),
       h("label", { for: "token-input", text: t("token") }),
       input,
+      h("label", { class: "check" }, remember, h("span", { text: t("remember_screen") })),
       h("p", { class: "hint", text: t("token_hint") }),
       message ? h("p", { class: "error", role: "alert", text: message }) : null,
       h("div", { class: "row" }, h("button", { type: "submit", class: "primary", id: "sign-in", text: t("sign_in") }), langButton()),
@@ -84,10 +131,16 @@ const VIEWS = [
   { id: "units", label: "nav_units", perm: "units:read" },
   { id: "offline", label: "nav_offline", perm: "units:read" },
   { id: "map", label: "nav_map", perm: "units:read" },
+  // A wall display shows the board only.
+  { id: "search", label: "nav_search", perm: "alerts:read", notFor: "display" },
   { id: "telemetry", label: "nav_telemetry", perm: "telemetry:read" },
   { id: "stats", label: "nav_stats", perm: "stats:read" },
   { id: "silences", label: "nav_silences", perm: "alerts:act" },
 ];
+
+function allowed(v) {
+  return can(v.perm) && !(v.notFor && state.me && state.me.role === v.notFor);
+}
 
 function langButton() {
   return h("button", {
@@ -109,8 +162,9 @@ function langButton() {
 
 function renderChrome() {
   const me = state.me;
+  if (!me) return;
   const route = currentRoute();
-  const nav = VIEWS.filter((v) => can(v.perm)).map((v) =>
+  const nav = VIEWS.filter(allowed).map((v) =>
     h("a", { href: `#/${v.id}`, class: route.view === v.id || (v.id === "units" && route.view === "unit") ? "active" : "", "data-view": v.id, text: t(v.label) }),
   );
   const scope = me.units ? me.units.join(", ") : t("scope_all");
@@ -121,7 +175,7 @@ function renderChrome() {
     h(
       "div",
       { class: "tools" },
-      h("span", { id: "conn", class: `conn ${state.conn}`, text: state.conn === "live" ? t("live") : t("reconnecting") }),
+      h("span", { id: "conn" }),
       h("button", {
         type: "button",
         id: "mute",
@@ -142,20 +196,41 @@ function renderChrome() {
       h("button", { type: "button", class: "ghost", id: "logout", text: t("sign_out"), onclick: () => logout() }),
     ),
   );
-  $("#sound-hint span").textContent = t("sound_blocked");
+  renderConn();
   renderCounters();
+  renderBanners();
+}
+
+// "Live" only while the stream is connected and the database answers; anything else says so.
+function renderConn() {
+  const el = $("#conn");
+  if (!el) return;
+  const live = isLive();
+  const mark = live ? "live" : state.conn === "live" ? "not-live" : "reconnecting";
+  el.className = `conn ${mark}`;
+  el.textContent = live ? t("live") : mark === "not-live" ? t("not_live") : t("reconnecting");
 }
 
 function setConn(conn) {
   state.conn = conn;
-  const el = $("#conn");
-  if (el) {
-    el.className = `conn ${conn}`;
-    el.textContent = conn === "live" ? t("live") : t("reconnecting");
-  }
+  renderConn();
+  renderBanners();
 }
 
 // ---------- routing ----------
+
+function viewFailed(main, route, err) {
+  // A view that cannot load says so, in place of what it showed before (never a stale page).
+  if (currentRoute().view !== route.view || currentRoute().arg !== route.arg) return;
+  main.replaceChildren(
+    h(
+      "div",
+      { class: "panel view-error", role: "alert" },
+      h("p", { class: "error", text: t("view_failed", { message: err.message || String(err) }) }),
+      h("button", { type: "button", class: "primary", id: "view-retry", text: t("retry"), onclick: () => render() }),
+    ),
+  );
+}
 
 function render() {
   if (!state.me) return;
@@ -166,20 +241,23 @@ function render() {
   const view = VIEWS.find((v) => v.id === route.view) || (route.view === "unit" ? { perm: "units:read" } : null);
   const main = $("#view");
   main.dataset.view = route.view;
-  if (!view || !can(view.perm)) {
+  if (!view || !allowed(view)) {
     main.replaceChildren(h("p", { class: "empty", text: t("forbidden_view") }));
     return;
   }
-  ({
+  if (route.view === "board" && route.arg) state.selected = Number(route.arg);
+  const done = {
     board: renderBoard,
     units: renderUnits,
     unit: () => renderUnit(route.arg),
     offline: renderOffline,
     map: renderMap,
+    search: renderSearch,
     telemetry: renderTelemetry,
     stats: renderStats,
     silences: renderSilences,
-  })[route.view]();
+  }[route.view]();
+  if (done && typeof done.catch === "function") done.catch((err) => viewFailed(main, route, err));
 }
 
 // ---------- live stream events ----------
@@ -188,9 +266,17 @@ async function handleEvent(ev) {
   if (ev.event === "ready") {
     const resumed = state.lastEventId !== null;
     state.lastEventId = Number(ev.id);
+    const data = JSON.parse(ev.data || "{}");
+    noteStreamDatabase(data.database || "ok");
     setConn("live");
     // First connection (or after a reset): load the board; a resumed stream replayed what it missed.
     if (!resumed) await loadOpenAlerts().catch((err) => toast(err.message, "error"));
+  } else if (ev.event === "status") {
+    const data = JSON.parse(ev.data || "{}");
+    const wasDown = state.health.streamDb === false;
+    noteStreamDatabase(data.database);
+    // Back after an outage: what the board showed may have changed meanwhile.
+    if (wasDown && data.database === "ok") await loadOpenAlerts().catch(() => {});
   } else if (ev.event === "alert") {
     const data = JSON.parse(ev.data);
     state.lastEventId = Number(ev.id);
@@ -211,8 +297,18 @@ function start() {
   setLang(preferredLang());
   onUnauthorized(logout);
   setViewRenderer(render);
-  // Browsers start sound only after a user gesture: the first click anywhere allows it.
+  onHealthChange(() => {
+    renderConn();
+    renderBanners();
+  });
+  onSoundChange(renderBanners);
+  onUnmute(() => {
+    renderChrome();
+    updateAlarm();
+  });
+  // Browsers start sound only after a user gesture: the first click or key anywhere allows it.
   document.addEventListener("click", unlockAudio);
+  document.addEventListener("keydown", unlockAudio);
   window.addEventListener("hashchange", () => {
     if (state.me) render();
   });
@@ -220,10 +316,10 @@ function start() {
   const m = location.hash.match(/token=([^&]+)/);
   if (m) {
     history.replaceState(null, "", `${location.pathname}#/board`);
-    login(decodeURIComponent(m[1]));
+    login(decodeURIComponent(m[1]), false);
     return;
   }
-  const saved = sessionStorage.getItem("fs.token");
+  const saved = savedToken();
   if (saved) login(saved);
   else showLogin();
 }

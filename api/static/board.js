@@ -3,11 +3,13 @@
 // alerts up to date, and the "silenced" mark on alerts.
 
 import { api } from "./api.js";
-import { getLang, t } from "./i18n.js";
+import { renderBanners } from "./banners.js";
+import { actorName, causeName, getLang, historyComment, metricName, ruleName, t } from "./i18n.js";
 import { updateAlarm } from "./sound.js";
 import { can, currentRoute, renderView, state } from "./state.js";
-import { $, absTime, fmtValue, h, icon, isFire, SEVERITIES, sortAlerts, timeEl, toast } from "./util.js";
+import { $, absTime, detectorText, fireCountsByUnit, fmtValue, h, icon, isFire, SEVERITIES, sortAlerts, timeEl, toast } from "./util.js";
 
+// alerts/actions.py FALSE_ALARM_CAUSES, in the order the close dialog offers them.
 const CAUSES = ["test", "dust_steam", "equipment_fault", "malicious", "unknown"];
 
 // ---------- counters (in the top bar) ----------
@@ -97,21 +99,36 @@ export function alertItem(a) {
       fire ? h("span", { class: "fire-tag" }, icon("flame"), t("fire_alarm")) : null,
       stateBadge(a),
       silencedTag(a),
-      h("span", { class: "rule", text: a.rule_id }),
+      h("span", { class: "rule", title: a.rule_id, text: ruleName(a.rule_id) }),
       a.count > 1 ? h("span", { class: "repeat", title: t("count"), text: `×${a.count}` }) : null,
       h("span", { class: "grow" }),
       timeEl(a.opened_at),
     ),
     h("div", { class: "alert-msg", text: msg }),
+    whereLine(a),
     h(
       "div",
       { class: "alert-meta" },
       h("a", { href: can("units:read") ? `#/unit/${encodeURIComponent(a.unit_id)}` : null, onclick: (e) => e.stopPropagation(), text: a.unit_name }),
       h("span", { text: a.device_id }),
       a.district ? h("span", { text: a.district }) : null,
-      a.metric && a.value !== null ? h("span", { class: "value", text: `${t("value")} ${fmtValue(a.value)}${a.threshold !== null ? ` / ${fmtValue(a.threshold)}` : ""}` }) : null,
+      a.metric && a.value !== null ? h("span", { class: "value", text: `${metricName(a.metric)} ${fmtValue(a.value)}${a.threshold !== null ? ` / ${fmtValue(a.threshold)}` : ""}` }) : null,
     ),
     actionButtons(a),
+  );
+}
+
+// The detector and where it is: a fire panel's point (its text, loop and point), the device's
+// place in the unit, and the unit's address.
+function whereLine(a) {
+  const detector = detectorText(a);
+  if (!detector && !a.device_location && !a.unit_address) return null;
+  return h(
+    "div",
+    { class: "alert-where" },
+    detector ? h("span", { class: "detector", text: detector }) : null,
+    a.device_location ? h("span", { class: "location", text: a.device_location }) : null,
+    a.unit_address ? h("span", { class: "address muted", text: a.unit_address }) : null,
   );
 }
 
@@ -128,26 +145,32 @@ async function doAction(event, a, action, body = {}) {
   }
 }
 
+// A false alarm is closed only with a cause the operator picked: no cause is preselected, and
+// Confirm stays disabled until the choice is complete (a fire alarm: confirmed or false alarm).
 function openCloseDialog(a) {
   const dialog = $("#close-dialog");
   const fire = isFire(a);
-  const causeSelect = h("select", { id: "close-cause", name: "cause" }, CAUSES.map((c) => h("option", { value: c, text: t(`cause_${c}`) })));
+  const causeSelect = h(
+    "select",
+    { id: "close-cause", name: "cause" },
+    h("option", { value: "", text: t("choose_cause"), selected: true, disabled: true }),
+    CAUSES.map((c) => h("option", { value: c, text: causeName(c) })),
+  );
   const causeRow = h("label", { class: "field cause-row", hidden: true }, h("span", { text: t("cause") }), causeSelect);
   const options = fire ? ["confirmed_fire", "false_alarm"] : ["", "confirmed_fire", "false_alarm"];
+  const confirm = h("button", { type: "submit", class: "primary", id: "close-confirm", text: t("confirm"), disabled: true });
+  const picked = () => dialog.querySelector("input[name=verification]:checked");
+  const check = () => {
+    const p = picked();
+    causeRow.hidden = !p || p.value !== "false_alarm";
+    confirm.disabled = !p || (p.value === "false_alarm" && !causeSelect.value);
+  };
+  causeSelect.addEventListener("change", check);
   const radios = options.map((v, i) =>
     h(
       "label",
       { class: "radio" },
-      h("input", {
-        type: "radio",
-        name: "verification",
-        value: v,
-        checked: !fire && i === 0,
-        required: fire,
-        onchange: () => {
-          causeRow.hidden = v !== "false_alarm";
-        },
-      }),
+      h("input", { type: "radio", name: "verification", value: v, checked: !fire && i === 0, required: fire, onchange: check }),
       h("span", { text: v ? t(v) : t("none") }),
     ),
   );
@@ -158,8 +181,9 @@ function openCloseDialog(a) {
       method: "dialog",
       onsubmit: async (e) => {
         e.preventDefault();
-        const picked = form.querySelector("input[name=verification]:checked");
-        const verification = picked ? picked.value : "";
+        check();
+        if (confirm.disabled) return;
+        const verification = picked().value;
         const body = { comment: comment.value };
         if (verification) body.verification = verification;
         if (verification === "false_alarm") body.cause = causeSelect.value;
@@ -167,19 +191,15 @@ function openCloseDialog(a) {
       },
     },
     h("h2", { text: `${t("close_title")} #${a.id}` }),
-    h("p", { class: "muted", text: `${a.unit_name} · ${a.device_id} · ${a.rule_id}` }),
-    fire ? h("p", { class: "warn", text: t("fire_must_verify") }) : null,
+    h("p", { class: "muted", text: [a.unit_name, a.device_id, ruleName(a.rule_id), detectorText(a)].filter(Boolean).join(" · ") }),
+    fire ? h("p", { class: "warn", text: `${t("fire_must_verify")} ${t("choose_verification")}` }) : null,
     h("fieldset", {}, h("legend", { text: t("verification") }), radios),
     causeRow,
     h("label", { class: "field" }, h("span", { text: t("comment") }), comment),
-    h(
-      "div",
-      { class: "row end" },
-      h("button", { type: "button", class: "ghost", text: t("cancel"), onclick: () => dialog.close() }),
-      h("button", { type: "submit", class: "primary", id: "close-confirm", text: t("confirm") }),
-    ),
+    h("div", { class: "row end" }, h("button", { type: "button", class: "ghost", text: t("cancel"), onclick: () => dialog.close() }), confirm),
   );
   dialog.replaceChildren(form);
+  check();
   dialog.showModal();
 }
 
@@ -192,6 +212,7 @@ export function upsertAlert(a) {
   if (route === "board") renderBoardList();
   renderCounters();
   updateAlarm(!had && isFire(a) && a.state === "firing");
+  renderBanners();
   if (route === "unit" && currentRoute().arg === a.unit_id) scheduleRefresh();
   if (route === "map" || route === "units") scheduleRefresh();
 }
@@ -208,6 +229,7 @@ export async function loadOpenAlerts() {
   state.alerts = new Map(page.items.map((a) => [a.id, a]));
   renderCounters();
   updateAlarm();
+  renderBanners();
   if (currentRoute().view === "board") renderBoardList();
 }
 
@@ -318,17 +340,76 @@ function renderBoardList() {
   const items = sortAlerts([...state.alerts.values()]).filter(
     (a) =>
       (!state.filter.severity || a.severity === state.filter.severity) &&
-      (!text || [a.unit_name, a.unit_id, a.device_id, a.rule_id, a.district].some((f) => (f || "").toLowerCase().includes(text))),
+      (!text || [a.unit_name, a.unit_id, a.device_id, a.rule_id, ruleName(a.rule_id), a.district, a.point_text, a.device_location].some((f) => (f || "").toLowerCase().includes(text))),
   );
-  list.replaceChildren(...(items.length ? items.map(alertItem) : [h("li", { class: "empty", text: t("no_alerts") })]));
+  list.replaceChildren(...(items.length ? groupFires(items) : [h("li", { class: "empty", text: t("no_alerts") })]));
   const sel = $("#severity-filter");
   if (sel) sel.value = state.filter.severity;
+}
+
+// Each detector of a fire panel is its own alert: a unit with several of them alarming is
+// shown as one group, headed "N detectors alarming", where its first alarm would be.
+function groupFires(items) {
+  const counts = fireCountsByUnit(state.alerts.values());
+  const groups = new Map();
+  const out = [];
+  for (const a of items) {
+    if (!isFire(a) || (counts.get(a.unit_id) || 0) < 2) {
+      out.push(alertItem(a));
+      continue;
+    }
+    let g = groups.get(a.unit_id);
+    if (!g) {
+      const inner = h("ul", { class: "alerts" });
+      g = { inner };
+      groups.set(a.unit_id, g);
+      out.push(
+        h(
+          "li",
+          { class: "fire-group", "data-unit": a.unit_id, "data-count": counts.get(a.unit_id) },
+          h("div", { class: "fire-group-head" }, icon("flame"), h("strong", { text: a.unit_name }), h("span", { class: "fire-count", text: t("detectors_alarming", { n: counts.get(a.unit_id) }) }), a.unit_address ? h("span", { class: "muted", text: a.unit_address }) : null),
+          inner,
+        ),
+      );
+    }
+    g.inner.appendChild(alertItem(a));
+  }
+  return out;
 }
 
 function selectAlert(id) {
   state.selected = id;
   for (const li of document.querySelectorAll("#alert-list li.alert")) li.classList.toggle("selected", Number(li.dataset.id) === id);
   refreshDetail();
+}
+
+// The people to call about the unit: tap-to-call links for the roles that may see numbers.
+export function contactList(contacts) {
+  if (!contacts.length) return h("p", { class: "muted", text: t("no_contacts") });
+  const dial = can("contacts:read");
+  return h(
+    "ul",
+    { class: "contacts" },
+    contacts.map((c) =>
+      h(
+        "li",
+        { class: "contact", "data-role": c.role },
+        h("strong", { text: c.name }),
+        h("span", { class: "muted", text: t(`contact_role_${c.role}`) + (c.district_wide ? ` · ${t("district_wide")}` : "") }),
+        dial && !c.masked && c.phone ? h("a", { class: "tel", href: `tel:${c.phone.replace(/[^+0-9]/g, "")}`, text: `${t("call")} ${c.phone}` }) : null,
+      ),
+    ),
+  );
+}
+
+function historyItem(e) {
+  const comment = historyComment(e.kind, e.comment, e.actor);
+  return h("li", { "data-kind": e.kind }, h("time", { datetime: e.at, text: absTime(e.at) }), h("strong", { text: t(`kind_${e.kind}`) }), h("span", { class: "actor", text: actorName(e.actor) }), comment ? h("span", { class: "muted", text: comment }) : null);
+}
+
+function fact(label, value) {
+  if (value === null || value === undefined || value === "") return [];
+  return [h("dt", { text: label }), typeof value === "string" ? h("dd", { text: value }) : h("dd", {}, value)];
 }
 
 export async function refreshDetail() {
@@ -343,41 +424,55 @@ export async function refreshDetail() {
   }
   const a = d.alert;
   const msg = getLang() === "zh-CN" ? a.message["zh-CN"] : a.message.en;
-  box.replaceChildren(
-    h("div", { class: `detail-head sev-${a.severity}${isFire(a) ? " fire" : ""}` }, h("span", { class: `chip sev-${a.severity}`, text: t(`severity_${a.severity}`) }), stateBadge(a), h("h2", { text: `#${a.id} ${a.rule_id}` })),
+  const unitText = `${a.unit_name} (${a.unit_id})`;
+  // Only nodes: replaceChildren would show a missing part (a closed alert has no actions) as
+  // the text "null".
+  const parts = [
+    h("div", { class: `detail-head sev-${a.severity}${isFire(a) ? " fire" : ""}`, "data-id": a.id }, h("span", { class: `chip sev-${a.severity}`, text: t(`severity_${a.severity}`) }), stateBadge(a), silencedTag(a), h("h2", { text: `#${a.id} ${ruleName(a.rule_id)}` })),
     h("p", { class: "detail-msg", text: msg }),
     h(
       "dl",
       { class: "facts" },
-      h("dt", { text: t("unit") }),
-      h("dd", {}, can("units:read") ? h("a", { href: `#/unit/${encodeURIComponent(a.unit_id)}`, text: `${a.unit_name} (${a.unit_id})` }) : `${a.unit_name} (${a.unit_id})`),
-      h("dt", { text: t("device") }),
-      h("dd", { text: `${a.device_id} · ${t(`type_${a.device_type}`)}` }),
-      h("dt", { text: t("opened") }),
-      h("dd", { text: absTime(a.opened_at) }),
-      a.metric ? h("dt", { text: t("value") }) : null,
-      a.metric ? h("dd", { text: `${fmtValue(a.value)} (${t("threshold")} ${fmtValue(a.threshold)})` }) : null,
-      h("dt", { text: t("count") }),
-      h("dd", { text: String(a.count) }),
-      a.verification ? h("dt", { text: t("verification") }) : null,
-      a.verification ? h("dd", { text: t(a.verification) + (a.false_alarm_cause ? ` · ${t(`cause_${a.false_alarm_cause}`)}` : "") }) : null,
-      a.silenced ? h("dt", { text: t("silence") }) : null,
-      a.silenced ? h("dd", { class: "silence-fact" }, silenceText(a)) : null,
+      fact(t("unit"), can("units:read") ? h("a", { href: `#/unit/${encodeURIComponent(a.unit_id)}`, text: unitText }) : unitText),
+      fact(t("address"), a.unit_address),
+      fact(t("detector"), detectorText(a)),
+      fact(t("location"), a.device_location),
+      fact(t("device"), `${a.device_id} · ${t(`type_${a.device_type}`)}`),
+      fact(t("rule"), `${ruleName(a.rule_id)} (${a.rule_id})`),
+      fact(t("opened"), absTime(a.opened_at)),
+      a.metric ? fact(t("value"), `${metricName(a.metric)} ${fmtValue(a.value)} (${t("threshold")} ${fmtValue(a.threshold)})`) : [],
+      fact(t("count"), String(a.count)),
+      a.closed_at ? fact(t("closed_at"), absTime(a.closed_at)) : [],
+      a.verification ? fact(t("verification"), t(a.verification) + (a.false_alarm_cause ? ` · ${causeName(a.false_alarm_cause)}` : "")) : [],
+      a.silenced ? [h("dt", { text: t("silence") }), h("dd", { class: "silence-fact" }, silenceText(a))] : [],
     ),
     actionButtons(a),
+    h("h3", { text: t("contacts") }),
+    contactList(d.contacts || []),
     h("h3", { text: t("history") }),
-    h(
-      "ol",
-      { class: "history" },
-      d.history.map((e) => h("li", { "data-kind": e.kind }, h("time", { datetime: e.at, text: absTime(e.at) }), h("strong", { text: t(`kind_${e.kind}`) }), h("span", { text: e.actor }), e.comment ? h("span", { class: "muted", text: e.comment }) : null)),
-    ),
+    h("ol", { class: "history" }, d.history.map(historyItem)),
     h("h3", { text: t("notifications") }),
     d.notifications.length
       ? h(
           "table",
           { class: "grid small" },
-          h("tbody", {}, d.notifications.map((n) => h("tr", {}, h("td", { text: n.channel }), h("td", { text: n.contact_name || n.receiver }), h("td", { text: n.kind }), h("td", { class: `nstate ${n.state}`, text: n.state }), h("td", { text: n.sent_at ? absTime(n.sent_at) : n.last_error || "" })))),
+          h(
+            "tbody",
+            {},
+            d.notifications.map((n) =>
+              h(
+                "tr",
+                {},
+                h("td", { text: t(`channel_${n.channel}`) }),
+                h("td", { text: n.contact_name || n.receiver }),
+                h("td", { text: t(`nkind_${n.kind}`) }),
+                h("td", { class: `nstate ${n.state}`, text: t(`nstate_${n.state}`) }),
+                h("td", { text: n.sent_at ? absTime(n.sent_at) : n.last_error || "" }),
+              ),
+            ),
+          ),
         )
       : h("p", { class: "muted", text: t("no_notifications") }),
-  );
+  ];
+  box.replaceChildren(...parts.filter(Boolean));
 }

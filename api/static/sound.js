@@ -1,5 +1,9 @@
 // The alarm sound: a siren generated with WebAudio while a fire alarm fires unacknowledged,
 // the browsers' rule that sound starts only after a user gesture, and muting.
+//
+// After every load the browser keeps sound off until someone clicks or presses a key on the
+// page. The console says so (banners.js) until sound really runs: soundState() is "on" only
+// when the audio context is running, so a screen never claims a siren it cannot play.
 
 import { state } from "./state.js";
 import { isFire } from "./util.js";
@@ -8,23 +12,51 @@ import { isFire } from "./util.js";
 
 let audio = null;
 let alarmTimer = null;
+let changed = () => {};
 
-export function unlockAudio() {
+export function onSoundChange(fn) {
+  changed = fn;
+}
+
+// Made at sign-in without a gesture: it starts suspended where the browser blocks sound, and
+// tells us (statechange) when a click lets it run.
+export function initAudio() {
+  if (audio) return;
   try {
-    if (!audio) audio = new AudioContext();
-    if (audio.state === "suspended") audio.resume();
+    audio = new AudioContext();
+    audio.addEventListener("statechange", () => {
+      syncBody();
+      changed();
+    });
   } catch {
     audio = null;
   }
-  document.body.classList.remove("sound-blocked");
+  syncBody();
+}
+
+export function unlockAudio() {
+  try {
+    if (!audio) initAudio();
+    if (audio && audio.state === "suspended") audio.resume().catch(() => {});
+  } catch {
+    audio = null;
+  }
+  syncBody();
+}
+
+// "on" (the siren can sound), "muted" (the operator turned it off) or "blocked" (the browser
+// has not allowed sound yet, or this browser has none).
+export function soundState() {
+  if (state.muted) return "muted";
+  return audio && audio.state === "running" ? "on" : "blocked";
+}
+
+function syncBody() {
+  document.body.dataset.sound = soundState();
 }
 
 function siren() {
-  if (!audio || state.muted) return;
-  if (audio.state !== "running") {
-    document.body.classList.add("sound-blocked");
-    return;
-  }
+  if (!audio || state.muted || audio.state !== "running") return;
   const t0 = audio.currentTime + 0.05;
   for (let i = 0; i < 3; i++) {
     const osc = audio.createOscillator();
@@ -46,13 +78,13 @@ function siren() {
 export function updateAlarm(newFire = false) {
   const active = [...state.alerts.values()].some((a) => isFire(a) && a.state === "firing");
   document.body.dataset.alarm = active ? "on" : "off";
+  syncBody();
   if (active && !state.muted) {
-    if (!audio) document.body.classList.add("sound-blocked");
     if (newFire || !alarmTimer) siren();
     if (!alarmTimer) alarmTimer = setInterval(siren, 6000);
   } else if (alarmTimer) {
     clearInterval(alarmTimer);
     alarmTimer = null;
   }
-  if (!active || state.muted) document.body.classList.remove("sound-blocked");
+  changed();
 }

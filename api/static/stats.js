@@ -1,4 +1,5 @@
-// The statistics view: alerts, acknowledgement times and false alarms by unit or district.
+// The statistics view: alerts, acknowledgement times, and verified fire alarms (confirmed
+// fires and false alarms counted apart) by unit or district.
 
 import { api } from "./api.js";
 import { t } from "./i18n.js";
@@ -27,8 +28,8 @@ export async function renderStats() {
         h(
           "table",
           { class: "grid", id: "stats-table" },
-          h("thead", {}, h("tr", {}, [f.group === "unit" ? t("unit") : t("district"), t("alerts"), t("critical"), t("acknowledged"), t("mtta"), t("verified_fire"), t("false_alarms"), t("false_alarm_rate")].map((x) => h("th", { text: x })))),
-          h("tbody", {}, data.rows.map((r) => h("tr", {}, h("td", { text: r.name }), h("td", { text: r.alerts }), h("td", { text: r.critical }), h("td", { text: r.acknowledged }), h("td", { text: mtta(r.mean_time_to_ack_s) }), h("td", { text: r.fire_alarms_verified }), h("td", { text: r.false_alarms }), h("td", { text: r.false_alarm_rate === null ? "–" : `${(r.false_alarm_rate * 100).toFixed(0)} %` })))),
+          h("thead", {}, h("tr", {}, [f.group === "unit" ? t("unit") : t("district"), t("alerts"), t("critical"), t("acknowledged"), t("mtta"), t("verified"), t("confirmed_fires"), t("false_alarms"), t("false_alarm_rate")].map((x) => h("th", { text: x })))),
+          h("tbody", {}, data.rows.map((r) => h("tr", { "data-key": r.key }, h("td", { text: r.name }), h("td", { text: r.alerts }), h("td", { text: r.critical }), h("td", { text: r.acknowledged }), h("td", { text: mtta(r.mean_time_to_ack_s) }), h("td", { class: "verified", text: r.fire_alarms_verified }), h("td", { class: "confirmed", text: r.confirmed_fires }), h("td", { class: "false-alarms", text: r.false_alarms }), h("td", { text: r.false_alarm_rate === null ? "–" : `${(r.false_alarm_rate * 100).toFixed(0)} %` })))),
         ),
       ),
     ),

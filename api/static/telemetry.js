@@ -3,7 +3,7 @@
 
 import { api, fetchRaw } from "./api.js";
 import { lineChart } from "./chart.js";
-import { t } from "./i18n.js";
+import { bucketLabel, metricName, t } from "./i18n.js";
 import { can, state } from "./state.js";
 import { $, h, toast } from "./util.js";
 
@@ -32,9 +32,9 @@ export function renderTelemetry() {
   state.telemetryForm = f;
   const chart = h("div", { class: "chart-box large", id: "telemetry-chart" });
   const source = h("input", { id: "tm-source", required: true, value: f.source, placeholder: "u1-em  /  unit:u1", "aria-label": t("device_or_unit") });
-  const metric = h("select", { id: "tm-metric" }, METRICS.map((m) => h("option", { value: m, selected: m === f.metric, text: m })));
+  const metric = h("select", { id: "tm-metric" }, METRICS.map((m) => h("option", { value: m, selected: m === f.metric, text: `${metricName(m)} (${m})` })));
   const range = h("select", { id: "tm-range" }, RANGES.map((r) => h("option", { value: r.hours, selected: r.hours === f.hours, text: r.hours < 48 ? t("last_hours", { n: r.hours }) : t("last_days", { n: r.hours / 24 }) })));
-  const bucket = h("select", { id: "tm-bucket" }, ["raw", "1m", "1h", "1d"].map((b) => h("option", { value: b, selected: b === f.bucket, text: b === "raw" ? t("raw") : b })));
+  const bucket = h("select", { id: "tm-bucket" }, ["raw", "1m", "1h", "1d"].map((b) => h("option", { value: b, selected: b === f.bucket, text: bucketLabel(b) })));
   const read = () => Object.assign(f, { source: source.value.trim(), metric: metric.value, hours: Number(range.value), bucket: bucket.value });
   const show = async () => {
     read();
@@ -42,7 +42,7 @@ export function renderTelemetry() {
     try {
       const data = await api(`/telemetry?${q.key}=${encodeURIComponent(q.id)}&metric=${f.metric}&bucket=${f.bucket}&from=${q.from.toISOString()}&to=${q.to.toISOString()}`);
       if (!data.series.some((s) => s.points.length)) chart.replaceChildren(h("p", { class: "muted", text: t("no_data") }));
-      else lineChart(chart, data.series, { from: data.from, to: data.to, width: 960, height: 320, label: `${q.id} ${f.metric}` });
+      else lineChart(chart, data.series, { from: data.from, to: data.to, width: 960, height: 320, label: `${q.id} ${metricName(f.metric)}` });
     } catch (err) {
       chart.replaceChildren(h("p", { class: "error", text: err.message }));
     }

@@ -2,11 +2,11 @@
 // with the rules' thresholds) and the offline devices.
 
 import { api } from "./api.js";
-import { alertItem } from "./board.js";
+import { alertItem, contactList } from "./board.js";
 import { lineChart } from "./chart.js";
-import { t } from "./i18n.js";
+import { bucketLabel, metricName, t } from "./i18n.js";
 import { state } from "./state.js";
-import { $, h, sortAlerts, timeEl } from "./util.js";
+import { $, absTime, h, sortAlerts, timeEl } from "./util.js";
 
 const PREFERRED_METRICS = ["residual_current_ma", "level_m", "pressure_mpa", "temp_c_1", "voltage_v_a", "battery_pct"];
 
@@ -68,6 +68,8 @@ export async function renderUnit(unitId) {
   const alerts = sortAlerts(d.open_alerts);
   for (const a of alerts) state.alerts.set(a.id, a);
   const cards = d.devices.map((dev) => deviceCard(dev, d.thresholds[dev.id] || {}));
+  const eventsBox = h("div", { id: "unit-events" }, h("p", { class: "muted", text: "…" }));
+  loadEvents(eventsBox, unitId);
   main.replaceChildren(
     h(
       "section",
@@ -80,7 +82,61 @@ export async function renderUnit(unitId) {
         h("span", { class: "muted", text: [u.id, u.district, u.address].filter(Boolean).join(" · ") }),
         u.worst_severity ? h("span", { class: `chip sev-${u.worst_severity}`, text: t(`severity_${u.worst_severity}`) }) : h("span", { class: "chip ok", text: t("ok") }),
       ),
-      h("div", { class: "unit-body" }, h("div", { class: "unit-alerts" }, h("h2", { text: `${t("open_alerts")} (${alerts.length})` }), h("ul", { class: "alerts", id: "unit-alerts" }, alerts.length ? alerts.map(alertItem) : h("li", { class: "empty", text: t("no_alerts") }))), h("div", { class: "unit-devices" }, h("h2", { text: t("devices") }), h("p", { class: "muted small", text: t("recent_telemetry") }), h("div", { class: "device-grid" }, cards))),
+      h(
+        "div",
+        { class: "unit-body" },
+        h(
+          "div",
+          { class: "unit-alerts" },
+          h("h2", { text: `${t("open_alerts")} (${alerts.length})` }),
+          h("ul", { class: "alerts", id: "unit-alerts" }, alerts.length ? alerts.map(alertItem) : h("li", { class: "empty", text: t("no_alerts") })),
+          h("h2", { class: "section", text: t("contacts") }),
+          contactList(d.contacts || []),
+          h("h2", { class: "section", text: t("unit_events") }),
+          eventsBox,
+        ), h("div", { class: "unit-devices" }, h("h2", { text: t("devices") }), h("p", { class: "muted small", text: t("recent_telemetry") }), h("div", { class: "device-grid" }, cards))),
+    ),
+  );
+}
+
+// The unit's device events of the last 7 days (a UTD's supervisory, shield, start, feedback …),
+// in words, with the panel's loop, point and text.
+async function loadEvents(box, unitId) {
+  let data;
+  try {
+    data = await api(`/units/${encodeURIComponent(unitId)}/events?limit=200`);
+  } catch (err) {
+    box.replaceChildren(h("p", { class: "error", role: "alert", text: t("view_failed", { message: err.message }) }));
+    return;
+  }
+  if (!data.items.length) {
+    box.replaceChildren(h("p", { class: "muted", text: t("no_events") }));
+    return;
+  }
+  box.replaceChildren(
+    h(
+      "div",
+      { class: "table-wrap" },
+      h(
+        "table",
+        { class: "grid small", id: "events-table" },
+        h("thead", {}, h("tr", {}, [t("time"), t("event"), t("detector"), t("panel_text"), t("device")].map((x) => h("th", { text: x })))),
+        h(
+          "tbody",
+          {},
+          data.items.map((e) =>
+            h(
+              "tr",
+              { "data-kind": e.kind, class: `event-${e.kind}` },
+              h("td", { title: absTime(e.ts) }, timeEl(e.ts)),
+              h("td", {}, h("span", { class: `event-kind kind-${e.kind}`, text: t(`event_${e.kind}`) })),
+              h("td", { text: e.loop !== null && e.point !== null ? t("loop_point", { loop: e.loop, point: e.point }) : "" }),
+              h("td", { text: e.text }),
+              h("td", { text: [e.device_id, e.device_location].filter(Boolean).join(" · ") }),
+            ),
+          ),
+        ),
+      ),
     ),
   );
 }
@@ -96,7 +152,7 @@ function deviceCard(dev, thresholds) {
     // On first show, move on to a metric that has readings (a panel reports only rssi_dbm).
     if (!drawn && fallbacks.length) show(fallbacks[0], fallbacks.slice(1));
   };
-  for (const m of metrics) chips.appendChild(h("button", { type: "button", class: "chip-btn", "data-metric": m, text: m, onclick: () => show(m) }));
+  for (const m of metrics) chips.appendChild(h("button", { type: "button", class: "chip-btn", "data-metric": m, title: m, text: metricName(m), onclick: () => show(m) }));
   const card = h(
     "article",
     { class: `device-card ${dev.status}`, "data-device": dev.id },
@@ -129,11 +185,11 @@ async function drawDeviceChart(box, dev, metric, thresholds) {
       if (pts.length) from = new Date(Date.parse(pts[0].t) - 10e3).toISOString();
     }
     if (!pts.length) {
-      box.replaceChildren(h("p", { class: "muted no-data", text: `${metric}: ${t("no_data")}` }));
+      box.replaceChildren(h("p", { class: "muted no-data", text: `${metricName(metric)}: ${t("no_data")}` }));
       return false;
     }
-    lineChart(box, data.series, { thresholds, from, to: data.to, label: `${dev.id} ${metric} (${data.unit})` });
-    box.appendChild(h("div", { class: "chart-caption", text: `${metric} (${data.unit}) · ${data.bucket === "raw" ? t("raw") : data.bucket}` }));
+    lineChart(box, data.series, { thresholds, from, to: data.to, label: `${dev.id} ${metricName(metric)} (${data.unit})` });
+    box.appendChild(h("div", { class: "chart-caption", text: `${metricName(metric)} (${data.unit}) · ${bucketLabel(data.bucket)}` }));
     return true;
   } catch (err) {
     box.replaceChildren(h("p", { class: "error", text: err.message }));

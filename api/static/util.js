@@ -69,3 +69,22 @@ export function isFire(a) {
 export function sortAlerts(list) {
   return list.sort((x, y) => SEV_RANK[x.severity] - SEV_RANK[y.severity] || Date.parse(y.opened_at) - Date.parse(x.opened_at) || y.id - x.id);
 }
+
+// Where an alert is: the detector (the panel's text for the point, and its loop and point),
+// else the device's place in the unit.
+export function detectorText(a) {
+  const parts = [a.point_text, a.loop !== null && a.loop !== undefined && a.point !== null && a.point !== undefined ? t("loop_point", { loop: a.loop, point: a.point }) : null].filter(Boolean);
+  return parts.join(" · ");
+}
+
+export function whereText(a) {
+  return [detectorText(a), a.device_location].filter(Boolean).join(" · ");
+}
+
+// Open fire alarms (any state but closed) per unit: more than one detector of a unit alarming
+// is a fire that spreads.
+export function fireCountsByUnit(alerts) {
+  const counts = new Map();
+  for (const a of alerts) if (isFire(a) && a.state !== "closed") counts.set(a.unit_id, (counts.get(a.unit_id) || 0) + 1);
+  return counts;
+}
