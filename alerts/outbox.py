@@ -225,7 +225,6 @@ class OutboxWorker:
                 )
                 told = channel_watch.others(f.subject, addresses)
                 await store_channels.queue(conn, told, body, "firing")
-                instruments.CHANNEL_ALERTS.labels(f.subject).set(1)
                 log.error(
                     "notification channel failing",
                     channel=f.subject,
@@ -244,7 +243,6 @@ class OutboxWorker:
                 await store_channels.queue(
                     conn, channel_watch.others(alert.subject, addresses), body, "resolved"
                 )
-                instruments.CHANNEL_ALERTS.labels(alert.subject).set(0)
                 log.info("notification channel delivers again", channel=alert.subject)
 
     async def _held_by_rate_limit(

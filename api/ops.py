@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
+import psycopg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -55,13 +57,17 @@ async def healthz(call: Call) -> web.StreamResponse:
     return json_response(Health(status="ok"))
 
 
-async def read_health(call: Call, within_s: float) -> tuple[str, health.Snapshot | None]:
+async def read_health(
+    call: Call,
+    within_s: float,
+    read: Callable[[psycopg.Connection[Any]], health.Snapshot] = health.snapshot,
+) -> tuple[str, health.Snapshot | None]:
     """('ok', the engines and the outbox backlog) when the database answers in time, else why not.
 
     Reading the health rows is itself the database probe: one round trip, one deadline.
     """
     try:
-        snap = await asyncio.wait_for(call.state.db(health.snapshot), within_s)
+        snap = await asyncio.wait_for(call.state.db(read), within_s)
     except TimeoutError:
         return f"no answer within {within_s:g} s", None
     except Exception as exc:  # any failure means not ready; say which
@@ -153,7 +159,7 @@ async def status(call: Call) -> web.StreamResponse:
 async def metrics(call: Call) -> web.StreamResponse:
     """GET /metrics: Prometheus text format (engine health read from the database now)."""
     opts = call.state.options
-    _, snap = await read_health(call, opts.probe_timeout_s)
+    _, snap = await read_health(call, opts.probe_timeout_s, health.metrics_snapshot)
     instruments.engine_health(snap, opts.ready_stale_after_s)
     return web.Response(
         body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}

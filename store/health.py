@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -52,11 +52,23 @@ class OutboxBacklog:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelCount:
+    """Notifications of one channel in one state, and the age of the oldest of them."""
+
+    channel: str
+    state: str
+    count: int
+    oldest_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything readiness and the health gauges read, in one round trip."""
+    """Everything readiness and the health gauges read."""
 
     engines: list[EngineStatus]
     outbox: OutboxBacklog
+    channels: list[ChannelCount] = field(default_factory=list)
+    channel_alerts: list[str] = field(default_factory=list)  # subjects of open channel alerts
 
 
 _UPSERT = """
@@ -132,9 +144,33 @@ def outbox_backlog(conn: psycopg.Connection[Any]) -> OutboxBacklog:
     return OutboxBacklog(int(row[0]), max(0.0, float(row[1])))
 
 
+# Rows not yet delivered (or given up), by channel: served by notifications_state_created.
+_BY_CHANNEL = """
+SELECT channel, state, count(*), extract(epoch FROM now() - min(created_at))::float8
+FROM notifications WHERE state IN ('pending', 'sending', 'failed', 'given_up')
+GROUP BY channel, state ORDER BY channel, state
+"""
+
+
+def channel_counts(conn: psycopg.Connection[Any]) -> list[ChannelCount]:
+    """Pending, sending, failed and given-up notifications per channel, with the oldest's age."""
+    return [
+        ChannelCount(r[0], r[1], int(r[2]), max(0.0, float(r[3])))
+        for r in conn.execute(_BY_CHANNEL).fetchall()
+    ]
+
+
 def snapshot(conn: psycopg.Connection[Any]) -> Snapshot:
     """Engines and backlog together (what /readyz and /metrics read)."""
     return Snapshot(engines(conn), outbox_backlog(conn))
+
+
+def metrics_snapshot(conn: psycopg.Connection[Any]) -> Snapshot:
+    """The snapshot with the outbox per channel and the open channel alerts (for /metrics)."""
+    opened = conn.execute("SELECT subject FROM channel_alerts WHERE cleared_at IS NULL").fetchall()
+    return Snapshot(
+        engines(conn), outbox_backlog(conn), channel_counts(conn), [str(r[0]) for r in opened]
+    )
 
 
 class Outage:

@@ -68,7 +68,25 @@ CHANNEL_ALERTS = Gauge(
     "1 while a notification channel has kept failing (a channel alert is open), else 0",
     ["channel"],
 )
-_ENGINE_GAUGES = (INGEST_LAG, BROKER_CONNECTED, WORKER_ALIVE, HEALTH_AGE)
+CHANNEL_NOTIFICATIONS = Gauge(
+    "firesentry_outbox_rows",
+    "Notifications not delivered, by channel and state (pending, sending, failed, given_up)",
+    ["channel", "state"],
+)
+CHANNEL_OLDEST = Gauge(
+    "firesentry_outbox_rows_oldest_seconds",
+    "Age of the oldest notification of a channel in a state (since it was queued)",
+    ["channel", "state"],
+)
+_ENGINE_GAUGES = (
+    INGEST_LAG,
+    BROKER_CONNECTED,
+    WORKER_ALIVE,
+    HEALTH_AGE,
+    CHANNEL_NOTIFICATIONS,
+    CHANNEL_OLDEST,
+    CHANNEL_ALERTS,
+)
 
 
 def engine_health(snap: Snapshot | None, stale_after_s: float) -> None:
@@ -88,6 +106,11 @@ def engine_health(snap: Snapshot | None, stale_after_s: float) -> None:
         HEALTH_AGE.labels(h.client_id).set(e.age_s)
     OUTBOX_PENDING.set(snap.outbox.due)
     OUTBOX_OLDEST.set(snap.outbox.oldest_due_s)
+    for c in snap.channels:
+        CHANNEL_NOTIFICATIONS.labels(c.channel, c.state).set(c.count)
+        CHANNEL_OLDEST.labels(c.channel, c.state).set(c.oldest_s)
+    for subject in snap.channel_alerts:
+        CHANNEL_ALERTS.labels(subject).set(1)
 
 
 class _Rejection(Protocol):

@@ -208,6 +208,35 @@ async def test_metrics_report_engine_health_from_the_database(
     assert oldest and 89 < float(oldest.group(1)) < 200
 
 
+async def test_metrics_count_notifications_per_channel_and_open_channel_alerts(
+    client: Client, seeded: Seeded
+) -> None:
+    """Per channel and state: how many notifications wait and how old the oldest is; a
+    channel alert shows as firesentry_channel_alert 1 (any API process: read from the DB)."""
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM notifications")
+        for receiver in ("+8613800000001", "+8613800000002"):
+            alert_plan.enqueue(conn, None, "sms", receiver, {"n": 1})
+        conn.execute(
+            "UPDATE notifications SET state = 'failed', created_at = now() - interval '5 minutes'"
+        )
+        alert_plan.enqueue(conn, None, "webhook", "ops", {"n": 2})
+        conn.execute(
+            "INSERT INTO channel_alerts (subject, failing_since, waiting)"
+            " VALUES ('sms', now() - interval '4 minutes', 2)"
+        )
+    text = await (await client.get("/metrics", headers=auth(seeded.tokens["admin"]))).text()
+    assert 'firesentry_outbox_rows{channel="sms",state="failed"} 2.0' in text
+    assert 'firesentry_outbox_rows{channel="webhook",state="pending"} 1.0' in text
+    oldest = re.search(
+        r'^firesentry_outbox_rows_oldest_seconds\{channel="sms",state="failed"\} (\S+)$',
+        text,
+        re.M,
+    )
+    assert oldest and 290 < float(oldest.group(1)) < 400
+    assert 'firesentry_channel_alert{channel="sms"} 1.0' in text
+
+
 async def test_openapi_document_matches_the_routes(client: Client) -> None:
     """Every route is in /api/v1/openapi.json with its parameters, roles and schemas."""
     doc = await (await client.get("/api/v1/openapi.json")).json()
