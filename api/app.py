@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from api import alerts, ops, rules, silences, stream, telemetry, units
+from api import alerts, notifications, ops, rules, silences, stream, telemetry, units
 from api.openapi import openapi_document
 from api.routing import PREFIX, STATE, Route, endpoint, errors_middleware
 from api.state import ApiOptions, ApiState
@@ -17,6 +17,7 @@ from api.stream import AlertFeed
 ROUTES: list[Route] = [
     *alerts.ROUTES,
     *rules.ROUTES,
+    *notifications.ROUTES,
     *silences.ROUTES,
     *stream.ROUTES,
     *units.ROUTES,

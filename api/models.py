@@ -562,3 +562,69 @@ class Error(_Out):
     error: str
     message: str
     details: list[ErrorDetail] = Field(default_factory=list)
+
+
+NotificationState = Literal["pending", "sending", "sent", "failed", "given_up", "cancelled"]
+_FAILED_STATES: tuple[NotificationState, ...] = ("failed", "given_up")
+
+
+class NotificationQuery(_Query):
+    """Filters of GET /notifications."""
+
+    state: Annotated[list[NotificationState], BeforeValidator(_comma_list)] = Field(
+        default_factory=lambda: list(_FAILED_STATES), description="comma-separated"
+    )
+    since: AwareDatetime | None = Field(default=None, description="queued at or after")
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class OutboxRowOut(BaseModel):
+    """One notification (receiver masked without contacts:read)."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    id: int
+    created_at: dt.datetime
+    alert_id: int | None
+    severity: str | None
+    rule_id: str | None
+    channel: str
+    receiver: str
+    kind: str
+    state: str
+    attempts: int
+    last_error: str | None
+    sent_at: dt.datetime | None
+    retried_by: str | None
+    retried_at: dt.datetime | None
+
+
+class NotificationList(BaseModel):
+    """GET /notifications."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: list[OutboxRowOut]
+
+
+class RetryBody(_Body):
+    """Body of POST /notifications/retry: ids, or every given-up one (since a time)."""
+
+    ids: list[int] = Field(default_factory=list, max_length=1000)
+    given_up: bool = False
+    since: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> RetryBody:
+        if not self.ids and not self.given_up:
+            raise ValueError("name notification ids, or set given_up")
+        return self
+
+
+class RetryOut(BaseModel):
+    """What POST /notifications/retry queued again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    queued: list[int]
+    not_queued: list[int] = Field(description="ids named that were not given up or cancelled")

@@ -41,19 +41,30 @@ _SELECT = (
 )
 
 
+# A token limited to units sees the notifications of its units' alerts only.
+_IN_UNITS = (
+    " AND (%s::text[] IS NULL OR n.alert_id IN"
+    " (SELECT a.id FROM alerts a WHERE a.unit_id = ANY(%s::text[])))"
+)
+
+
 def list_notifications(
     conn: psycopg.Connection[Any],
     *,
     states: Sequence[str] = (),
     since: dt.datetime | None = None,
     limit: int = 100,
+    units: Sequence[str] | None = None,
 ) -> list[NotificationView]:
-    """Notifications in these states (all when empty), queued since `since`, newest first."""
+    """Notifications in these states (all when empty), queued since `since`, newest first;
+    with `units`, only those of alerts at these units."""
+    scope = None if units is None else list(units)
     rows = conn.execute(
         _SELECT + " WHERE (%s::text[] = '{}' OR n.state = ANY(%s::text[]))"
         " AND (%s::timestamptz IS NULL OR n.created_at >= %s::timestamptz)"
-        " ORDER BY n.id DESC LIMIT %s",
-        (list(states), list(states), since, since, limit),
+        + _IN_UNITS
+        + " ORDER BY n.id DESC LIMIT %s",
+        (list(states), list(states), since, since, scope, scope, limit),
     ).fetchall()
     return [NotificationView(*r) for r in rows]
 
@@ -64,6 +75,7 @@ def retry(
     by: str,
     ids: Sequence[int] = (),
     given_up_since: dt.datetime | None = None,
+    units: Sequence[str] | None = None,
 ) -> list[int]:
     """Queue given-up (or cancelled) notifications again, due now, their attempts counted from
     zero and who asked recorded; by id, or every given-up one queued since a time. Returns the
@@ -74,6 +86,9 @@ def retry(
         where, params = "state = 'given_up' AND created_at >= %s", [given_up_since]
     else:
         return []
+    if units is not None:
+        where += " AND alert_id IN (SELECT a.id FROM alerts a WHERE a.unit_id = ANY(%s))"
+        params.append(list(units))
     # The alert's history says who resent what, beside the engine's own lines.
     rows = conn.execute(
         "WITH r AS (UPDATE notifications SET state = 'pending', attempts = 0,"  # noqa: S608
