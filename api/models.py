@@ -542,11 +542,23 @@ class OutboxCheck(_Out):
     oldest_due_s: float
 
 
+class ChannelAlertOut(_Out):
+    """A notification channel that has kept failing: the control room is told through others."""
+
+    subject: str = Field(description="sms, email, webhook:<name> or <robot kind>:<name>")
+    failing_since: dt.datetime
+    waiting: int
+    last_error: str
+
+
 class Readiness(Health):
     """/readyz: each component ok or why not; engines and outbox in detail when readable."""
 
     engines: list[EngineCheck] = Field(default_factory=list)
     outbox: OutboxCheck | None = None
+    channel_alerts: list[ChannelAlertOut] = Field(
+        default_factory=list, description="/status only: failing notification channels"
+    )
 
 
 class ErrorDetail(_Out):

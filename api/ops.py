@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.auth import Permission
-from api.models import EngineCheck, Health, Me, OutboxCheck, Readiness
+from api.models import ChannelAlertOut, EngineCheck, Health, Me, OutboxCheck, Readiness
 from api.routing import PREFIX, Call, Route, holds_token, json_response
 from api.state import ApiOptions
 from store import health, instruments
@@ -105,11 +105,13 @@ def engine_check(e: health.EngineStatus, opts: ApiOptions) -> EngineCheck:
     )
 
 
-async def readiness(call: Call) -> Readiness:
+async def readiness(
+    call: Call, read: Callable[[psycopg.Connection[Any]], health.Snapshot] = health.snapshot
+) -> Readiness:
     """Database, broker, every engine's health and the outbox backlog, each judged."""
     opts = call.state.options
     (db, snap), broker = await asyncio.gather(
-        read_health(call, opts.probe_timeout_s),
+        read_health(call, opts.probe_timeout_s, read),
         probe_broker(opts.mqtt_host, opts.mqtt_port, opts.probe_timeout_s),
     )
     checks = {"database": db, "broker": broker}
@@ -130,7 +132,14 @@ async def readiness(call: Call) -> Readiness:
         )
     ready = all(v == "ok" for v in checks.values())
     status: Literal["ready", "not_ready"] = "ready" if ready else "not_ready"
-    return Readiness(status=status, checks=checks, engines=engines, outbox=outbox)
+    # A failing receiver is not the engine's readiness (a load balancer must not drop the API
+    # for it): said beside the checks.
+    failing = (
+        [] if snap is None else [ChannelAlertOut.model_validate(a) for a in snap.channel_alerts]
+    )
+    return Readiness(
+        status=status, checks=checks, engines=engines, outbox=outbox, channel_alerts=failing
+    )
 
 
 async def readyz(call: Call) -> web.StreamResponse:
@@ -153,7 +162,7 @@ async def readyz(call: Call) -> web.StreamResponse:
 async def status(call: Call) -> web.StreamResponse:
     """GET /status: what /readyz says, with its reasons, answered 200 either way (the console
     polls it to say what is degraded; a 503 would read as the API itself failing)."""
-    return json_response(await readiness(call))
+    return json_response(await readiness(call, health.status_snapshot))
 
 
 async def metrics(call: Call) -> web.StreamResponse:

@@ -62,13 +62,23 @@ class ChannelCount:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenChannelAlert:
+    """A notification channel that has kept failing (alerts/channel_watch.py)."""
+
+    subject: str
+    failing_since: dt.datetime
+    waiting: int
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything readiness and the health gauges read."""
 
     engines: list[EngineStatus]
     outbox: OutboxBacklog
     channels: list[ChannelCount] = field(default_factory=list)
-    channel_alerts: list[str] = field(default_factory=list)  # subjects of open channel alerts
+    channel_alerts: list[OpenChannelAlert] = field(default_factory=list)
 
 
 _UPSERT = """
@@ -160,17 +170,28 @@ def channel_counts(conn: psycopg.Connection[Any]) -> list[ChannelCount]:
     ]
 
 
+def channel_alerts(conn: psycopg.Connection[Any]) -> list[OpenChannelAlert]:
+    """The channel alerts open now, oldest first."""
+    rows = conn.execute(
+        "SELECT subject, failing_since, waiting, last_error FROM channel_alerts"
+        " WHERE cleared_at IS NULL ORDER BY failing_since"
+    ).fetchall()
+    return [OpenChannelAlert(r[0], r[1], int(r[2]), r[3]) for r in rows]
+
+
 def snapshot(conn: psycopg.Connection[Any]) -> Snapshot:
-    """Engines and backlog together (what /readyz and /metrics read)."""
+    """Engines and backlog together (what /readyz reads)."""
     return Snapshot(engines(conn), outbox_backlog(conn))
+
+
+def status_snapshot(conn: psycopg.Connection[Any]) -> Snapshot:
+    """The snapshot with the open channel alerts (what the console's /status reads)."""
+    return Snapshot(engines(conn), outbox_backlog(conn), [], channel_alerts(conn))
 
 
 def metrics_snapshot(conn: psycopg.Connection[Any]) -> Snapshot:
     """The snapshot with the outbox per channel and the open channel alerts (for /metrics)."""
-    opened = conn.execute("SELECT subject FROM channel_alerts WHERE cleared_at IS NULL").fetchall()
-    return Snapshot(
-        engines(conn), outbox_backlog(conn), channel_counts(conn), [str(r[0]) for r in opened]
-    )
+    return Snapshot(engines(conn), outbox_backlog(conn), channel_counts(conn), channel_alerts(conn))
 
 
 class Outage:

@@ -109,8 +109,8 @@ def engine_health(snap: Snapshot | None, stale_after_s: float) -> None:
     for c in snap.channels:
         CHANNEL_NOTIFICATIONS.labels(c.channel, c.state).set(c.count)
         CHANNEL_OLDEST.labels(c.channel, c.state).set(c.oldest_s)
-    for subject in snap.channel_alerts:
-        CHANNEL_ALERTS.labels(subject).set(1)
+    for a in snap.channel_alerts:
+        CHANNEL_ALERTS.labels(a.subject).set(1)
 
 
 class _Rejection(Protocol):

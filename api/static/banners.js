@@ -24,7 +24,7 @@ export function renderBanners() {
     box.replaceChildren();
     return;
   }
-  box.replaceChildren(...[fireBanner(), soundBanner(), healthBanner()].filter(Boolean));
+  box.replaceChildren(...[fireBanner(), soundBanner(), healthBanner(), channelBanner()].filter(Boolean));
 }
 
 // ---------- fire alarms ----------
@@ -113,6 +113,26 @@ function soundBanner() {
     { type: "button", id: "sound-banner", class: "banner sound-off", "data-sound": "blocked", onclick: () => unlockAudio() },
     icon("bell-off"),
     h("span", { text: t("sound_off_banner") }),
+  );
+}
+
+// ---------- notification channels that keep failing ----------
+
+// Alarms still reach the board, but some parties are not being told: the control room must
+// know which channel, since when, and how much waits (it is told through the others too).
+function channelBanner() {
+  const failing = state.health.channels || [];
+  if (!failing.length) return null;
+  return h(
+    "div",
+    { id: "channel-banner", class: "banner health-banner warn", role: "alert" },
+    h("span", { class: "banner-sign", "aria-hidden": "true", text: "⚠" }),
+    ...failing.map((c) =>
+      h("strong", {
+        class: "channel-failing",
+        text: t("banner_channel", { channel: c.subject, time: absTime(c.failing_since), waiting: c.waiting }),
+      }),
+    ),
   );
 }
 

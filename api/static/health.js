@@ -68,7 +68,11 @@ async function pollReady() {
     const body = await api("/status");
     const checks = body.checks;
     const intake = Object.keys(checks).filter((k) => k !== "database" && checks[k] !== "ok");
-    update({ readyDb: checks.database === "ok", intake: checks.database === "ok" ? intake : [] });
+    update({
+      readyDb: checks.database === "ok",
+      intake: checks.database === "ok" ? intake : [],
+      channels: body.channel_alerts || [],
+    });
   } catch {
     // Said by api() already.
   } finally {
@@ -85,5 +89,5 @@ export function startHealth() {
 export function stopHealth() {
   if (pollTimer) clearInterval(pollTimer);
   pollTimer = null;
-  state.health = { api: true, streamDb: null, readyDb: null, intake: [], since: null };
+  state.health = { api: true, streamDb: null, readyDb: null, intake: [], channels: [], since: null };
 }

@@ -19,7 +19,7 @@ export const state = {
   showEndedSilences: false,
   // What the console knows of the server's health (health.js): whether the API answers, and
   // whether the database does as the stream and /readyz last said (null: not known yet).
-  health: { api: true, streamDb: null, readyDb: null, intake: [], since: null },
+  health: { api: true, streamDb: null, readyDb: null, intake: [], channels: [], since: null },
   searchForm: { unit: "", device: "", rule: "", state: "", from: "", to: "" },
 };
 

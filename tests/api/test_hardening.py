@@ -126,6 +126,7 @@ async def test_readyz_without_a_token_says_only_ok_or_fail(db: Endpoints, seeded
             "checks": {"database": "ok", "broker": "fail", "engine": "ok", "outbox": "ok"},
             "engines": [],
             "outbox": None,
+            "channel_alerts": [],
         }
         bad = await client.get("/readyz", headers=auth("fst_not-a-token"))
         assert (await bad.json())["checks"]["broker"] == "fail"

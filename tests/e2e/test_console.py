@@ -313,6 +313,30 @@ def test_database_outage_shows_a_degraded_banner_and_live_goes_away(
         link.close()
 
 
+def test_a_failing_notification_channel_shows_a_banner_until_it_clears(
+    browser: Any, api_server: ApiServer, db: Endpoints
+) -> None:
+    """An open channel alert (the outbox worker opens it) shows on every view: which channel,
+    since when, how many messages wait; it goes once the alert clears."""
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    page.goto(api_server.url + "/#token=" + token(db, "operator", "Li (control room)"))
+    page.wait_for_selector("#conn.live", timeout=WAIT_MS)
+    assert page.locator("#channel-banner").count() == 0
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO channel_alerts (subject, failing_since, waiting, last_error)"
+            " VALUES ('sms', now() - interval '5 minutes', 14, 'HTTP 503')"
+        )
+    banner = page.locator("#channel-banner .channel-failing")
+    banner.wait_for(timeout=WAIT_MS)
+    assert "sms" in banner.inner_text() and "14" in banner.inner_text()
+    page.click("#nav a[data-view=units]")
+    assert page.locator("#channel-banner").is_visible()
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        conn.execute("UPDATE channel_alerts SET cleared_at = now()")
+    page.wait_for_selector("#channel-banner", state="detached", timeout=WAIT_MS)
+
+
 def test_a_fire_alarm_raises_a_banner_on_every_view_and_sound_says_when_it_is_off(
     browser: Any, api_server: ApiServer, db: Endpoints, prefix: str, pub: Publisher
 ) -> None:
