@@ -58,6 +58,7 @@ class ApiOptions:
     stream_idle_timeout_s: float = 60.0
     # How often open streams check that their token is still live (not revoked, not expired).
     stream_token_check_s: float = 2.0
+    pool_reconnect_timeout_s: float = 5.0
     # Failed authentications per client address: beyond the limit in the window, 429.
     auth_fail_limit: int = 20
     auth_fail_window_s: float = 60.0
@@ -71,6 +72,11 @@ def _pool(options: ApiOptions, name: str, min_size: int, max_size: int) -> Conne
         max_size=max_size,
         kwargs={"autocommit": True, "application_name": f"firesentry-{name}"},
         timeout=options.pool_timeout_s,
+        # psycopg_pool retries a failed connection with a doubling delay for reconnect_timeout
+        # (default 300 s) before a new attempt may start: after a 30 s outage the API then
+        # stayed without connections for up to another 30 s. Giving up after a few seconds
+        # lets the next request start a fresh attempt at once.
+        reconnect_timeout=options.pool_reconnect_timeout_s,
         open=False,
         name=name,
     )

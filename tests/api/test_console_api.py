@@ -3,6 +3,7 @@ closed alerts with their history, contacts, the display role, statistics, a unit
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from typing import Any
@@ -40,10 +41,11 @@ async def test_the_stream_says_when_the_database_goes_away_and_comes_back(
             name, _, data = await next_event(resp)
             assert name == "ready" and data["database"] == "ok"
             link.down()
-            name, _, data = await next_event(resp, 30)
+            # A deadline on the whole wait: keepalive lines would restart a per-line one.
+            name, _, data = await asyncio.wait_for(next_event(resp, 30), 30)
             assert (name, data) == ("status", {"database": "down"})
             link.up()
-            name, _, data = await next_event(resp, 30)
+            name, _, data = await asyncio.wait_for(next_event(resp, 30), 30)
             assert (name, data) == ("status", {"database": "ok"})
             resp.close()
     finally:
