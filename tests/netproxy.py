@@ -72,6 +72,12 @@ class Proxy:
                 s.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
                 )
+            # close() alone does not end a recv() blocked in the pump's thread (the kernel
+            # keeps the socket until it returns), so an idle connection would stay up until
+            # its next byte; shutdown wakes it now.
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
                 s.close()
 
     def close(self) -> None:
