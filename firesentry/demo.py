@@ -177,12 +177,22 @@ def _printer(r: Received) -> None:
     a = r.body.get("alert", {})
     status = str(r.body.get("status", "?")).upper()
     sig = "signature ok" if r.signature_ok else "BAD SIGNATURE"
-    print(
+    say(
         f"[webhook] {status:8} {a.get('severity', '?'):8} {a.get('rule_id')} at "
         f"{a.get('unit_name')}: {a.get('message', {}).get('en')} / "
-        f"{a.get('message', {}).get('zh-CN')} ({sig})",
-        flush=True,
+        f"{a.get('message', {}).get('zh-CN')} ({sig})"
     )
+
+
+_PRINT = threading.Lock()
+
+
+def say(text: str) -> None:
+    """One line (or block) on stdout, whole: the receivers print from their own threads, and
+    print() writes the text and its newline separately, so lines ran into each other."""
+    with _PRINT:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
 
 def sms_printer(contacts: list[DemoContact]) -> Callable[[ProviderRequest], None]:
@@ -194,7 +204,7 @@ def sms_printer(contacts: list[DemoContact]) -> Callable[[ProviderRequest], None
         c = by_phone.get(phone)
         who = f"{ROLE_WORDS.get(c.role, c.role)} {c.name}" if c is not None else "unknown party"
         lang = f", {c.locale}" if c is not None else ""
-        print(f"[sms → {who} {mask_phone(phone)}{lang}] {req.body.get('text')}", flush=True)
+        say(f"[sms → {who} {mask_phone(phone)}{lang}] {req.body.get('text')}")
 
     return show
 
@@ -208,8 +218,7 @@ def _robot_printer(req: ProviderRequest) -> None:
     lines = [f"[robot → {ROBOT_TITLE}] {title.removeprefix('### ')}"]
     if where:
         lines.append(f"    {'; '.join(where)}")
-    # One print: the SMS gateway's thread prints at the same time.
-    print("\n".join(lines), flush=True)
+    say("\n".join(lines))
 
 
 def run_demo(settings: Settings, duration_s: float | None = None) -> int:
