@@ -392,3 +392,19 @@ def test_channels_without_a_provider_are_not_queued(
         assert scalar(world.dsn(), "SELECT count(*) FROM notifications WHERE channel = 'sms'") == 0
     finally:
         e.stop()
+
+
+def test_a_resolved_message_states_the_value_back_within_the_limit(
+    engine: Engine, prefix: str, pub: Publisher, sms: FakeSmsGateway
+) -> None:
+    """Residual current 500 mA, then 53 mA: the manager's second SMS says it is back to normal
+    at 53 mA within the 300 mA limit, never 'above the limit' (it used to repeat the breach)."""
+    topic = f"{prefix}/em-1/telemetry"
+    pub.publish(topic, {"ts": now_ms(), "metrics": {"residual_current_ma": 500.0}})
+    assert sms.wait_for(lambda r: len(to(MANAGER)(r)) == 1, 20)
+    pub.publish(topic, {"ts": now_ms() + 1, "metrics": {"residual_current_ma": 53.0}})
+    assert sms.wait_for(lambda r: len(to(MANAGER)(r)) == 2, 20)
+    fired, resolved = (str(r.body["text"]) for r in to(MANAGER)(sms.requests))
+    assert "超过限值 300 mA" in fired and "500" in fired
+    assert "已恢复正常" in resolved and "53 mA" in resolved and "300 mA" in resolved
+    assert "超过" not in resolved
