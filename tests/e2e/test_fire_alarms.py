@@ -56,12 +56,22 @@ class Site:
             services.mqtt_port,
             env,
         )
-        self.api = ApiProcess(db, tmp / "api.log", {})
+        try:
+            self.api = ApiProcess(db, tmp / "api.log", {})
+        except BaseException:
+            # A site that fails to start must not leave its engine running past the test.
+            self.engine.kill()
+            self.receiver.stop()
+            raise
         with psycopg.connect(db.dsn(), autocommit=True) as conn:
             _, self.token = store_tokens.create_token(conn, "night shift", "operator")
         self.pub = Publisher(services, client_id=f"utd-{uuid.uuid4().hex[:8]}")
-        self.engine.wait_subscribed()
         self.seq = 0
+        try:
+            self.engine.wait_subscribed()
+        except BaseException:
+            self.close()
+            raise
 
     def alarm(self, kind: str = "fire_alarm", **point: Any) -> None:
         """The panel reports an event (a detector's loop, point and text when given)."""
@@ -108,9 +118,12 @@ class Site:
         return [r[0] for r in rows]
 
     def close(self) -> None:
-        """Stop everything."""
+        """Stop everything (an engine that already exited is only reaped)."""
         self.pub.close()
-        self.engine.terminate()
+        if self.engine.proc.poll() is None:
+            self.engine.terminate()
+        else:
+            self.engine.kill()
         self.api.stop()
         self.receiver.stop()
 
