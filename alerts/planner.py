@@ -22,6 +22,7 @@ from alerts.types import Receiver
 from devices.catalog import EventKind
 from devices.registry import Device, Registry
 from rules.engine import Transition
+from rules.model import Messages
 from store.alert_plan import AlertPlan, HistoryWrite, OutboxWrite
 from store.alerts import AlertView, ContactRow
 from store.silences import SilenceRow, mutes
@@ -141,6 +142,43 @@ def point_words(point: int | None, loop: int | None, text: str, locale: str) -> 
         )
         if x
     )
+
+
+_LOCALES = ("en", "zh-CN")
+
+
+def _where(point: int | None, loop: int | None, text: str, locale: str, device: Device) -> str:
+    """What {point} says: the detector, else the device's location, else its id."""
+    return point_words(point, loop, text, locale) or device.location or device.id
+
+
+def _texts(
+    template: Messages,
+    tr: Transition,
+    device: Device,
+    threshold: float,
+    loop: int | None,
+    point: int | None,
+    text: str,
+) -> tuple[str, str]:
+    """A rule text in English and Chinese, its placeholders filled from the transition, the
+    device and the alarming point."""
+    rule = tr.rule
+    values = {
+        "device": device.id,
+        "unit": device.unit_name or device.unit_id,
+        "metric": rule.metric or "",
+        # "falling 0.4 MPa/min" reads better than a signed rate; the notice keeps the sign.
+        "value": abs(tr.value) if rule.kind == "rate" else tr.value,
+        "threshold": threshold,
+        "location": device.location,
+        "address": device.unit_address,
+    }
+    en, zh = (
+        _fmt(t, **values, point=_where(point, loop, text, loc, device))
+        for t, loc in zip((template.en, template.zh_cn), _LOCALES, strict=True)
+    )
+    return en, zh
 
 
 def _fmt(template: str, **values: Any) -> str:
@@ -292,24 +330,6 @@ class _Planner:
         loop_no, point_no, point_text = (
             (None, None, "") if point is None else (point.loop, point.point, point.text)
         )
-        values = {
-            "device": device.id,
-            "unit": device.unit_name or device.unit_id,
-            "metric": rule.metric or "",
-            # "falling 0.4 MPa/min" reads better than a signed rate; the notice keeps the sign.
-            "value": abs(tr.value) if rule.kind == "rate" else tr.value,
-            "threshold": threshold if threshold is not None else 0.0,
-            "location": device.location,
-            "address": device.unit_address,
-        }
-        where = (
-            point_words(point_no, loop_no, point_text, "en") or device.location or device.id,
-            point_words(point_no, loop_no, point_text, "zh-CN") or device.location or device.id,
-        )
-        message = (
-            _fmt(rule.message.en, **values, point=where[0]),
-            _fmt(rule.message.zh_cn, **values, point=where[1]),
-        )
         value = tr.value if rule.kind != "event" else None
         if not tr.opened:
             if rule.kind == "event" and tr.point is None:
@@ -324,6 +344,7 @@ class _Planner:
         row = self.rows.get(key)
         if row is not None and rule.kind == "event" and at <= row.last_seen_at:
             return  # the same event again (redelivered after a crash): already counted
+        message = _texts(rule.message, tr, device, threshold or 0.0, loop_no, point_no, point_text)
         if row is None:
             row = AlertView(
                 id=next(self.ids),
@@ -412,25 +433,10 @@ class _Planner:
         rule = tr.rule
         unit = device.unit_name or device.unit_id
         threshold = tr.threshold if tr.threshold == tr.threshold else row.threshold or 0.0
-        values = {
-            "device": device.id,
-            "unit": unit,
-            "metric": rule.metric or "",
-            "value": abs(tr.value) if rule.kind == "rate" else tr.value,
-            "threshold": threshold,
-            "location": device.location,
-            "address": device.unit_address,
-        }
         # The alert's own detector: a panel's reset clears every point, each its own alert.
-        points = [
-            point_words(row.point, row.loop, row.point_text, loc) or device.location or device.id
-            for loc in ("en", "zh-CN")
-        ]
         if rule.resolved is not None:
-            return (
-                _fmt(rule.resolved.en, **values, point=points[0]),
-                _fmt(rule.resolved.zh_cn, **values, point=points[1]),
-            )
+            return _texts(rule.resolved, tr, device, threshold, row.loop, row.point, row.point_text)
+        points = [_where(row.point, row.loop, row.point_text, loc, device) for loc in _LOCALES]
         name_en = rule.name.en if rule.name else rule.id
         name_zh = rule.name.zh_cn if rule.name else rule.id
         where_en = f" ({points[0]})" if points[0] != device.id else ""
