@@ -12,6 +12,7 @@ import pytest
 from devices.catalog import DeviceType
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
+from simulators.services.sms import FakeSmsGateway
 from simulators.services.webhook import WebhookReceiver
 from store import registry as reg
 from tests.helpers import engine_settings
@@ -34,6 +35,14 @@ def fleet(db: Endpoints) -> dict[str, DeviceType]:
             attrs: dict[str, Any] = {"tank_depth_m": 3.0} if typ is DeviceType.WATER_LEVEL else {}
             reg.add_device(conn, dev_id, "u1", typ, attributes=attrs)
     return FLEET
+
+
+@pytest.fixture()
+def sms() -> Iterator[FakeSmsGateway]:
+    """The local fake SMS gateway (bearer token gw-token)."""
+    gw = FakeSmsGateway(token="gw-token").start()
+    yield gw
+    gw.stop()
 
 
 @pytest.fixture()

@@ -58,13 +58,6 @@ MANAGER, PROPERTY, GRID, SUPERVISOR, QUIET = (
 
 
 @pytest.fixture()
-def sms() -> Iterator[FakeSmsGateway]:
-    gw = FakeSmsGateway(token="gw-token").start()
-    yield gw
-    gw.stop()
-
-
-@pytest.fixture()
 def wecom() -> Iterator[FakeWeCom]:
     robot = FakeWeCom(["ops-key"]).start()
     yield robot

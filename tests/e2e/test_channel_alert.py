@@ -40,14 +40,6 @@ def ops() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture()
-def sms() -> Iterator[FakeSmsGateway]:
-    """The SMS gateway (the duty officer's phone)."""
-    gw = FakeSmsGateway(token="gw-token").start()
-    yield gw
-    gw.stop()
-
-
-@pytest.fixture()
 def link(hook: WebhookReceiver) -> Iterator[DatabaseLink]:
     """The road to the failing webhook."""
     road = DatabaseLink(hook.port)

@@ -31,11 +31,11 @@ from firesentry.app import Engine
 from firesentry.embedded import Endpoints
 from simulators.services.webhook import WebhookReceiver
 from store import alert_plan, channels
+from tests.e2e.conftest import SECRET
 from tests.e2e.test_supervision import DatabaseLink
 from tests.helpers import engine_settings, scalar, wait_until
 
 pytestmark = pytest.mark.e2e
-SECRET = "outage-secret"
 SEVERITIES = ("critical", "major", "warning")
 REAL = os.environ.get("FIRESENTRY_OUTAGE_REAL") == "1"
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
@@ -52,14 +52,6 @@ class _Always500(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         """Quiet."""
-
-
-@pytest.fixture()
-def receiver() -> Iterator[WebhookReceiver]:
-    """The control room's webhook."""
-    r = WebhookReceiver(SECRET.encode()).start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture()

@@ -47,14 +47,6 @@ MANAGER, CONTROL_ROOM = "+8613800000001", "+8613800000009"
 
 
 @pytest.fixture()
-def sms() -> Iterator[FakeSmsGateway]:
-    """The local fake SMS gateway."""
-    gw = FakeSmsGateway(token="gw-token").start()
-    yield gw
-    gw.stop()
-
-
-@pytest.fixture()
 def world(db: Endpoints) -> Endpoints:
     """Unit u1 (district D1): two fire panels and a monitor, its manager and the control room."""
     with psycopg.connect(db.dsn(), autocommit=True) as conn:
