@@ -685,10 +685,9 @@ class RuleEngine:
             return
         order = np.lexsort((t, d))
         d, t = d[order], t[order]
-        first = _group_starts(d)
-        fd = d[first]
-        last = np.r_[np.flatnonzero(first)[1:] - 1, d.size - 1]
-        ld, lt = d[last], t[last]
+        groups = _Groups.of(d, t)
+        fd = d[groups.gstart]
+        ld, lt = d[groups.gend], t[groups.gend]
         for i in self._deadman_rules:
             # last_ts of a deadman rule is when its alert opened (check_silence).
             was = self.active[i, ld] & ~np.isnan(self._a[i, ld]) & (lt > self.last_ts[i, ld])
@@ -697,8 +696,8 @@ class RuleEngine:
             opened_at = self.last_ts[i]
             for num, g0, g1 in zip(
                 ld[was].tolist(),
-                np.flatnonzero(first)[was].tolist(),
-                last[was].tolist(),
+                groups.gstart[was].tolist(),
+                groups.gend[was].tolist(),
                 strict=True,
             ):
                 # The first message of the group sent after the alert opened.
