@@ -206,17 +206,19 @@ class OutboxWorker:
     async def watch_channels(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Open, update and clear channel alerts; tell the control room of each change."""
         async with conn.transaction():
+            now = dt.datetime.now(dt.UTC)
             decided = channel_watch.plan(
                 await store_channels.failing(conn),
                 await store_channels.open_alerts(conn),
-                dt.datetime.now(dt.UTC),
+                now,
                 self.opts.channel_alert_after_s,
             )
-            if not (decided.open or decided.clear or decided.update):
-                return
+            for alert, f in decided.update:
+                await store_channels.update_waiting(conn, alert.id, f)
+            if not (decided.open or decided.clear):
+                return  # an alert still open is kept current, and nobody is told again
             addresses = [store_channels.Address(c, r) for c, r in self.opts.control_room]
             addresses += await store_channels.control_room_contacts(conn)
-            now = dt.datetime.now(dt.UTC)
             for f in decided.open:
                 if await store_channels.open_alert(conn, f) is None:
                     continue
@@ -233,8 +235,6 @@ class OutboxWorker:
                     error=f.last_error[:200],
                     control_room_rows=len(told),
                 )
-            for alert, f in decided.update:
-                await store_channels.update_waiting(conn, alert.id, f)
             for alert in decided.clear:
                 await store_channels.clear(conn, alert.id)
                 body = channel_notice(
