@@ -96,12 +96,7 @@ async def get_alert(call: Call) -> web.StreamResponse:
             history=[AlertEventOut.model_validate(h) for h in q.history(conn, alert_id)],
             notifications=[
                 NotificationOut.model_validate(n).model_copy(
-                    update={
-                        "receiver": n.receiver if clear else privacy.mask_address(n.receiver),
-                        "last_error": n.last_error
-                        if clear
-                        else privacy.mask_in(n.last_error, n.receiver),
-                    }
+                    update=privacy.masked_delivery(n.receiver, n.last_error, clear)
                 )
                 for n in q.notifications(conn, alert_id)
             ],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -17,7 +16,7 @@ from api.models import (
     RetryBody,
     RetryOut,
 )
-from api.privacy import mask_address, mask_in
+from api.privacy import masked_delivery
 from api.routing import PREFIX, Call, Route, json_response
 from store import channels as store_channels
 from store import notifications as store_notifications
@@ -34,12 +33,8 @@ async def list_notifications(call: Call) -> web.StreamResponse:
     )
     clear = Permission.CONTACTS_READ in call.who.permissions
     items = [
-        OutboxRowOut.model_validate(
-            r
-            if clear
-            else dataclasses.replace(
-                r, receiver=mask_address(r.receiver), last_error=mask_in(r.last_error, r.receiver)
-            )
+        OutboxRowOut.model_validate(r).model_copy(
+            update=masked_delivery(r.receiver, r.last_error, clear)
         )
         for r in rows
     ]

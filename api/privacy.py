@@ -8,6 +8,7 @@ number. For them a receiver is masked: +86138****0001, w***@example.com.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # The shapes contacts' addresses are registered in (devices/records.py validates them so).
 _PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{4,24}$")
@@ -41,3 +42,11 @@ def mask_in(text: str | None, receiver: str) -> str | None:
         return text
     masked = mask_address(receiver)
     return text if masked == receiver else text.replace(receiver.strip(), masked)
+
+
+def masked_delivery(receiver: str, last_error: str | None, clear: bool) -> dict[str, Any]:
+    """A notification's receiver and last error as a role sees them: in the clear, or masked
+    (the error names the receiver too) for roles without contacts:read."""
+    if clear:
+        return {"receiver": receiver, "last_error": last_error}
+    return {"receiver": mask_address(receiver), "last_error": mask_in(last_error, receiver)}
