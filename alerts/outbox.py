@@ -15,13 +15,14 @@ import psycopg
 import structlog
 from psycopg.rows import tuple_row
 
-from alerts import channel_watch, grouping
+from alerts import channel_watch, failover, grouping
 from alerts.errors import PermanentError, RetryableError
 from alerts.retry import DEFAULT_POLICIES, RetryPolicy, Stop, after_failure, backoff_s
-from alerts.shape import channel_notice
+from alerts.shape import channel_notice, unreachable_notice
 from alerts.types import Notification
 from store import channel_alerts as store_channels
 from store import channels, instruments
+from store import failover as store_failover
 from store import outbox as store_outbox
 from store.health import Outage
 from store.outbox import ClaimedRow
@@ -69,6 +70,9 @@ class OutboxOptions:
     channel_alert_after_s: float = 120.0
     channel_check_s: float = 10.0
     control_room: Sequence[tuple[str, str]] = ()
+    # A contact's notification failing this long (or refused) goes out on their next channel
+    # (looked at every channel_check_s); see alerts/failover.py.
+    failover_after_s: float = 60.0
 
 
 class OutboxWorker:
@@ -157,6 +161,7 @@ class OutboxWorker:
             if now - self._watched_at >= self.opts.channel_check_s:
                 self._watched_at = now
                 await self.watch_channels(conn)
+                await self.fail_over(conn)
             if errors.recovered() is not None:
                 log.info("outbox rounds succeed again")
             if claimed:
@@ -217,8 +222,7 @@ class OutboxWorker:
                 await store_channels.update_waiting(conn, alert.id, f)
             if not (decided.open or decided.clear):
                 return  # an alert still open is kept current, and nobody is told again
-            addresses = [store_channels.Address(c, r) for c, r in self.opts.control_room]
-            addresses += await store_channels.control_room_contacts(conn)
+            addresses = await self._control_room(conn)
             for f in decided.open:
                 if await store_channels.open_alert(conn, f) is None:
                     continue
@@ -244,6 +248,76 @@ class OutboxWorker:
                     conn, channel_watch.others(alert.subject, addresses), body, "resolved"
                 )
                 log.info("notification channel delivers again", channel=alert.subject)
+
+    async def _control_room(
+        self, conn: psycopg.AsyncConnection[Any]
+    ) -> list[store_channels.Address]:
+        """Every control-room address: the configured webhooks and robots, then its contacts."""
+        addresses = [store_channels.Address(c, r) for c, r in self.opts.control_room]
+        return addresses + await store_channels.control_room_contacts(conn)
+
+    async def fail_over(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        """Send contacts' stuck notifications on their next channel; tell the control room of
+        people of urgent alerts who cannot be reached on any. Return the rows handled."""
+        available = frozenset(c for c in failover.PERSON_CHANNELS if c in self.notifiers)
+        async with conn.transaction():
+            rows = await store_failover.stuck(conn, after_s=self.opts.failover_after_s)
+            unreachable: dict[int, list[store_failover.Stuck]] = {}
+            for row in rows:
+                decision = failover.decide(row, available)
+                if isinstance(decision, failover.HandOver):
+                    new_id = await store_failover.hand_over(
+                        conn, row, decision.channel, decision.address
+                    )
+                    log.warning(
+                        "notification failing; sent on the person's next channel",
+                        notification_id=row.id,
+                        alert_id=row.alert_id,
+                        contact_id=row.contact_id,
+                        failed=row.channel,
+                        next=decision.channel,
+                        new_notification_id=new_id,
+                        error=row.error[:200],
+                    )
+                elif isinstance(decision, failover.Unreachable):
+                    unreachable.setdefault(row.contact_id, []).append(row)
+                else:
+                    await store_failover.settle(conn, [row.id])
+            if unreachable:
+                await self._tell_unreachable(conn, unreachable)
+        return len(rows)
+
+    async def _tell_unreachable(
+        self, conn: psycopg.AsyncConnection[Any], by_contact: dict[int, list[store_failover.Stuck]]
+    ) -> None:
+        """One notice per person to the control room (but not to that person)."""
+        addresses = await self._control_room(conn)
+        now = dt.datetime.now(dt.UTC)
+        for contact_id, rows in by_contact.items():
+            first = rows[0]
+            tried = [c for c in failover.PERSON_CHANNELS if c in first.tried]
+            body = unreachable_notice(
+                first.payload.get("alert", {}),
+                first.contact_name,
+                first.role,
+                tried,
+                first.error,
+                first.first_failed_at or now,
+                now,
+                self.tz,
+                more=len({r.alert_id for r in rows}) - 1,
+            )
+            told = [a for a in addresses if a.contact_id != contact_id]
+            await store_channels.queue(conn, told, body, "firing")
+            await store_failover.settle(conn, [r.id for r in rows])
+            log.error(
+                "party cannot be reached on any channel; control room told",
+                contact_id=contact_id,
+                role=first.role,
+                alert_ids=sorted({r.alert_id for r in rows if r.alert_id is not None}),
+                tried=tried,
+                control_room_rows=len(told),
+            )
 
     async def _held_by_rate_limit(
         self, conn: psycopg.AsyncConnection[Any], members: list[ClaimedRow]

@@ -10,6 +10,7 @@ Version 2 replaced version 1's two shapes (webhooks said `at` without `state`, e
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -249,6 +250,52 @@ def channel_notice(
         "channel_failing", "critical", status, "firesentry", channel, message, since, now
     )
     return notice(status, status, alert)
+
+
+# How the control room names the parties (who could not be reached).
+ROLE_NAMES: dict[str, Message] = {
+    "fire_safety_manager": Message(en="fire-safety manager", zh_CN="消防安全管理人"),
+    "property_manager": Message(en="property manager", zh_CN="物业负责人"),
+    "grid_worker": Message(en="grid worker", zh_CN="网格员"),
+    "fire_supervisor": Message(en="fire supervisor", zh_CN="消防监督员"),
+    "control_room": Message(en="control room", zh_CN="值班室"),
+}
+_CHANNEL_NAMES = {"sms": ("SMS", "短信"), "email": ("e-mail", "邮件")}
+
+
+def unreachable_notice(
+    about: dict[str, Any],
+    person: str,
+    role: str,
+    tried: Sequence[str],
+    error: str,
+    since: dt.datetime,
+    now: dt.datetime,
+    timezone: dt.tzinfo,
+    more: int = 0,
+) -> dict[str, Any]:
+    """The body that tells the control room a party of an urgent alert cannot be reached on
+    any of their channels (rule party_unreachable; `more` other alerts wait for them too)."""
+    local = f"{since.astimezone(timezone):%H:%M}"
+    role_name = ROLE_NAMES.get(role, Message(en=role, zh_CN=role))
+    en_ch = ", ".join(_CHANNEL_NAMES.get(c, (c, c))[0] for c in tried)
+    zh_ch = "、".join(_CHANNEL_NAMES.get(c, (c, c))[1] for c in tried)
+    msg = about.get("message") or {}
+    unit = str(about.get("unit_name") or about.get("unit_id") or "")
+    en_more = f" and {more} more" if more else ""
+    zh_more = f"等 {more + 1} 条" if more else ""
+    message = Message(
+        en=f"Cannot reach {person} ({role_name.en}, {unit}) about alert #{about.get('id')}"
+        f'{en_more} "{msg.get("en", "")}": {en_ch} failing since {local}: {error}. '
+        "Call them.",
+        zh_CN=f"无法通知{person}（{role_name.zh_CN}，{unit}）告警 #{about.get('id')}{zh_more}"
+        f"「{msg.get('zh-CN', '')}」：{zh_ch}自 {local} 起发送失败：{error}。请电话联系。",
+    )
+    severity: Severity = "critical" if about.get("severity") == "critical" else "major"
+    alert = _engine_alert(
+        "party_unreachable", severity, "firing", unit or "firesentry", person, message, since, now
+    )
+    return notice("firing", "firing", alert)
 
 
 def notice_schema() -> dict[str, Any]:

@@ -242,6 +242,7 @@ class Engine:
             retry={**DEFAULT_POLICIES, **{sev: _policy(p) for sev, p in n.retry.items()}},
             channel_alert_after_s=n.channel_alert_after_s,
             channel_check_s=n.channel_check_s,
+            failover_after_s=n.failover_after_s,
             # The control room's machine receivers: every webhook and robot.
             control_room=[("webhook", r.name) for r in self.receivers]
             + [(kind, name) for name, kind in robot_channels(settings).items()],

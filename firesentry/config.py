@@ -388,6 +388,12 @@ class NotifyConfig(_Section):
         description="a channel whose notifications keep failing this long opens a channel alert",
     )
     channel_check_s: float = Field(default=10.0, gt=0, le=600)
+    failover_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="a contact's notification failing this long goes out on their next channel",
+    )
 
 
 class ApiConfig(_Section):

@@ -50,6 +50,17 @@ WHERE channel = %s AND receiver = %s AND state = 'sent'
 """
 
 
+# A notification handed on to another channel of its person (store/failover.py) is one chain:
+# the first of its rows to be sent cancels the others still waiting.
+_SETTLE_CHAINS = """
+UPDATE notifications n SET state = 'cancelled', lease_until = NULL,
+    last_error = 'delivered over ' || s.channel || ' (#' || s.id || ')'
+FROM notifications s
+WHERE s.id = ANY(%s) AND n.id <> s.id AND n.state IN ('pending', 'failed')
+  AND (n.id = s.failover_of OR n.failover_of = coalesce(s.failover_of, s.id))
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedRow:
     """A notification row claimed for delivery (state 'sending', attempts already counted).
@@ -122,7 +133,8 @@ class Outcome:
 
 async def record_outcomes(conn: psycopg.AsyncConnection[Any], outcomes: Sequence[Outcome]) -> None:
     """Record a round's deliveries in one statement: sent rows (with the id of the message
-    that carried them: its first row), failed rows with their next attempt, given-up rows."""
+    that carried them: its first row), failed rows with their next attempt, given-up rows;
+    a sent row of a failover chain cancels the chain's other waiting rows."""
     rows = [(i, o, o.ids[0]) for o in outcomes for i in o.ids]
     if not rows:
         return
@@ -145,6 +157,9 @@ async def record_outcomes(conn: psycopg.AsyncConnection[Any], outcomes: Sequence
             [c for _, _, c in rows],
         ),
     )
+    sent = [i for i, o, _ in rows if o.state == "sent"]
+    if sent:
+        await conn.execute(_SETTLE_CHAINS, (sent,))
 
 
 async def recent_sent(
