@@ -301,6 +301,8 @@ class NotificationOut(_Out):
     created_at: dt.datetime
     sent_at: dt.datetime | None
     last_error: str | None
+    retried_by: str | None = Field(description="the token that last sent it again by hand")
+    retried_at: dt.datetime | None
 
 
 class ContactOut(_Out):

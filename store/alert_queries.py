@@ -135,13 +135,17 @@ class NotificationRow:
     created_at: dt.datetime
     sent_at: dt.datetime | None
     last_error: str | None
+    # Who sent it again by hand after it was given up (POST /notifications/retry), and when.
+    retried_by: str | None
+    retried_at: dt.datetime | None
 
 
 def notifications(conn: psycopg.Connection[Any], alert_id: int) -> list[NotificationRow]:
     """The notifications of an alert, oldest first."""
     rows = conn.execute(
         "SELECT n.id, n.channel, n.receiver, c.name, n.kind, n.state, n.attempts, n.created_at,"
-        " n.sent_at, n.last_error FROM notifications n LEFT JOIN contacts c ON c.id = n.contact_id"
+        " n.sent_at, n.last_error, n.retried_by, n.retried_at"
+        " FROM notifications n LEFT JOIN contacts c ON c.id = n.contact_id"
         " WHERE n.alert_id = %s ORDER BY n.id",
         (alert_id,),
     ).fetchall()

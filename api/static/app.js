@@ -1,8 +1,8 @@
 // The console's entry point: signing in and out (a wall screen may remember its token), the
 // top bar, the banners, routing between the views, the live stream's events, and start-up.
 // The control room: live alert board over SSE, unit view with charts and device events,
-// offline devices, district map, alert search with full histories, telemetry explorer,
-// statistics and silences. Native ES modules, no build step.
+// offline devices, district map, alert search with full histories, undelivered notifications,
+// telemetry explorer, statistics and silences. Native ES modules, no build step.
 
 import { api, onUnauthorized, startStream } from "./api.js";
 import { onUnmute, renderBanners } from "./banners.js";
@@ -10,6 +10,7 @@ import { loadOpenAlerts, refreshDetail, renderBoard, renderCounters, upsertAlert
 import { isLive, noteStreamDatabase, onHealthChange, startHealth, stopHealth } from "./health.js";
 import { getLang, preferredLang, setLang, setRuleNames, t } from "./i18n.js";
 import { renderMap } from "./map.js";
+import { renderNotifications, scheduleNotificationsReload } from "./notifications.js";
 import { renderSearch } from "./search.js";
 import { renderSilences } from "./silences.js";
 import { initAudio, onSoundChange, unlockAudio, updateAlarm } from "./sound.js";
@@ -133,6 +134,7 @@ const VIEWS = [
   { id: "map", label: "nav_map", perm: "units:read" },
   // A wall display shows the board only.
   { id: "search", label: "nav_search", perm: "alerts:read", notFor: "display" },
+  { id: "notifications", label: "nav_notifications", perm: "alerts:read", notFor: "display" },
   { id: "telemetry", label: "nav_telemetry", perm: "telemetry:read" },
   { id: "stats", label: "nav_stats", perm: "stats:read" },
   { id: "silences", label: "nav_silences", perm: "alerts:act" },
@@ -253,6 +255,7 @@ function render() {
     offline: renderOffline,
     map: renderMap,
     search: renderSearch,
+    notifications: renderNotifications,
     telemetry: renderTelemetry,
     stats: renderStats,
     silences: renderSilences,
@@ -282,6 +285,8 @@ async function handleEvent(ev) {
     state.lastEventId = Number(ev.id);
     upsertAlert(data.alert);
     if (state.selected === data.alert.id) refreshDetail();
+    // A resend, an escalation or a reminder changes what is undelivered.
+    if (currentRoute().view === "notifications") scheduleNotificationsReload();
   } else if (ev.event === "reset") {
     state.lastEventId = null;
   }

@@ -6,7 +6,7 @@
 import { problem } from "./health.js";
 import { getLang, t } from "./i18n.js";
 import { soundState, unlockAudio } from "./sound.js";
-import { state } from "./state.js";
+import { can, state } from "./state.js";
 import { $, absTime, detectorText, fireCountsByUnit, h, icon, isFire, timeEl } from "./util.js";
 
 const MAX_FIRES = 6;
@@ -119,10 +119,12 @@ function soundBanner() {
 // ---------- notification channels that keep failing ----------
 
 // Alarms still reach the board, but some parties are not being told: the control room must
-// know which channel, since when, and how much waits (it is told through the others too).
+// know which channel, since when, and how much waits (it is told through the others too), and
+// where to see (and, once the channel works again, resend) what did not go out.
 function channelBanner() {
   const failing = state.health.channels || [];
   if (!failing.length) return null;
+  const listed = can("alerts:read") && state.me.role !== "display";
   return h(
     "div",
     { id: "channel-banner", class: "banner health-banner warn", role: "alert" },
@@ -133,6 +135,7 @@ function channelBanner() {
         text: t("banner_channel", { channel: c.subject, time: absTime(c.failing_since), waiting: c.waiting }),
       }),
     ),
+    listed ? h("a", { href: "#/notifications", id: "undelivered-link", class: "banner-link", text: t("undelivered_link") }) : null,
   );
 }
 

@@ -5,8 +5,9 @@
 import { api } from "./api.js";
 import { renderBanners } from "./banners.js";
 import { actorName, causeName, getLang, historyComment, metricName, ruleName, t } from "./i18n.js";
+import { errorText, nstateCell, resendButton, retriedLine } from "./notifications.js";
 import { updateAlarm } from "./sound.js";
-import { can, currentRoute, renderView, state } from "./state.js";
+import { can, canAct, currentRoute, renderView, state } from "./state.js";
 import { $, absTime, detectorText, fireCountsByUnit, fmtValue, h, icon, isFire, SEVERITIES, sortAlerts, timeEl, toast } from "./util.js";
 
 // alerts/actions.py FALSE_ALARM_CAUSES, in the order the close dialog offers them.
@@ -52,7 +53,7 @@ function stateBadge(a) {
 }
 
 function actionButtons(a) {
-  if (!can("alerts:act") || a.state === "closed") return null;
+  if (!canAct() || a.state === "closed") return null;
   const buttons = [];
   if (!a.acknowledged_at && (a.state === "firing" || a.state === "resolved")) {
     buttons.push(h("button", { type: "button", class: "act ack primary", "data-action": "ack", text: t("ack"), onclick: (e) => doAction(e, a, "ack") }));
@@ -412,6 +413,22 @@ function fact(label, value) {
   return [h("dt", { text: label }), typeof value === "string" ? h("dd", { text: value }) : h("dd", {}, value)];
 }
 
+// One notification of the alert: to whom, how, what became of it, and (given up or cancelled,
+// for a token that may act) a button that sends it again. Any alert's, closed ones too: the
+// server allows it, and an operator may need a "cleared" notice to go out after all.
+function notificationRow(n) {
+  return h(
+    "tr",
+    { "data-id": n.id, "data-state": n.state },
+    h("td", { text: t(`channel_${n.channel}`) }),
+    h("td", { text: n.contact_name || n.receiver }),
+    h("td", { text: t(`nkind_${n.kind}`) }),
+    nstateCell(n),
+    h("td", {}, n.sent_at ? absTime(n.sent_at) : errorText(n), retriedLine(n)),
+    h("td", {}, resendButton(n, () => refreshDetail())),
+  );
+}
+
 export async function refreshDetail() {
   const box = $("#detail");
   if (!box || !state.selected) return;
@@ -452,27 +469,7 @@ export async function refreshDetail() {
     h("h3", { text: t("history") }),
     h("ol", { class: "history" }, d.history.map(historyItem)),
     h("h3", { text: t("notifications") }),
-    d.notifications.length
-      ? h(
-          "table",
-          { class: "grid small" },
-          h(
-            "tbody",
-            {},
-            d.notifications.map((n) =>
-              h(
-                "tr",
-                {},
-                h("td", { text: t(`channel_${n.channel}`) }),
-                h("td", { text: n.contact_name || n.receiver }),
-                h("td", { text: t(`nkind_${n.kind}`) }),
-                h("td", { class: `nstate ${n.state}`, text: t(`nstate_${n.state}`) }),
-                h("td", { text: n.sent_at ? absTime(n.sent_at) : n.last_error || "" }),
-              ),
-            ),
-          ),
-        )
-      : h("p", { class: "muted", text: t("no_notifications") }),
+    d.notifications.length ? h("table", { class: "grid small", id: "detail-notifications" }, h("tbody", {}, d.notifications.map(notificationRow))) : h("p", { class: "muted", text: t("no_notifications") }),
   ];
   box.replaceChildren(...parts.filter(Boolean));
 }

@@ -21,10 +21,17 @@ export const state = {
   // whether the database does as the stream and /readyz last said (null: not known yet).
   health: { api: true, streamDb: null, readyDb: null, intake: [], channels: [], since: null },
   searchForm: { unit: "", device: "", rule: "", state: "", from: "", to: "" },
+  notificationsForm: { hours: 24 },
 };
 
 export function can(permission) {
   return Boolean(state.me && state.me.permissions.includes(permission));
+}
+
+// Whether this token may act on alerts (acknowledge, resolve, close, resend a notification):
+// operators and admins; analysts and wall displays only read.
+export function canAct() {
+  return can("alerts:act");
 }
 
 // ---------- routing ----------

@@ -184,7 +184,7 @@ def test_phone_layout_and_read_only_analyst(
     page.wait_for_selector("#alert-list li.alert[data-severity=major]", timeout=WAIT_MS)
     assert page.locator("#alert-list button").count() == 0
     views = page.locator("#nav a").evaluate_all("els => els.map(e => e.dataset.view)")
-    assert views == ["board", "search", "telemetry", "stats"]
+    assert views == ["board", "search", "notifications", "telemetry", "stats"]
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
     page.screenshot(path=str(ARTIFACTS / "console-phone.png"), full_page=True)
