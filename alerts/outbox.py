@@ -24,6 +24,7 @@ from store import channel_alerts as store_channels
 from store import channels, instruments
 from store import failover as store_failover
 from store import outbox as store_outbox
+from store import receipts as store_receipts
 from store.health import Outage
 from store.outbox import ClaimedRow
 
@@ -156,6 +157,7 @@ class OutboxWorker:
 
     async def _loop(self, conn: psycopg.AsyncConnection[Any], errors: Outage) -> None:
         while not self._stop.is_set():
+            await self.apply_receipts(conn)
             claimed = await self.run_once(conn)
             now = time.monotonic()
             if now - self._watched_at >= self.opts.channel_check_s:
@@ -207,6 +209,59 @@ class OutboxWorker:
                 self.delivered += len(out.ids)
         await store_outbox.record_outcomes(conn, outcomes)
         return len(rows)
+
+    async def apply_receipts(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        """Apply the delivery receipts providers sent: delivered, or (for a sent message) a
+        failure retried by the retry policy of its severity. Return how many were applied."""
+        async with conn.transaction():
+            receipts = await store_receipts.pending(conn)
+            for r in receipts:
+                bound = log.bind(notification_id=r.notification_id, provider=r.provider)
+                if r.notification_id is None:
+                    bound.warning("delivery receipt for no notification of ours", status=r.status)
+                elif r.delivered:
+                    await store_receipts.delivered(conn, r.notification_id, r.status)
+                    bound.info("provider says delivered", status=r.status)
+                elif r.state == "sent":
+                    await self._undelivered(conn, r, bound)
+            if receipts:
+                await store_receipts.applied(
+                    conn, [r.id for r in receipts], [r.notification_id for r in receipts]
+                )
+        return len(receipts)
+
+    async def _undelivered(
+        self, conn: psycopg.AsyncConnection[Any], r: store_receipts.Pending, bound: Any
+    ) -> None:
+        """A receipt of failure counts as a failed attempt of the message it names."""
+        assert r.notification_id is not None
+        error = f"receipt from {r.provider}: {r.error or r.status}"
+        created = r.created_at or dt.datetime.now(dt.UTC)
+        decision = after_failure(
+            self._policy(r.severity),
+            attempts=r.attempts,
+            age_s=(dt.datetime.now(dt.UTC) - created).total_seconds(),
+            alert_open=r.alert_open,
+            receiver_max_attempts=None,
+            base_s=self.opts.backoff_base_s,
+            cap_s=self.opts.backoff_max_s,
+        )
+        if isinstance(decision, Stop):
+            await store_receipts.undelivered(
+                conn, r.notification_id, decision.state, f"{error} ({decision.reason})", 0.0
+            )
+            bound.error("provider says not delivered; " + decision.reason, error=error)
+            return
+        await store_receipts.undelivered(conn, r.notification_id, "failed", error, decision.delay_s)
+        bound.warning(
+            "provider says not delivered; will retry",
+            error=error,
+            retry_in_s=round(decision.delay_s, 2),
+        )
+
+    def _policy(self, severity: str) -> RetryPolicy:
+        """The retry policy of a severity (an unknown one is treated as info)."""
+        return self.opts.retry.get(severity) or DEFAULT_POLICIES["info"]
 
     async def watch_channels(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Open, update and clear channel alerts; tell the control room of each change."""
@@ -363,10 +418,9 @@ class OutboxWorker:
     ) -> tuple[str, str | None, float]:
         """Retry or stop, by the retry policy of the message's severity."""
         n = out.notification
-        policy = self.opts.retry.get(out.severity) or DEFAULT_POLICIES["info"]
         queued = out.queued_at or dt.datetime.now(dt.UTC)
         decision = after_failure(
-            policy,
+            self._policy(out.severity),
             attempts=n.attempts,
             age_s=(dt.datetime.now(dt.UTC) - queued).total_seconds(),
             alert_open=out.alert_open,

@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from api import alerts, notifications, ops, rules, silences, stream, telemetry, units
+from api import alerts, notifications, ops, receipts, rules, silences, stream, telemetry, units
 from api.openapi import openapi_document
 from api.routing import PREFIX, STATE, Route, endpoint, errors_middleware
 from api.state import ApiOptions, ApiState
@@ -18,6 +18,7 @@ ROUTES: list[Route] = [
     *alerts.ROUTES,
     *rules.ROUTES,
     *notifications.ROUTES,
+    *receipts.ROUTES,
     *silences.ROUTES,
     *stream.ROUTES,
     *units.ROUTES,

@@ -578,7 +578,9 @@ class Error(_Out):
     details: list[ErrorDetail] = Field(default_factory=list)
 
 
-NotificationState = Literal["pending", "sending", "sent", "failed", "given_up", "cancelled"]
+NotificationState = Literal[
+    "pending", "sending", "sent", "delivered", "failed", "given_up", "cancelled"
+]
 _FAILED_STATES: tuple[NotificationState, ...] = ("failed", "given_up")
 
 
@@ -642,3 +644,19 @@ class RetryOut(BaseModel):
 
     queued: list[int]
     not_queued: list[int] = Field(description="ids named that were not given up or cancelled")
+
+
+class ReceiptQuery(BaseModel):
+    """What a provider's receipt URL carries: our key (Twilio), the push's secret (Aliyun);
+    anything else the operator put in the URL is ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    idempotency_key: str | None = None
+    token: str | None = None
+
+
+class ReceiptsOut(BaseModel):
+    """How many receipts were kept for the outbox worker to apply."""
+
+    model_config = ConfigDict(frozen=True)
+    recorded: int

@@ -146,7 +146,7 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "(unmatched)"
 
 
-def _refuse(request: web.Request, reason: str, message: str) -> ApiError:
+def refuse(request: web.Request, reason: str, message: str) -> ApiError:
     """Count a failed authentication of the client's address; the 401, or 429 after a burst."""
     state = request.app[STATE]
     # The peer's address: X-Forwarded-For is not trusted, anyone could send one.
@@ -184,7 +184,7 @@ def _refuse(request: web.Request, reason: str, message: str) -> ApiError:
 async def _principal(request: web.Request) -> Principal:
     token = bearer(request.headers.get("Authorization"))
     if token is None:
-        raise _refuse(request, "no bearer token", NO_TOKEN)
+        raise refuse(request, "no bearer token", NO_TOKEN)
     state = request.app[STATE]
     row = await state.db(store_tokens.lookup, token)
     return _confirmed(request, token, row)
@@ -194,7 +194,7 @@ def _confirmed(request: web.Request, token: str, row: store_tokens.TokenRow | No
     known = request.app[STATE].known_tokens
     if row is None:
         known.forget(store_tokens.digest(token))
-        raise _refuse(request, "unknown, revoked or expired token", BAD_TOKEN)
+        raise refuse(request, "unknown, revoked or expired token", BAD_TOKEN)
     known.confirmed(store_tokens.digest(token))
     return Principal(row.id, row.name, row.role, row.units or None)
 

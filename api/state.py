@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -22,6 +22,17 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 T = TypeVar("T")
 STATIC_DIR = Path(__file__).with_name("static")
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptAuth:
+    """How an SMS provider's delivery receipts prove they are its: Twilio signs with the
+    auth token over callback_url; Aliyun's push URL carries a secret token; a generic gateway
+    sends its bearer token."""
+
+    kind: str
+    secret: str
+    callback_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,8 @@ class ApiOptions:
     # Failed authentications per client address: beyond the limit in the window, 429.
     auth_fail_limit: int = 20
     auth_fail_window_s: float = 60.0
+    # SMS providers whose delivery receipts POST /receipts/sms/{name} takes, by name.
+    sms_receipts: Mapping[str, ReceiptAuth] = field(default_factory=dict)
 
 
 def _pool(options: ApiOptions, name: str, min_size: int, max_size: int) -> ConnectionPool:

@@ -54,6 +54,7 @@ def _sms_provider(name: str, c: SmsProviderConfig, session: aiohttp.ClientSessio
             account_sid=c.account_sid or "",
             auth_token=_secret(c.auth_token),
             from_number=c.from_number,
+            status_callback=c.status_callback if c.receipts else None,
             timeout_s=c.timeout_s,
             name=name,
             **({"base_url": c.url} if c.url else {}),

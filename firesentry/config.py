@@ -278,6 +278,18 @@ class SmsProviderConfig(_Section):
     auth_token: SecretStr | None = Field(default=None, description="twilio (env)")
     from_number: str | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=60)
+    receipts: bool = Field(
+        default=False,
+        description="the provider POSTs delivery receipts to /api/v1/receipts/sms/<name>: "
+        "a message is 'delivered' only on its word",
+    )
+    status_callback: str | None = Field(
+        default=None,
+        description="twilio: the URL Twilio reaches /api/v1/receipts/sms/<name> at",
+    )
+    receipt_token: SecretStr | None = Field(
+        default=None, description="aliyun: the secret the SmsReport push URL carries as ?token="
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> SmsProviderConfig:
@@ -286,9 +298,14 @@ class SmsProviderConfig(_Section):
             "aliyun": ["access_key_id", "access_key_secret", "sign_name", "template_code"],
             "twilio": ["account_sid", "auth_token", "from_number"],
         }[self.kind]
+        if self.receipts:
+            # What proves a receipt came from the provider (api/receipts.py).
+            need = need + {"generic": ["token"], "aliyun": ["receipt_token"],
+                           "twilio": ["status_callback"]}[self.kind]  # fmt: skip
         missing = [f for f in need if getattr(self, f) in (None, "")]
         if missing:
-            raise ValueError(f"a {self.kind} SMS provider needs {', '.join(missing)}")
+            why = " (to take its delivery receipts)" if self.receipts else ""
+            raise ValueError(f"a {self.kind} SMS provider needs {', '.join(missing)}{why}")
         return self
 
 

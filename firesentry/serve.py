@@ -11,7 +11,7 @@ import psycopg
 import structlog
 
 from api.server import ApiServer
-from api.state import ApiOptions
+from api.state import ApiOptions, ReceiptAuth
 from firesentry.config import Settings
 from firesentry.embedded import Endpoints
 from rules.loader import load_rules
@@ -42,7 +42,20 @@ def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
         stream_token_check_s=settings.api.stream_token_check_s,
         auth_fail_limit=settings.api.auth_fail_limit,
         auth_fail_window_s=settings.api.auth_fail_window_s,
+        sms_receipts=sms_receipts(settings),
     )
+
+
+def sms_receipts(settings: Settings) -> dict[str, ReceiptAuth]:
+    """The SMS providers that send delivery receipts, and what authenticates each."""
+    out = {}
+    for name, c in settings.notify.sms.items():
+        if not c.receipts:
+            continue
+        secret = {"generic": c.token, "aliyun": c.receipt_token, "twilio": c.auth_token}[c.kind]
+        value = secret.get_secret_value() if secret is not None else ""
+        out[name] = ReceiptAuth(c.kind, value, c.status_callback or "")
+    return out
 
 
 def api_probe(server: ApiServer) -> Callable[[], WorkerState]:

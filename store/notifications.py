@@ -9,7 +9,15 @@ from typing import Any
 
 import psycopg
 
-NOTIFICATION_STATES = ("pending", "sending", "sent", "failed", "given_up", "cancelled")
+NOTIFICATION_STATES = (
+    "pending",
+    "sending",
+    "sent",
+    "delivered",
+    "failed",
+    "given_up",
+    "cancelled",
+)
 # What an operator may resend: what will not be tried again by itself.
 RETRYABLE_STATES = ("given_up", "cancelled")
 

@@ -45,7 +45,7 @@ RETURNING n.id, n.alert_id, n.channel, n.receiver, n.idempotency_key::text, n.pa
 
 _RECENT = """
 SELECT count(*), min(sent_at) FROM notifications
-WHERE channel = %s AND receiver = %s AND state = 'sent'
+WHERE channel = %s AND receiver = %s AND state IN ('sent', 'delivered')
   AND sent_at > now() - make_interval(secs => %s) AND (delivered_with IS NULL OR delivered_with = id)
 """
 

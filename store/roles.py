@@ -50,6 +50,7 @@ APP_TABLE_PRIVILEGES = {
     "telemetry": "SELECT, INSERT",
     "events": "SELECT, INSERT",
     "alert_events": "SELECT, INSERT, UPDATE",  # an audit trail: no DELETE (UPDATE: stream_seq)
+    "delivery_receipts": "SELECT, INSERT, UPDATE",  # what providers said: no DELETE
 }
 APP_DEFAULT_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 

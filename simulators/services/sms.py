@@ -6,15 +6,22 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import json
 import re
 import uuid
 from collections.abc import Mapping
 from typing import ClassVar
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from aiohttp import web
 
-from simulators.services.provider import FakeProvider, Injected, json_object
+from simulators.services.provider import (
+    FakeProvider,
+    Injected,
+    ProviderRequest,
+    ReceiptPost,
+    json_object,
+)
 
 # --- generic SMS gateway --------------------------------------------------------------------
 
@@ -60,6 +67,18 @@ class FakeSmsGateway(FakeProvider):
         key = request.headers.get("Idempotency-Key") or body["id"]
         self._accept(request, raw, body, key)
         return web.json_response({"id": body["id"], "status": "accepted"})
+
+    def _receipt(self, item: ProviderRequest, delivered: bool) -> ReceiptPost | None:
+        """{"id", "status", "error"} with the gateway's bearer token, to receipts_to."""
+        if self.receipts_to is None:
+            return None
+        body = {"id": item.body["id"], "status": "delivered" if delivered else "undelivered"}
+        if not delivered:
+            body["error"] = "absent subscriber"
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return ReceiptPost(self.receipts_to, headers, json.dumps(body).encode())
 
 
 # --- Alibaba Cloud SendSms ------------------------------------------------------------------
@@ -164,6 +183,25 @@ class FakeAliyunSms(FakeProvider):
             }
         )
 
+    def _receipt(self, item: ProviderRequest, delivered: bool) -> ReceiptPost | None:
+        """An SmsReport push: a JSON array, to the URL set in the console (receipts_to)."""
+        if self.receipts_to is None:
+            return None
+        now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+        report = {
+            "phone_number": item.body.get("PhoneNumbers", ""),
+            "send_time": now,
+            "report_time": now,
+            "success": delivered,
+            "err_code": "DELIVERED" if delivered else "MK:0012",
+            "err_msg": "用户接收成功" if delivered else "手机关机",
+            "sms_size": "1",
+            "biz_id": f"{uuid.uuid4().int % 10**18}^0",
+            "out_id": item.body.get("OutId", ""),
+        }
+        data = json.dumps([report], ensure_ascii=False).encode()
+        return ReceiptPost(self.receipts_to, {"Content-Type": "application/json"}, data)
+
 
 # --- Twilio ---------------------------------------------------------------------------------
 
@@ -225,8 +263,9 @@ class FakeTwilio(FakeProvider):
             return self._error(21602, "Message body is required.", 400)
         callback = form.get("StatusCallback", "")
         key = parse_qs(urlsplit(callback).query).get("idempotency_key", [""])[-1]
-        self._accept(request, raw, form, key or request.headers.get("Idempotency-Key", ""))
         sid = "SM" + uuid.uuid4().hex
+        form["_sid"] = sid
+        self._accept(request, raw, form, key or request.headers.get("Idempotency-Key", ""))
         return web.json_response(
             {
                 "sid": sid,
@@ -241,3 +280,26 @@ class FakeTwilio(FakeProvider):
             },
             status=201,
         )
+
+    def _receipt(self, item: ProviderRequest, delivered: bool) -> ReceiptPost | None:
+        """A status callback to the message's StatusCallback, signed with the auth token."""
+        url = str(item.body.get("StatusCallback", ""))
+        if not url:
+            return None
+        form = {
+            "AccountSid": self.account_sid,
+            "MessageSid": str(item.body["_sid"]),
+            "MessageStatus": "delivered" if delivered else "undelivered",
+            "To": str(item.body.get("To", "")),
+            "From": str(item.body.get("From", "")),
+            "ApiVersion": "2010-04-01",
+        }
+        if not delivered:
+            form["ErrorCode"] = "30003"  # Unreachable destination handset
+        data = url + "".join(k + form[k] for k in sorted(form))
+        mac = hmac.new(self.auth_token.encode(), data.encode(), hashlib.sha1)
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": base64.b64encode(mac.digest()).decode(),
+        }
+        return ReceiptPost(url, headers, urlencode(form).encode())
