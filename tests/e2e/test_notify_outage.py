@@ -29,7 +29,7 @@ import pytest
 
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
-from simulators.services.webhook import WebhookReceiver
+from simulators.services.webhook import Received, WebhookReceiver
 from store import alert_plan, channels
 from tests.e2e.conftest import SECRET
 from tests.e2e.test_supervision import DatabaseLink
@@ -39,7 +39,11 @@ pytestmark = pytest.mark.e2e
 SEVERITIES = ("critical", "major", "warning")
 REAL = os.environ.get("FIRESENTRY_OUTAGE_REAL") == "1"
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
-_URGENT = " FROM notifications WHERE payload->'alert'->>'severity' IN ('critical', 'major')"
+# The unit's webhook's rows (not the control room's notices of the failing channel).
+_URGENT = (
+    " FROM notifications WHERE receiver = 'hook'"
+    " AND payload->'alert'->>'severity' IN ('critical', 'major')"
+)
 MIN_TRIES = "SELECT min(attempts)" + _URGENT
 ALL_TRIES = "SELECT sum(attempts)" + _URGENT
 
@@ -63,16 +67,29 @@ def link(receiver: WebhookReceiver) -> Iterator[DatabaseLink]:
 
 
 @pytest.fixture()
+def ops() -> Iterator[WebhookReceiver]:
+    """The control room's own webhook: it stays up, and hears of the failing channel."""
+    r = WebhookReceiver(SECRET.encode()).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture()
 def engine(
-    db: Endpoints, prefix: str, receiver: WebhookReceiver, link: DatabaseLink
+    db: Endpoints, prefix: str, receiver: WebhookReceiver, link: DatabaseLink, ops: WebhookReceiver
 ) -> Iterator[Engine]:
     """An engine whose webhook goes through the link, with short retry intervals (the
     shipped ones when REAL)."""
     fast = {"max_interval_s": 0.3}
-    hook = {"hook": {"url": f"http://127.0.0.1:{link.port}/hook", "secret": SECRET}}
-    notify: dict[str, Any] = {"webhooks": hook, "poll_interval_s": 0.2}
+    hooks = {
+        "hook": {"url": f"http://127.0.0.1:{link.port}/hook", "secret": SECRET},
+        "ops": {"url": ops.url, "secret": SECRET},
+    }
+    notify: dict[str, Any] = {"webhooks": hooks, "poll_interval_s": 0.2}
     if not REAL:
         notify |= {
+            "channel_alert_after_s": 1.0,
+            "channel_check_s": 0.2,
             "backoff_base_s": 0.05,
             "backoff_max_s": 0.3,
             "retry": {
@@ -120,9 +137,11 @@ def test_urgent_notifications_outlast_refused_then_failing_receiver(
     db: Endpoints,
     receiver: WebhookReceiver,
     link: DatabaseLink,
+    ops: WebhookReceiver,
 ) -> None:
     """Refused, then 500, then 200: every critical and major notification arrives once by key,
-    none is given up; warnings stop after their three attempts."""
+    none is given up; warnings stop after their three attempts. The control room's webhook is
+    told the channel fails while it does, and told when it delivers again."""
     failing = ThreadingHTTPServer(("127.0.0.1", 0), _Always500)
     threading.Thread(target=failing.serve_forever, daemon=True).start()
     t0 = time.monotonic()
@@ -148,6 +167,7 @@ def test_urgent_notifications_outlast_refused_then_failing_receiver(
                 60,
                 "five more attempts each while the receiver answers 500",
             )
+        assert ops.wait_for(lambda got: bool(_channel(got, "firing")), 30), "channel alert"
         link.up()
         back = time.monotonic()
         urgent = ids["critical"] | ids["major"]
@@ -167,6 +187,9 @@ def test_urgent_notifications_outlast_refused_then_failing_receiver(
     finally:
         failing.shutdown()
         failing.server_close()
+    assert ops.wait_for(lambda got: bool(_channel(got, "resolved")), 60), "channel alert cleared"
+    (opened,) = _channel(ops.received, "firing")
+    assert opened.body["alert"]["device_id"] == "webhook:hook"
     if REAL:
         _record(db, time.monotonic() - t0, delivered_after_s, len(urgent), len(ids["warning"]))
     keys = [r.idempotency_key for r in receiver.received]
@@ -193,6 +216,15 @@ def test_urgent_notifications_outlast_refused_then_failing_receiver(
     assert scalar(
         db.dsn(), "SELECT count(*) FROM notifications WHERE retried_by = 'Li (control room)'"
     ) == len(ids["warning"])
+
+
+def _channel(got: list[Received], status: str) -> list[Received]:
+    """The channel alert's notices of this status."""
+    return [
+        r
+        for r in got
+        if r.body["alert"]["rule_id"] == "channel_failing" and r.body["status"] == status
+    ]
 
 
 def _outage_lasts(seconds: float) -> None:
