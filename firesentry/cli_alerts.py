@@ -357,6 +357,37 @@ def _notify_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _notify_show(settings: Settings, args: argparse.Namespace) -> int:
+    with _connect(settings) as conn:
+        got = store_notifications.story(conn, args.id)
+    if got is None:
+        print(f"firesentry: no notification {args.id}")
+        return 1
+    n = got.row
+    print(f"notification {n.id}: {n.channel} to {mask_address(n.receiver)}, {n.kind}, {n.state}")
+    print(f"  alert {n.alert_id or '-'} ({n.rule_id or '-'}, {n.severity or '-'}),"
+          f" queued {_fmt_time(n.created_at)}")  # fmt: skip
+    if n.sent_at:
+        print(f"  sent {_fmt_time(n.sent_at)}")
+    if n.retried_by:
+        print(f"  resent by {n.retried_by} at {_fmt_time(n.retried_at)}")
+    print(f"attempts ({len(got.attempts)}):")
+    for a in got.attempts:
+        error = mask_in(a.error, n.receiver) or ""
+        at = f"{a.at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+        print(f"  #{a.attempt:<3} {at}  {a.outcome:9} {error[:100]}")
+    if got.receipts:
+        print("receipts:")
+        for r in got.receipts:
+            said = "delivered" if r.delivered else f"not delivered: {r.error or r.status}"
+            print(f"  {_fmt_time(r.received_at)}  {r.provider}: {said}")
+    if got.chain:
+        print("the same notice on the person's other channels (failover):")
+        for c in got.chain:
+            print(f"  {c.id:>7} {c.channel:6} {mask_address(c.receiver)[:24]:24} {c.state}")
+    return 0
+
+
 def _notify_retry(settings: Settings, args: argparse.Namespace) -> int:
     if not args.ids and not args.given_up:
         print("firesentry: name notification ids, or --given-up [--since T]")
@@ -453,6 +484,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     nl.add_argument("--since", type=_moment, help="queued at or after (RFC 3339)")
     nl.add_argument("--limit", type=int, default=50)
     nl.set_defaults(fn=_notify_list)
+    ns = nsub.add_parser("show", help="one notification: every attempt, receipt and failover")
+    ns.add_argument("id", type=int)
+    ns.set_defaults(fn=_notify_show)
     nr = nsub.add_parser("retry", help="send given-up notifications again (recorded)")
     nr.add_argument("ids", type=int, nargs="*", help="notification ids")
     nr.add_argument("--given-up", action="store_true", help="every given-up notification")

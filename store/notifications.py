@@ -110,3 +110,74 @@ def retry(
         [by, by, *params, by],
     ).fetchall()
     return sorted(int(r[0]) for r in rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One delivery attempt as it ended."""
+
+    attempt: int
+    at: dt.datetime
+    outcome: str
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptView:
+    """What a provider said of a notification afterwards."""
+
+    received_at: dt.datetime
+    provider: str
+    delivered: bool
+    status: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Linked:
+    """Another row of the same failover chain (the same notice on another channel)."""
+
+    id: int
+    channel: str
+    receiver: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationStory:
+    """A notification with every attempt, every receipt and its failover chain."""
+
+    row: NotificationView
+    attempts: list[Attempt]
+    receipts: list[ReceiptView]
+    chain: list[Linked]
+
+
+def story(conn: psycopg.Connection[Any], notification_id: int) -> NotificationStory | None:
+    """Everything that happened to one notification, oldest first; None if there is none."""
+    row = conn.execute(_SELECT + " WHERE n.id = %s", (notification_id,)).fetchone()
+    if row is None:
+        return None
+    attempts = conn.execute(
+        "SELECT attempt, at, outcome, error FROM notification_attempts"
+        " WHERE notification_id = %s ORDER BY at, attempt",
+        (notification_id,),
+    ).fetchall()
+    receipts = conn.execute(
+        "SELECT received_at, provider, delivered, status, error FROM delivery_receipts"
+        " WHERE notification_id = %s ORDER BY id",
+        (notification_id,),
+    ).fetchall()
+    chain = conn.execute(
+        "SELECT m.id, m.channel, m.receiver, m.state FROM notifications n, notifications m"
+        " WHERE n.id = %s AND m.id <> n.id"
+        " AND (m.id = coalesce(n.failover_of, n.id) OR m.failover_of = coalesce(n.failover_of, n.id))"
+        " ORDER BY m.id",
+        (notification_id,),
+    ).fetchall()
+    return NotificationStory(
+        NotificationView(*row),
+        [Attempt(*a) for a in attempts],
+        [ReceiptView(*r) for r in receipts],
+        [Linked(*c) for c in chain],
+    )

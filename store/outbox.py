@@ -132,9 +132,10 @@ class Outcome:
 
 
 async def record_outcomes(conn: psycopg.AsyncConnection[Any], outcomes: Sequence[Outcome]) -> None:
-    """Record a round's deliveries in one statement: sent rows (with the id of the message
-    that carried them: its first row), failed rows with their next attempt, given-up rows;
-    a sent row of a failover chain cancels the chain's other waiting rows."""
+    """Record a round's deliveries: sent rows (with the id of the message that carried them:
+    its first row), failed rows with their next attempt, given-up rows, in one statement; each
+    attempt in notification_attempts; a sent row of a failover chain cancels the chain's
+    other waiting rows."""
     rows = [(i, o, o.ids[0]) for o in outcomes for i in o.ids]
     if not rows:
         return
@@ -156,6 +157,13 @@ async def record_outcomes(conn: psycopg.AsyncConnection[Any], outcomes: Sequence
             [o.retry_in_s for _, o, _ in rows],
             [c for _, _, c in rows],
         ),
+    )
+    # Each row's attempt as it ended (its number counted when it was claimed).
+    await conn.execute(
+        "INSERT INTO notification_attempts (notification_id, attempt, outcome, error)"
+        " SELECT n.id, n.attempts, n.state, n.last_error FROM notifications n"
+        " WHERE n.id = ANY(%s)",
+        ([i for i, _, _ in rows],),
     )
     sent = [i for i, o, _ in rows if o.state == "sent"]
     if sent:

@@ -51,6 +51,7 @@ APP_TABLE_PRIVILEGES = {
     "events": "SELECT, INSERT",
     "alert_events": "SELECT, INSERT, UPDATE",  # an audit trail: no DELETE (UPDATE: stream_seq)
     "delivery_receipts": "SELECT, INSERT, UPDATE",  # what providers said: no DELETE
+    "notification_attempts": "SELECT, INSERT",  # every delivery attempt: an audit trail
 }
 APP_DEFAULT_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 

@@ -217,6 +217,14 @@ def test_urgent_notifications_outlast_refused_then_failing_receiver(
         db.dsn(), "SELECT count(*) FROM notifications WHERE retried_by = 'Li (control room)'"
     ) == len(ids["warning"])
 
+    # Every attempt of one warning is on record: its failures, the give-up, the resend.
+    shown = _cli(db, "notify", "show", str(min(ids["warning"])))
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    tries = 8 if REAL else 3
+    assert f"attempts ({tries + 1}):" in shown.stdout, shown.stdout
+    assert shown.stdout.count(" failed ") == tries - 1 and " given_up " in shown.stdout
+    assert "resent by Li (control room)" in shown.stdout and " sent " in shown.stdout
+
 
 def _channel(got: list[Received], status: str) -> list[Received]:
     """The channel alert's notices of this status."""
