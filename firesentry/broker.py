@@ -14,6 +14,7 @@ import psycopg
 from devices.credentials import mosquitto_hash, new_password
 from devices.records import ID_PATTERN
 from firesentry.config import Settings
+from ingest.consumer import EVENTS_SUFFIX
 from store import registry as reg
 
 PASSWORD_FILE = "passwd"
@@ -94,9 +95,15 @@ def write_broker_files(
 
     devices are (id, hash); ingest (and each of more_ingest, one per further ingest worker) is
     (username, hash). owner (uid, gid) is the broker's user, which must be able to read the
-    files when it reloads them after dropping root.
+    files when it reloads them after dropping root. Each ingest account comes with its events
+    session's account (username + "-events", the same password): the broker binds client id
+    to account, and ingest keeps events and status in a session of their own.
     """
-    accounts = [ingest, *more_ingest]
+    accounts = [
+        account
+        for user, hashed in [ingest, *more_ingest]
+        for account in ((user, hashed), (user + EVENTS_SUFFIX, hashed))
+    ]
     names = {u for u, _ in accounts}
     clash = [d for d, _ in devices if d in names]
     if clash:

@@ -11,7 +11,11 @@ from firesentry.config import Settings
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from bench.e2e import curve, run
 
-    if args.curve:
+    if args.priority:
+        from bench.priority import priority
+
+        priority(args.baseline, trials=args.trials)
+    elif args.curve:
         fractions = tuple(float(f) for f in args.fractions.split(","))
         curve(args.baseline, args.quick, fractions, args.profile, lean=not args.paho_publisher)
     else:
@@ -31,14 +35,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the latency curve: p50/p95/p99 publish → webhook at fractions of the sustained rate",
     )
     b.add_argument(
+        "--priority",
+        action="store_true",
+        help="a fire alarm published behind a telemetry backlog of 120,000 readings: publish →"
+        " webhook over --trials trials (火警优先); --baseline measures another checkout too",
+    )
+    b.add_argument("--trials", type=int, default=20, help="with --priority")
+    b.add_argument(
         "--fractions", default="0.25,0.5,0.75,1.0", help="of the sustained rate (with --curve)"
     )
     b.add_argument(
         "--baseline",
         type=Path,
         metavar="CHECKOUT",
-        help="with --curve: also measure the engine of this checkout (e.g. a git worktree of the"
-        " previous release) in the same run, and report the ratios",
+        help="with --curve or --priority: also measure the engine of this checkout (e.g. a git"
+        " worktree of the previous release) in the same run, and report the ratios",
     )
     b.add_argument(
         "--paho-publisher",

@@ -1,28 +1,28 @@
-"""The MQTT consumer: QoS 1, persistent MQTT 5 session, acks sent only after the batch commits."""
+"""The MQTT consumer: QoS 1, persistent MQTT 5 sessions, acks sent only after the batch commits.
+
+Two sessions (ingest/session.py): telemetry in one, events and status in the other, so a
+telemetry backlog in the broker never delays a fire alarm; the inbox (ingest/inbox.py) puts
+urgent messages into the very next batch.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import queue
 import ssl
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import psycopg
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.decode import RawMessage
-from ingest.mqtt_client import BufferedClient
+from ingest.inbox import Inbox
 from ingest.pipeline import BatchResult, Pipeline
+from ingest.session import Session, SessionOptions
 from rules.model import RuleFile
 from store import deadletters as store_deadletters
 from store.health import Outage
@@ -30,6 +30,9 @@ from store.health import Outage
 log = structlog.get_logger("ingest")
 
 TOPIC_KINDS = ("telemetry", "event", "status")
+URGENT_KINDS = ("event", "status")
+# The events session's client id (and broker account) is ingest's with this suffix.
+EVENTS_SUFFIX = "-events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +64,18 @@ class ConsumerOptions:
 class _Received:
     msg: RawMessage
     qos: int
+    session: Session | None  # None: a replayed dead letter, nothing to ack
     generation: int
     received_at: float  # time.monotonic() when it came off the socket
 
 
+def _urgent(topic: str) -> bool:
+    return topic.rsplit("/", 1)[-1] in URGENT_KINDS
+
+
 class Consumer:
-    """Receives on paho's network thread, batches and commits on its own thread, then acks."""
+    """Receives on the sessions' network threads, batches and commits on its own thread, then
+    acks on the session that delivered each message."""
 
     def __init__(
         self,
@@ -79,10 +88,7 @@ class Consumer:
         self.pipeline = pipeline
         self.connect_db = connect_db
         self.on_batch = on_batch
-        self._queue: queue.Queue[_Received] = queue.Queue()
-        self._generation = 0
-        self._connected = threading.Event()
-        self._accepting = True
+        self._inbox: Inbox[_Received] = Inbox()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection[Any] | None = None
@@ -93,100 +99,48 @@ class Consumer:
         self.committed_messages = 0
         # Set when the batch thread ended by an unexpected exception: a supervisor acts on it.
         self.failure: BaseException | None = None
-        client = BufferedClient(
-            CallbackAPIVersion.VERSION2,
-            client_id=opts.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        if opts.username:
-            client.username_pw_set(opts.username, opts.password)
         # TLS to the broker: only the given CA (or the system's), TLS 1.2 or later.
         self.tls_context: ssl.SSLContext | None = None
         if opts.tls:
             ctx = ssl.create_default_context(cafile=opts.tls_ca_file)
             if opts.tls_cert_file:
                 ctx.load_cert_chain(opts.tls_cert_file, opts.tls_key_file)
-            client.tls_set_context(ctx)
-            # The certificate must name opts.host unless explicitly turned off.
-            client.tls_insecure_set(not opts.tls_check_hostname)
             self.tls_context = ctx
-        # Reconnect soon after the broker is back: a long backoff only delays alarms.
-        client.reconnect_delay_set(1, 2)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        self.client = client
+        prefix = opts.topic_prefix
 
-    # --- paho callbacks (network thread) ---
-
-    def _topics(self) -> list[tuple[str, SubscribeOptions]]:
-        share = f"$share/{self.opts.shared_group}/" if self.opts.shared_group else ""
-        return [
-            (f"{share}{self.opts.topic_prefix}/+/{kind}", SubscribeOptions(qos=1))
-            for kind in TOPIC_KINDS
-        ]
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            log.error("broker refused connection", reason=str(reason))
-            return
-        self._generation += 1
-        log.info(
-            "connected to broker",
-            session_present=flags.session_present,
-            host=self.opts.host,
-            port=self.opts.port,
-        )
-        # Subscribe every time: harmless with a session present, needed without one.
-        client.subscribe(self._topics())
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        mid: int,
-        reasons: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        for rc in reasons:
-            if rc.is_failure:
-                log.warning("subscription refused", reason=str(rc))
-        log.info("subscribed", topics=[t for t, _ in self._topics()])
-        self._connected.set()
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._connected.clear()
-        # Acks for messages of that connection are void; the broker will redeliver them.
-        self._generation += 1
-        if not self._stop.is_set():
-            log.warning("disconnected from broker; reconnecting", reason=str(reason))
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if not self._accepting:
-            return  # not acked: redelivered to the next session
-        self._queue.put(
-            _Received(
-                RawMessage(message.topic, bytes(message.payload), message.mid),
-                message.qos,
-                self._generation,
-                time.monotonic(),
+        def session(name: str, suffix: str, kinds: tuple[str, ...]) -> Session:
+            others = [k for k in TOPIC_KINDS if k not in kinds]
+            return Session(
+                SessionOptions(
+                    name=name,
+                    host=opts.host,
+                    port=opts.port,
+                    client_id=opts.client_id + suffix,
+                    topics=[f"{prefix}/+/{k}" for k in kinds],
+                    not_topics=[f"{prefix}/+/{k}" for k in others],
+                    username=opts.username + suffix if opts.username else None,
+                    password=opts.password,
+                    keepalive_s=opts.keepalive_s,
+                    session_expiry_s=opts.session_expiry_s,
+                    receive_maximum=opts.receive_maximum,
+                    shared_group=opts.shared_group,
+                    tls_context=self.tls_context,
+                    tls_check_hostname=opts.tls_check_hostname,
+                ),
+                self._deliver,
             )
+
+        # The telemetry session keeps ingest's own client id (and its queued messages).
+        self.telemetry = session("telemetry", "", ("telemetry",))
+        self.events = session("events", EVENTS_SUFFIX, URGENT_KINDS)
+        self.sessions = (self.events, self.telemetry)
+
+    def _deliver(
+        self, topic: str, payload: bytes, mid: int, qos: int, session: Session, generation: int
+    ) -> None:
+        self._inbox.put(
+            _Received(RawMessage(topic, payload, mid), qos, session, generation, time.monotonic()),
+            _urgent(topic),
         )
 
     # --- lifecycle ---
@@ -196,24 +150,15 @@ class Consumer:
         self._conn = self._connect_db_retrying()
         self.pipeline.refresh_registry(self._conn)
         self.pipeline.start(self._conn)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.opts.session_expiry_s
-        props.ReceiveMaximum = self.opts.receive_maximum
-        self.client.connect_async(
-            self.opts.host,
-            self.opts.port,
-            keepalive=self.opts.keepalive_s,
-            clean_start=False,
-            properties=props,
-        )
-        self.client.loop_start()
+        for s in self.sessions:
+            s.start()
         self._thread = threading.Thread(target=self._guarded, name="ingest-batcher", daemon=True)
         self._thread.start()
 
     @property
     def broker_connected(self) -> bool:
-        """Whether the broker connection is up and subscribed."""
-        return self._connected.is_set()
+        """Whether both sessions are connected and subscribed."""
+        return all(s.connected() for s in self.sessions)
 
     def alive(self) -> bool:
         """Whether the batch thread is running (False after start when it died or stopped)."""
@@ -221,24 +166,23 @@ class Consumer:
 
     def lag_s(self) -> float:
         """Age of the oldest message received but not yet committed (0 when none waits)."""
-        oldest = [self._batch_since] if self._batch_since is not None else []
-        with self._queue.mutex:
-            if self._queue.queue:
-                oldest.append(self._queue.queue[0].received_at)
+        oldest = [t for t in (self._batch_since, self._inbox.oldest()) if t is not None]
         return max(0.0, time.monotonic() - min(oldest)) if oldest else 0.0
 
     def wait_connected(self, timeout: float) -> bool:
-        """Wait until the broker connection is up and the subscriptions are acknowledged."""
-        return self._connected.wait(timeout)
+        """Wait until both sessions are up and their subscriptions acknowledged."""
+        deadline = time.monotonic() + timeout
+        return all(s.wait_connected(max(0.0, deadline - time.monotonic())) for s in self.sessions)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking messages, commit and ack what was received, then disconnect."""
-        self._accepting = False
+        for s in self.sessions:
+            s.accepting = False
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self.client.disconnect()
-        self.client.loop_stop()
+        for s in self.sessions:
+            s.stop()
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
                 self.pipeline.flush_last_seen(self._conn)
@@ -248,26 +192,7 @@ class Consumer:
     # --- batch thread ---
 
     def _collect(self) -> list[_Received]:
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.opts.batch_wait_ms / 1000
-        while len(batch) < self.opts.batch_max:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                batch.append(self._queue.get(timeout=left))
-            except queue.Empty:
-                break
-        return batch
+        return self._inbox.take(self.opts.batch_max, self.opts.batch_wait_ms / 1000)
 
     def _replays(self, room: int) -> list[_Received]:
         """Dead letters an operator asked to replay (`deadletters replay`), at most once a second."""
@@ -284,8 +209,7 @@ class Consumer:
             log.info("replaying dead letters", messages=len(claimed))
         # QoS 0: nothing to ack; the claim's lease brings them back if this batch never commits.
         return [
-            _Received(RawMessage(q.topic, q.payload, 0, q.id), 0, self._generation, now)
-            for q in claimed
+            _Received(RawMessage(q.topic, q.payload, 0, q.id), 0, None, 0, now) for q in claimed
         ]
 
     def request_reload(self, load: Callable[[], RuleFile]) -> None:
@@ -317,7 +241,7 @@ class Consumer:
 
     def _run(self) -> None:
         while True:
-            if self._stop.is_set() and self._queue.empty():
+            if self._stop.is_set() and self._inbox.empty():
                 return
             self._between_batches()
             batch = self._collect()
@@ -328,15 +252,21 @@ class Consumer:
             result = self._commit(batch)
             if result is None:
                 return
-            generation = self._generation
-            for r in batch:
-                # Only ack on the connection that delivered it; otherwise it comes again.
-                if r.qos > 0 and r.generation == generation:
-                    self.client.ack(r.msg.mid, r.qos)
+            self._ack(batch)
             self.committed_messages += len(batch)
             self._batch_since = None
             if self.on_batch is not None:
                 self.on_batch(result)
+
+    def _ack(self, batch: list[_Received]) -> None:
+        """Ack a committed batch, each message only on the connection that delivered it (a
+        message of an earlier connection comes again, and is recognised as stored)."""
+        by_connection: dict[tuple[Session, int], list[int]] = defaultdict(list)
+        for r in batch:
+            if r.qos > 0 and r.session is not None:
+                by_connection[(r.session, r.generation)].append(r.msg.mid)
+        for (session, generation), mids in by_connection.items():
+            session.ack(mids, generation)
 
     def _connect_db_retrying(self) -> psycopg.Connection[Any]:
         outage = _Outage("database unavailable; probing until it answers")

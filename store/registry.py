@@ -128,8 +128,11 @@ def touch_last_seen(
     """Advance devices.last_seen (epoch ms per device number); never moves it back.
 
     A device reported offline turns online only for a message heard (received, `heard` ms per
-    device; default its last_seen) after the offline report: last_seen is flushed seconds
-    late, and a reading sent just before the device's will must not undo the will."""
+    device; default its last_seen) after the offline report and taken after it (by the
+    device's clock): last_seen is flushed seconds late, and telemetry comes in a session of
+    its own, so a reading sent before the device's will, still queued behind a backlog, is
+    heard after it; it must not undo the will. (A device whose clock is behind says `online`
+    on its status topic when it reconnects.)"""
     if not last_seen:
         return
     nums = list(last_seen)
@@ -138,7 +141,8 @@ def touch_last_seen(
     heard_at = [dt.datetime.fromtimestamp(got.get(n, last_seen[n]) / 1000, dt.UTC) for n in nums]
     conn.execute(
         "UPDATE devices d SET last_seen = greatest(d.last_seen, v.ts),"
-        " status = CASE WHEN d.status = 'offline' AND (d.status_at IS NULL OR v.heard > d.status_at)"
+        " status = CASE WHEN d.status = 'offline'"
+        " AND (d.status_at IS NULL OR (v.heard > d.status_at AND v.ts > d.status_at))"
         " THEN 'online' ELSE d.status END"
         " FROM unnest(%s::integer[], %s::timestamptz[], %s::timestamptz[]) AS v(num, ts, heard)"
         " WHERE d.num = v.num",

@@ -249,7 +249,7 @@ def test_a_device_using_ingests_client_id_does_not_take_over_its_session(
     attackers: list[Client] = []
     try:
         assert engine.consumer.wait_connected(10)
-        generation = engine.consumer._generation
+        generation = engine.consumer.telemetry.generation
         for stolen in (client_id, broker.ep.mqtt_username or "ingest"):
             attackers.append(connect(broker.ep, "dev-a", broker.passwords["dev-a"], stolen))
         b = connect(broker.ep, "dev-b", broker.passwords["dev-b"])
@@ -263,7 +263,7 @@ def test_a_device_using_ingests_client_id_does_not_take_over_its_session(
         wait_until(lambda: scalar(dsn, query + " WHERE d.id = 'dev-b'") == 10, 15, "dev-b stored")
         b.close()
         assert engine.consumer.broker_connected
-        assert engine.consumer._generation == generation, "ingest's session was taken over"
+        assert engine.consumer.telemetry.generation == generation, "ingest's session was taken over"
     finally:
         for c in attackers:
             c.close()
