@@ -105,6 +105,9 @@ class Consumer:
             ctx = ssl.create_default_context(cafile=opts.tls_ca_file)
             if opts.tls_cert_file:
                 ctx.load_cert_chain(opts.tls_cert_file, opts.tls_key_file)
+            # The certificate must name opts.host unless explicitly turned off (the chain is
+            # checked either way).
+            ctx.check_hostname = opts.tls_check_hostname
             self.tls_context = ctx
         prefix = opts.topic_prefix
 
@@ -136,12 +139,15 @@ class Consumer:
         self.sessions = (self.events, self.telemetry)
 
     def _deliver(
-        self, topic: str, payload: bytes, mid: int, qos: int, session: Session, generation: int
+        self, got: list[tuple[str, bytes, int, int]], session: Session, generation: int
     ) -> None:
-        self._inbox.put(
-            _Received(RawMessage(topic, payload, mid), qos, session, generation, time.monotonic()),
-            _urgent(topic),
-        )
+        now = time.monotonic()
+        received = [
+            _Received(RawMessage(topic, payload, mid), qos, session, generation, now)
+            for topic, payload, mid, qos in got
+        ]
+        self._inbox.put_many([r for r in received if _urgent(r.msg.topic)], urgent=True)
+        self._inbox.put_many([r for r in received if not _urgent(r.msg.topic)], urgent=False)
 
     # --- lifecycle ---
 

@@ -29,10 +29,12 @@ class Inbox(Generic[T]):
         self._urgent: deque[T] = deque()
         self._normal: deque[T] = deque()
 
-    def put(self, item: T, urgent: bool) -> None:
-        """Add a received message (from a network thread)."""
+    def put_many(self, items: list[T], urgent: bool) -> None:
+        """Add the messages of one read (from a session's thread)."""
+        if not items:
+            return
         with self._cond:
-            (self._urgent if urgent else self._normal).append(item)
+            (self._urgent if urgent else self._normal).extend(items)
             self._cond.notify()
 
     def empty(self) -> bool:
