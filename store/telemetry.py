@@ -1,4 +1,11 @@
-"""Write readings and events: binary COPY into a staging table, then insert without duplicates."""
+"""Write readings and events without duplicates.
+
+Readings go by binary COPY straight into telemetry (PostgreSQL routes each row to its day
+partition or chunk), inside a savepoint. Only a batch that repeats a stored reading (a
+redelivery after a crash: committed, then the ack was lost) hits the primary key; it is then
+written again through a staging table with ON CONFLICT DO NOTHING. COPY straight in writes each
+row once instead of twice (stage, then insert).
+"""
 
 from __future__ import annotations
 
@@ -54,6 +61,9 @@ class TelemetryWriter:
 
     def __init__(self) -> None:
         self._prepared_pid: int | None = None
+        # Batches written straight in, and batches that repeated stored readings.
+        self.direct = 0
+        self.deduplicated = 0
 
     def prepare(self, conn: psycopg.Connection[Any]) -> None:
         """Create the session's staging tables (call outside a transaction, once per connection)."""
@@ -89,8 +99,22 @@ class TelemetryWriter:
         """Insert readings inside the caller's transaction; return how many were new."""
         if dev.size == 0:
             return 0
-        self._stage(conn)
         buf = telemetry_copy_buffer(dev, metric, ts_ms, value)
+        try:
+            # A savepoint in the caller's transaction: a duplicate undoes only this COPY.
+            with (
+                conn.transaction(),
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY telemetry (ts, device_num, metric_id, value) FROM STDIN (FORMAT BINARY)"
+                ) as cp,
+            ):
+                cp.write(buf)
+            self.direct += 1
+            return int(dev.size)
+        except psycopg.errors.UniqueViolation:
+            self.deduplicated += 1
+        self._stage(conn)
         with conn.cursor() as cur:
             with cur.copy(
                 "COPY telemetry_stage (ts, device_num, metric_id, value) FROM STDIN (FORMAT BINARY)"
