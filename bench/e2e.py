@@ -194,6 +194,20 @@ def drain_broker_only(ep: Endpoints, client_id: str, expected: int) -> float:
     return got / elapsed
 
 
+def drain_c_subscriber(ep: Endpoints, client_id: str, expected: int) -> float:
+    """mosquitto_sub (C, libmosquitto) draining the prefilled session: the broker's delivery
+    limit without Python in the way, msgs/s (its start-up is included: a lower bound)."""
+    t = time.perf_counter()
+    subprocess.run(
+        ["mosquitto_sub", "-V", "5", "-h", ep.mqtt_host, "-p", str(ep.mqtt_port), "-i", client_id,
+         "-c", "-x", "3600", "-q", "1", "-C", str(expected), "-t", f"{PREFIX}/+/telemetry",
+         "-D", "connect", "receive-maximum", "65535", "-W", "300"],
+        stdout=subprocess.DEVNULL,
+        check=True,
+    )  # fmt: skip
+    return expected / (time.perf_counter() - t)
+
+
 def drain_naive(ep: Endpoints, client_id: str, dsn: str, limit_s: float) -> tuple[float, float]:
     """The obvious subscriber: paho callback, json.loads, one INSERT per reading, autocommit."""
     conn = psycopg.connect(dsn, autocommit=True)
@@ -579,6 +593,7 @@ def run(quick: bool) -> dict[str, Any]:
             ):
                 tag = uuid.uuid4().hex[:6]
                 ids = {
+                    "c_sub": f"bench-csub-{tag}",
                     "broker": f"bench-raw-{tag}",
                     "naive": f"bench-naive-{tag}",
                     "engine": f"bench-ingest-{tag}",
@@ -588,11 +603,12 @@ def run(quick: bool) -> dict[str, Any]:
                 start_ms = int(time.time() * 1000) - 3_600_000
                 pub_rate = publish(ep, n, devices, per, start_ms)
                 rows = n * per * len(METRICS)
+                c_sub = drain_c_subscriber(ep, ids["c_sub"], n)
                 broker = drain_broker_only(ep, ids["broker"], n)
                 naive_msgs, naive_rows = drain_naive(ep, ids["naive"], dsn, plan.naive_seconds)
                 fs = drain_firesentry(ep, ids["engine"], root, rows, n)
-                drop_session(ep, ids["broker"])
-                drop_session(ep, ids["naive"])
+                for name in ("c_sub", "broker", "naive"):
+                    drop_session(ep, ids[name])
                 stored = count(dsn, "SELECT count(*) FROM telemetry")
                 distinct = count(
                     dsn,
@@ -605,11 +621,13 @@ def run(quick: bool) -> dict[str, Any]:
                     "messages": n,
                     "rows": rows,
                     "publisher_msgs_per_s": round(pub_rate),
+                    "c_subscriber_msgs_per_s": round(c_sub),
                     "broker_only_msgs_per_s": round(broker),
                     "naive_msgs_per_s": round(naive_msgs),
                     "naive_rows_per_s": round(naive_rows),
                     **{k: round(v, 2) for k, v in fs.items()},
                     "ratio_to_broker": round(fs["messages_per_s"] / broker, 3),
+                    "ratio_to_c_subscriber": round(fs["messages_per_s"] / c_sub, 3),
                     "readings_per_s": round(n * per / fs["seconds"]),
                     "ratio_to_copy": round(fs["rows_per_s"] / copy_rate, 3),
                     "ratio_to_naive": round(fs["messages_per_s"] / naive_msgs, 1),
@@ -619,9 +637,10 @@ def run(quick: bool) -> dict[str, Any]:
                 print(
                     f"{devices:>6} devices {kind:8} firesentry {r['messages_per_s']:>9,.0f} msgs/s "
                     f"{r['readings_per_s']:>9,.0f} readings/s "
-                    f"{r['rows_per_s']:>10,.0f} values/s | broker {broker:>8,.0f} msgs/s | naive "
+                    f"{r['rows_per_s']:>10,.0f} values/s | C sub {c_sub:>8,.0f} | "
+                    f"paho {broker:>8,.0f} msgs/s | naive "
                     f"{naive_msgs:>7,.0f} msgs/s | ×{r['ratio_to_naive']} naive, "
-                    f"{r['ratio_to_broker']:.2f} of broker | cpu {r['engine_cpu_cores']:.2f} "
+                    f"{r['ratio_to_c_subscriber']:.2f} of C sub | cpu {r['engine_cpu_cores']:.2f} "
                     f"cores, rss {r['engine_peak_rss_mb']:.0f} MB | correct {r['correct']}",
                     flush=True,
                 )

@@ -242,10 +242,14 @@ def _outage_lasts(seconds: float) -> None:
 
 def _record(db: Endpoints, total_s: float, after_up_s: float, urgent: int, warnings: int) -> None:
     """The full-length run's figures, in bench/results/."""
-    q = "SELECT count(*), max(attempts) FROM notifications WHERE state = %s"
+    # The unit's webhook's rows: the control room's channel notices are counted apart.
+    q = "SELECT count(*), max(attempts) FROM notifications WHERE state = %s AND receiver = %s"
     with psycopg.connect(db.dsn(), autocommit=True) as conn:
-        sent = conn.execute(q, ("sent",)).fetchone()
-        given_up = conn.execute(q, ("given_up",)).fetchone()
+        sent = conn.execute(q, ("sent", "hook")).fetchone()
+        given_up = conn.execute(q, ("given_up", "hook")).fetchone()
+        told = conn.execute(
+            "SELECT array_agg(kind ORDER BY id) FROM notifications WHERE receiver = 'ops'"
+        ).fetchone()
     out = {
         "what": "99 notifications (33 critical, 33 major, 33 warning) through a webhook refused "
         "for 600 s, then answering 500 for 120 s, then 200; shipped retry policy",
@@ -256,6 +260,7 @@ def _record(db: Endpoints, total_s: float, after_up_s: float, urgent: int, warni
         "warnings_given_up": given_up[0] if given_up else 0,
         "warning_attempts": given_up[1] if given_up else None,
         "all_urgent_delivered_s_after_receiver_up": round(after_up_s, 1),
+        "control_room_channel_notices": told[0] if told else [],
         "run_s": round(total_s, 1),
     }
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
