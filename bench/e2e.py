@@ -572,16 +572,52 @@ def seed_fleet(dsn: str, devices: int) -> None:
         pm.ensure_ahead(conn, day_of_ms(int(time.time() * 1000)), 2)
 
 
-def run(quick: bool) -> dict[str, Any]:
-    """The whole benchmark; returns the result that is written to bench/results."""
+def copy_limit_indexed(dsn: str, rows: int, devices: int) -> float:
+    """Binary COPY into telemetry itself (its day partition, primary key and WAL), committed:
+    what storing readings can cost at best, rows/s."""
+    now = int(time.time() * 1000) - 7_200_000  # apart from the readings the runs publish
+    dev = (np.arange(rows) % devices + 1).astype(np.int32)
+    buf = telemetry_copy_buffer(
+        dev,
+        np.full(rows, 3, np.int16),
+        (now + np.arange(rows)).astype(np.int64),
+        np.full(rows, 41.5),
+    )
+    with psycopg.connect(dsn) as conn:
+        t = time.perf_counter()
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY telemetry (ts, device_num, metric_id, value) FROM STDIN (FORMAT BINARY)"
+            ) as cp,
+        ):
+            cp.write(buf)
+        conn.commit()
+        rate = rows / (time.perf_counter() - t)
+        conn.execute("TRUNCATE telemetry")
+        conn.commit()
+    return rate
+
+
+def run(quick: bool, baseline: Path | None = None) -> dict[str, Any]:
+    """The whole benchmark; returns the result that is written to bench/results. With
+    `baseline`, that checkout's engine drains the same queues too, in the same run."""
     plan = QUICK if quick else FULL
     result: dict[str, Any] = {"mode": "quick" if quick else "full", "plan": plan.__dict__}
+    if baseline is not None:
+        result["baseline_path"] = str(baseline)
     with private_services() as (ep, root):
         dsn = ep.dsn()
         copy_rate = round(copy_limit(dsn, 500_000, 1000))
-        result["limits"] = {"postgres_copy_rows_per_s": copy_rate}
+        seed_fleet(dsn, 1000)
+        indexed_rate = round(copy_limit_indexed(dsn, 500_000, 1000))
+        result["limits"] = {
+            "postgres_copy_rows_per_s": copy_rate,
+            "postgres_copy_into_telemetry_rows_per_s": indexed_rate,
+        }
         print(
-            f"PostgreSQL binary COPY: {result['limits']['postgres_copy_rows_per_s']:,} rows/s",
+            f"PostgreSQL binary COPY: {copy_rate:,} rows/s into a bare table, "
+            f"{indexed_rate:,} rows/s into telemetry (its partition, key and WAL, committed)",
             flush=True,
         )
         runs: list[dict[str, Any]] = []
@@ -598,6 +634,8 @@ def run(quick: bool) -> dict[str, Any]:
                     "naive": f"bench-naive-{tag}",
                     "engine": f"bench-ingest-{tag}",
                 }
+                if baseline is not None:
+                    ids["baseline"] = f"bench-before-{tag}"
                 for cid in ids.values():
                     open_session(ep, cid)
                 start_ms = int(time.time() * 1000) - 3_600_000
@@ -607,6 +645,11 @@ def run(quick: bool) -> dict[str, Any]:
                 broker = drain_broker_only(ep, ids["broker"], n)
                 naive_msgs, naive_rows = drain_naive(ep, ids["naive"], dsn, plan.naive_seconds)
                 fs = drain_firesentry(ep, ids["engine"], root, rows, n)
+                before: dict[str, float] | None = None
+                if baseline is not None:
+                    with psycopg.connect(dsn, autocommit=True) as conn:
+                        conn.execute("TRUNCATE telemetry")
+                    before = drain_firesentry(ep, ids["baseline"], root, rows, n, str(baseline))
                 for name in ("c_sub", "broker", "naive"):
                     drop_session(ep, ids[name])
                 stored = count(dsn, "SELECT count(*) FROM telemetry")
@@ -630,9 +673,15 @@ def run(quick: bool) -> dict[str, Any]:
                     "ratio_to_c_subscriber": round(fs["messages_per_s"] / c_sub, 3),
                     "readings_per_s": round(n * per / fs["seconds"]),
                     "ratio_to_copy": round(fs["rows_per_s"] / copy_rate, 3),
+                    "ratio_to_copy_into_telemetry": round(fs["rows_per_s"] / indexed_rate, 3),
                     "ratio_to_naive": round(fs["messages_per_s"] / naive_msgs, 1),
                     "correct": stored == distinct and stored >= rows,
                 }
+                if before is not None:
+                    r["baseline"] = {k: round(v, 2) for k, v in before.items()}
+                    r["ratio_to_baseline"] = round(
+                        fs["messages_per_s"] / before["messages_per_s"], 2
+                    )
                 runs.append(r)
                 print(
                     f"{devices:>6} devices {kind:8} firesentry {r['messages_per_s']:>9,.0f} msgs/s "
@@ -641,7 +690,13 @@ def run(quick: bool) -> dict[str, Any]:
                     f"paho {broker:>8,.0f} msgs/s | naive "
                     f"{naive_msgs:>7,.0f} msgs/s | ×{r['ratio_to_naive']} naive, "
                     f"{r['ratio_to_c_subscriber']:.2f} of C sub | cpu {r['engine_cpu_cores']:.2f} "
-                    f"cores, rss {r['engine_peak_rss_mb']:.0f} MB | correct {r['correct']}",
+                    f"cores, rss {r['engine_peak_rss_mb']:.0f} MB | correct {r['correct']}"
+                    + (
+                        f" | before {before['messages_per_s']:,.0f} msgs/s, "
+                        f"×{r['ratio_to_baseline']}"
+                        if before is not None
+                        else ""
+                    ),
                     flush=True,
                 )
                 with psycopg.connect(dsn, autocommit=True) as conn:

@@ -194,3 +194,21 @@ def sync(settings: Settings, out: Path | None = None, workers: Sequence[str] = (
     )
     action = svc.apply_auth()
     return SyncResult(folder, len(devices), missing, user, action)
+
+
+def ensure_events_account(settings: Settings) -> SyncResult | None:
+    """On the private broker with auth on, write the files again if ingest's events account
+    is missing (a broker synced before 2026-12): otherwise the events session, which carries
+    every fire alarm, would be refused until someone ran `broker sync`. None: nothing to do."""
+    if not settings.embedded.enabled or settings.mqtt.username:
+        return None
+    from firesentry.app import embedded_services
+
+    svc = embedded_services(settings)
+    passwd = svc.mosquitto.root / PASSWORD_FILE
+    if not svc.mosquitto.auth_conf.exists() or not passwd.exists():
+        return None
+    user = DEFAULT_INGEST_USER + EVENTS_SUFFIX
+    if any(line.startswith(f"{user}:") for line in passwd.read_text().splitlines()):
+        return None
+    return sync(settings)

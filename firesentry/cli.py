@@ -96,11 +96,15 @@ def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from firesentry.app import resolve_endpoints
+    from firesentry.broker import ensure_events_account
     from firesentry.serve import serve
     from store.migrate import migrate
 
     ep = resolve_endpoints(settings, start=True)
     migrate(ep.migrate_dsn(), settings.storage.backend, lock_timeout_s=_lock_s(settings))
+    synced = ensure_events_account(settings)
+    if synced is not None:
+        print(f"broker sync: added ingest's events account; broker {synced.action}")
     return serve(settings, ep)  # the engine, and the API beside it when api.enabled
 
 

@@ -19,7 +19,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
         fractions = tuple(float(f) for f in args.fractions.split(","))
         curve(args.baseline, args.quick, fractions, args.profile, lean=not args.paho_publisher)
     else:
-        run(quick=args.quick)
+        run(quick=args.quick, baseline=args.baseline)
     return 0
 
 
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--baseline",
         type=Path,
         metavar="CHECKOUT",
-        help="with --curve or --priority: also measure the engine of this checkout (e.g. a git"
+        help="also measure the engine of this checkout (e.g. a git"
         " worktree of the previous release) in the same run, and report the ratios",
     )
     b.add_argument(

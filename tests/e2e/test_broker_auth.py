@@ -21,7 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from devices.catalog import DeviceType
 from devices.credentials import mosquitto_hash, new_password
 from firesentry.app import Engine, embedded_services
-from firesentry.broker import sync
+from firesentry.broker import PASSWORD_FILE, ensure_events_account, sync
 from firesentry.config import EmbeddedConfig, Settings
 from firesentry.embedded import EmbeddedServices, Endpoints
 from store import registry as reg
@@ -234,6 +234,29 @@ def test_engine_logs_in_with_the_ingest_account(broker: AuthBroker) -> None:
         query = "SELECT count(*) FROM telemetry t JOIN devices d ON d.num = t.device_num"
         wait_until(lambda: scalar(dsn, query + " WHERE d.id = 'dev-a'") == 1, 15, "stored")
         a.close()
+    finally:
+        engine.stop()
+
+
+def test_a_broker_synced_before_the_events_session_gets_its_account_at_run(
+    broker: AuthBroker,
+) -> None:
+    """A private broker whose files predate the events session (no ingest-events account):
+    `run` adds it before the engine starts, instead of leaving fire alarms refused; then the
+    events session logs in and a fire alarm is stored."""
+    passwd = broker.svc.mosquitto.root / PASSWORD_FILE
+    lines = passwd.read_text().splitlines()
+    assert any(ln.startswith("ingest-events:") for ln in lines), "sync writes the account"
+    passwd.write_text("".join(f"{ln}\n" for ln in lines if not ln.startswith("ingest-events:")))
+    broker.svc.mosquitto.reload()
+    res = ensure_events_account(broker.settings)
+    assert res is not None and res.action == "reloaded"
+    assert ensure_events_account(broker.settings) is None, "only when missing"
+    engine = Engine(engine_settings(PREFIX, f"ingest-{uuid.uuid4().hex[:8]}"), broker.ep)
+    engine.start()
+    try:
+        assert engine.consumer.wait_connected(10), "both sessions logged in"
+        assert engine.consumer.events.connected()
     finally:
         engine.stop()
 
