@@ -762,13 +762,18 @@ def curve(
             seed_fleet(ep.dsn(), devices)
             sustained = _sustained(ep, root, messages, devices, path)
             print(f"{name}: sustained {sustained:,.0f} msgs/s", flush=True)
-            points = []
+            points: list[dict[str, Any]] = []
             for f in fractions:
                 seed_fleet(ep.dsn(), devices)
                 out: Path | None = None
                 if profile and f == 0.5:
                     out = RESULTS / f"profile-{name}-{stamp}.folded"
-                pt = latency(ep, root, sustained * f, seconds, devices, path, out, lean)
+                try:
+                    pt = latency(ep, root, sustained * f, seconds, devices, path, out, lean)
+                except ConnectionError as exc:  # the load was more than the broker took
+                    print(f"{name}: {f:.2f} × sustained: not measured: {exc}", flush=True)
+                    points.append({"fraction": f, "error": str(exc)})
+                    continue
                 pt = {"fraction": f, **{k: round(v, 1) for k, v in pt.items()}}
                 points.append(pt)
                 print(
@@ -789,6 +794,7 @@ def curve(
             **{
                 f"p99_before_over_after_at_{a['fraction']}": round(b["p99_ms"] / a["p99_ms"], 1)
                 for a, b in zip(after["points"], before["points"], strict=True)
+                if "p99_ms" in a and "p99_ms" in b
             },
         }
         print(f"ratios: {result['ratios']}", flush=True)

@@ -96,9 +96,14 @@ class RawPublisher:
         return b"\x32" + _varint(len(var) + len(payload)) + var + payload
 
     def send(self, packets: list[bytes]) -> None:
-        """Write packets in one go, first waiting while too many are unacknowledged."""
+        """Write packets in one go, first waiting while too many are unacknowledged; raise
+        ConnectionError once the broker has closed the connection (no acks will come)."""
         with self._cond:
             while self.sent + len(packets) - self.acked > self.window:
+                if not self._reader.is_alive():
+                    raise ConnectionError(
+                        f"the broker closed the publisher's connection after {self.acked:,} acks"
+                    )
                 self._cond.wait(1.0)
         self.sock.sendall(b"".join(packets))
         self.sent += len(packets)
