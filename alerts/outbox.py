@@ -17,7 +17,7 @@ from psycopg.rows import tuple_row
 
 from alerts import channel_watch, failover, grouping
 from alerts.errors import PermanentError, RetryableError
-from alerts.retry import DEFAULT_POLICIES, RetryPolicy, Stop, after_failure, backoff_s
+from alerts.retry import DEFAULT_POLICIES, Retry, RetryPolicy, Stop, after_failure, backoff_s
 from alerts.shape import channel_notice, unreachable_notice
 from alerts.types import Notification
 from store import channel_alerts as store_channels
@@ -236,16 +236,7 @@ class OutboxWorker:
         """A receipt of failure counts as a failed attempt of the message it names."""
         assert r.notification_id is not None
         error = f"receipt from {r.provider}: {r.error or r.status}"
-        created = r.created_at or dt.datetime.now(dt.UTC)
-        decision = after_failure(
-            self._policy(r.severity),
-            attempts=r.attempts,
-            age_s=(dt.datetime.now(dt.UTC) - created).total_seconds(),
-            alert_open=r.alert_open,
-            receiver_max_attempts=None,
-            base_s=self.opts.backoff_base_s,
-            cap_s=self.opts.backoff_max_s,
-        )
+        decision = self._decide(r.severity, r.attempts, r.created_at, r.alert_open, None)
         if isinstance(decision, Stop):
             await store_receipts.undelivered(
                 conn, r.notification_id, decision.state, f"{error} ({decision.reason})", 0.0
@@ -259,9 +250,26 @@ class OutboxWorker:
             retry_in_s=round(decision.delay_s, 2),
         )
 
-    def _policy(self, severity: str) -> RetryPolicy:
-        """The retry policy of a severity (an unknown one is treated as info)."""
-        return self.opts.retry.get(severity) or DEFAULT_POLICIES["info"]
+    def _decide(
+        self,
+        severity: str,
+        attempts: int,
+        queued_at: dt.datetime | None,
+        alert_open: bool,
+        receiver_max_attempts: int | None,
+    ) -> Retry | Stop:
+        """After a failed attempt: retry when, or stop, by the policy of the severity (an
+        unknown one is treated as info)."""
+        queued = queued_at or dt.datetime.now(dt.UTC)
+        return after_failure(
+            self.opts.retry.get(severity) or DEFAULT_POLICIES["info"],
+            attempts=attempts,
+            age_s=(dt.datetime.now(dt.UTC) - queued).total_seconds(),
+            alert_open=alert_open,
+            receiver_max_attempts=receiver_max_attempts,
+            base_s=self.opts.backoff_base_s,
+            cap_s=self.opts.backoff_max_s,
+        )
 
     async def watch_channels(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Open, update and clear channel alerts; tell the control room of each change."""
@@ -418,15 +426,12 @@ class OutboxWorker:
     ) -> tuple[str, str | None, float]:
         """Retry or stop, by the retry policy of the message's severity."""
         n = out.notification
-        queued = out.queued_at or dt.datetime.now(dt.UTC)
-        decision = after_failure(
-            self._policy(out.severity),
-            attempts=n.attempts,
-            age_s=(dt.datetime.now(dt.UTC) - queued).total_seconds(),
-            alert_open=out.alert_open,
-            receiver_max_attempts=self.max_attempts.get(n.receiver),
-            base_s=self.opts.backoff_base_s,
-            cap_s=self.opts.backoff_max_s,
+        decision = self._decide(
+            out.severity,
+            n.attempts,
+            out.queued_at,
+            out.alert_open,
+            self.max_attempts.get(n.receiver),
         )
         if isinstance(decision, Stop):
             bound.error(

@@ -54,6 +54,15 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture()
+def ops() -> Iterator[WebhookReceiver]:
+    """The control room's own webhook receiver (the same secret): it stays up, and hears of
+    failing channels and of people who cannot be reached."""
+    r = WebhookReceiver(SECRET.encode()).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture()
 def engine(
     db: Endpoints, prefix: str, receiver: WebhookReceiver, fleet: dict[str, DeviceType]
 ) -> Iterator[Engine]:

@@ -15,25 +15,17 @@ from simulators.services.sms import FakeSmsGateway
 from simulators.services.webhook import Received, WebhookReceiver
 from store import alert_plan, channels
 from store import registry as reg
+from tests.e2e.conftest import SECRET
 from tests.e2e.test_supervision import DatabaseLink
 from tests.helpers import engine_settings, scalar, wait_until
 
 pytestmark = pytest.mark.e2e
-SECRET = "channel-secret"
 DUTY_PHONE = "+8613900000099"
 
 
 @pytest.fixture()
 def hook() -> Iterator[WebhookReceiver]:
     """The unit's integration webhook: the one that goes down."""
-    r = WebhookReceiver(SECRET.encode()).start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture()
-def ops() -> Iterator[WebhookReceiver]:
-    """The control room's own system: it stays up."""
     r = WebhookReceiver(SECRET.encode()).start()
     yield r
     r.stop()

@@ -18,11 +18,11 @@ from simulators.services.sms import FakeSmsGateway
 from simulators.services.smtp import FakeSmtpServer
 from simulators.services.webhook import Received, WebhookReceiver
 from store import registry as reg
+from tests.e2e.conftest import SECRET
 from tests.e2e.test_supervision import DatabaseLink
 from tests.helpers import Publisher, engine_settings, scalar, wait_until
 
 pytestmark = pytest.mark.e2e
-SECRET = "failover-secret"
 ZHANG_PHONE, ZHANG_MAIL = "+8613800000001", "zhang@lotus.example"
 DUTY_PHONE = "+8613900000099"
 
@@ -33,14 +33,6 @@ def smtp() -> Iterator[FakeSmtpServer]:
     s = FakeSmtpServer().start()
     yield s
     s.stop()
-
-
-@pytest.fixture()
-def ops() -> Iterator[WebhookReceiver]:
-    """The control room's own system."""
-    r = WebhookReceiver(SECRET.encode()).start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture()

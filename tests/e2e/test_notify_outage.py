@@ -67,14 +67,6 @@ def link(receiver: WebhookReceiver) -> Iterator[DatabaseLink]:
 
 
 @pytest.fixture()
-def ops() -> Iterator[WebhookReceiver]:
-    """The control room's own webhook: it stays up, and hears of the failing channel."""
-    r = WebhookReceiver(SECRET.encode()).start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture()
 def engine(
     db: Endpoints, prefix: str, receiver: WebhookReceiver, link: DatabaseLink, ops: WebhookReceiver
 ) -> Iterator[Engine]:
