@@ -11,7 +11,11 @@ from firesentry.config import Settings
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from bench.e2e import curve, run
 
-    if args.priority:
+    if args.city:
+        from bench.city import city
+
+        city(devices=args.devices)
+    elif args.priority:
         from bench.priority import priority
 
         priority(args.baseline, trials=args.trials)
@@ -41,6 +45,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         " webhook over --trials trials (火警优先); --baseline measures another checkout too",
     )
     b.add_argument("--trials", type=int, default=20, help="with --priority")
+    b.add_argument(
+        "--city",
+        action="store_true",
+        help="the engine with --devices registered: start-up, memory idle and draining, the"
+        " cost of a registry reload",
+    )
+    b.add_argument("--devices", type=int, default=100_000, help="with --city")
     b.add_argument(
         "--fractions", default="0.25,0.5,0.75,1.0", help="of the sustained rate (with --curve)"
     )

@@ -1,0 +1,105 @@
+"""`firesentry bench --city`: the engine with a city's registry (default 100,000 devices).
+
+Timed and read from /proc: how long `firesentry run` takes from its start to both sessions
+subscribed, its memory idle and at its peak while it drains a burst of single readings spread
+over every device, and what a registry reload costs (done when devices change).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+
+from bench.common import write
+from bench.e2e import METRICS, PREFIX, EngineProc, count, drop_session, private_services, seed_fleet
+from bench.rawpub import RawPublisher
+from devices.registry import Registry
+from rules.engine import RuleEngine
+from rules.loader import load_rules
+from store import registry as store_registry
+
+
+def _ready(eng: EngineProc, deadline_s: float) -> float:
+    """Seconds from the engine's start until both its sessions are subscribed."""
+    log = Path(eng.log.name)
+    t0 = time.monotonic()
+    while log.read_text(errors="replace").count('"subscribed"') < 2:
+        if time.monotonic() - t0 > deadline_s or eng.proc.poll() is not None:
+            raise RuntimeError(f"engine not ready; see {log}")
+        time.sleep(0.02)
+    return time.monotonic() - t0
+
+
+def _reload_s(dsn: str) -> tuple[float, float]:
+    """Seconds to load the registry from the database, and to resolve the rules over it."""
+    with psycopg.connect(dsn) as conn:
+        t = time.perf_counter()
+        registry = store_registry.load_registry(conn)
+        loaded = time.perf_counter() - t
+    engine = RuleEngine(load_rules(None), Registry.of([]))
+    t = time.perf_counter()
+    engine.update_registry(registry)
+    return loaded, time.perf_counter() - t
+
+
+def city(devices: int = 100_000, messages: int = 300_000) -> dict[str, Any]:
+    """The city-sized run; written to bench/results/city-*.json."""
+    result: dict[str, Any] = {"devices": devices, "messages": messages}
+    with private_services() as (ep, root):
+        dsn = ep.dsn()
+        seed_fleet(dsn, devices)
+        load_s, resolve_s = _reload_s(dsn)
+        result["registry_load_s"] = round(load_s, 2)
+        result["rules_resolve_s"] = round(resolve_s, 2)
+        client_id = f"bench-city-{uuid.uuid4().hex[:6]}"
+        eng = EngineProc(ep, client_id, root, None)
+        try:
+            result["start_to_subscribed_s"] = round(_ready(eng, 120), 2)
+            time.sleep(3.0)
+            result["idle_rss_mb"] = round(eng.rss_mb()[0], 1)
+            pub = RawPublisher(ep.mqtt_host, ep.mqtt_port, f"bench-city-pub-{uuid.uuid4().hex[:6]}")
+            now = int(time.time() * 1000) - 3_600_000
+            t = time.perf_counter()
+            try:
+                for k0 in range(0, messages, 20_000):
+                    pub.send(
+                        [
+                            pub.packet(
+                                f"{PREFIX}/em-{k % devices + 1}/telemetry",
+                                msgspec.json.encode({"ts": now + k, "seq": k, "metrics": METRICS}),
+                            )
+                            for k in range(k0, min(messages, k0 + 20_000))
+                        ]
+                    )
+                pub.drain(120)
+            finally:
+                pub.close()
+            rows = messages * len(METRICS)
+            deadline = time.monotonic() + 300
+            while count(dsn) < rows and time.monotonic() < deadline:
+                time.sleep(0.1)
+            result["drain_msgs_per_s"] = round(messages / (time.perf_counter() - t))
+            result["stored_all"] = count(dsn) == rows
+            rss, peak = eng.rss_mb()
+            result["rss_after_mb"] = round(rss, 1)
+            result["peak_rss_mb"] = round(peak, 1)
+        finally:
+            eng.stop()
+            drop_session(ep, client_id)
+            drop_session(ep, client_id + "-events")
+    print(
+        f"{devices:,} devices: subscribed {result['start_to_subscribed_s']} s after start, "
+        f"idle RSS {result['idle_rss_mb']} MB, peak {result['peak_rss_mb']} MB while draining "
+        f"{messages:,} readings at {result['drain_msgs_per_s']:,} msgs/s (all stored: "
+        f"{result['stored_all']}); registry load {result['registry_load_s']} s, rules resolved "
+        f"in {result['rules_resolve_s']} s",
+        flush=True,
+    )
+    path = write("city", result)
+    print(f"written to {path}")
+    return result
