@@ -57,7 +57,8 @@ def city(devices: int = 100_000, messages: int = 300_000) -> dict[str, Any]:
         result["registry_load_s"] = round(load_s, 2)
         result["rules_resolve_s"] = round(resolve_s, 2)
         client_id = f"bench-city-{uuid.uuid4().hex[:6]}"
-        eng = EngineProc(ep, client_id, root, None)
+        # At info level the engine says when each session is subscribed.
+        eng = EngineProc(ep, client_id, root, None, log_level="info")
         try:
             result["start_to_subscribed_s"] = round(_ready(eng, 120), 2)
             time.sleep(3.0)

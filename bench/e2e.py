@@ -283,6 +283,7 @@ class EngineProc:
         workdir: Path,
         webhook: str | None,
         engine_path: str | None = None,
+        log_level: str = "warning",
     ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FIRESENTRY_")}
         if engine_path:  # another checkout's engine (a baseline), measured by this harness
@@ -299,7 +300,7 @@ class EngineProc:
                 "FIRESENTRY_DATABASE__DBNAME": ep.db_name,
                 "FIRESENTRY_DATABASE__USER": ep.db_user,
                 "FIRESENTRY_DATABASE__PASSWORD": ep.db_password,
-                "FIRESENTRY_LOG__LEVEL": "warning",
+                "FIRESENTRY_LOG__LEVEL": log_level,
                 "FIRESENTRY_LOG__FORMAT": "json",
             }
         )

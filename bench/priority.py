@@ -53,7 +53,7 @@ def _trials(
 
     rx = WebhookReceiver(SECRET, on_receive).start()
     client_id = f"bench-prio-{uuid.uuid4().hex[:6]}"
-    eng = EngineProc(ep, client_id, root, rx.url, engine_path)
+    eng = EngineProc(ep, client_id, root, rx.url, engine_path, log_level="info")
     pub = RawPublisher(ep.mqtt_host, ep.mqtt_port, f"bench-prio-pub-{uuid.uuid4().hex[:6]}")
     dsn = ep.dsn()
     queued: list[int] = []
