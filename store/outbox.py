@@ -133,14 +133,16 @@ class Outcome:
 
 async def record_outcomes(conn: psycopg.AsyncConnection[Any], outcomes: Sequence[Outcome]) -> None:
     """Record a round's deliveries: sent rows (with the id of the message that carried them:
-    its first row), failed rows with their next attempt, given-up rows, in one statement; each
-    attempt in notification_attempts; a sent row of a failover chain cancels the chain's
-    other waiting rows."""
+    its first row), failed rows with their next attempt, given-up rows, and each attempt in
+    notification_attempts, in one statement; a sent row of a failover chain cancels the
+    chain's other waiting rows."""
     rows = [(i, o, o.ids[0]) for o in outcomes for i in o.ids]
     if not rows:
         return
+    # Each row's attempt is kept as it ended (its number counted when it was claimed), from
+    # what the UPDATE wrote.
     await conn.execute(
-        "UPDATE notifications n SET state = v.state, lease_until = NULL,"
+        "WITH u AS (UPDATE notifications n SET state = v.state, lease_until = NULL,"
         " sent_at = CASE WHEN v.state = 'sent' THEN now() ELSE n.sent_at END,"
         " last_error = v.error,"
         " first_failed_at = CASE WHEN v.state = 'failed' THEN coalesce(n.first_failed_at, now())"
@@ -149,7 +151,10 @@ async def record_outcomes(conn: psycopg.AsyncConnection[Any], outcomes: Sequence
         " next_attempt_at = CASE WHEN v.state = 'sent' THEN n.next_attempt_at"
         " ELSE now() + make_interval(secs => v.retry_in_s) END"
         " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::float8[], %s::bigint[])"
-        " AS v(id, state, error, retry_in_s, carrier) WHERE n.id = v.id",
+        " AS v(id, state, error, retry_in_s, carrier) WHERE n.id = v.id"
+        " RETURNING n.id, n.attempts, n.state, n.last_error)"
+        " INSERT INTO notification_attempts (notification_id, attempt, outcome, error)"
+        " SELECT id, attempts, state, last_error FROM u",
         (
             [i for i, _, _ in rows],
             [o.state for _, o, _ in rows],
@@ -157,13 +162,6 @@ async def record_outcomes(conn: psycopg.AsyncConnection[Any], outcomes: Sequence
             [o.retry_in_s for _, o, _ in rows],
             [c for _, _, c in rows],
         ),
-    )
-    # Each row's attempt as it ended (its number counted when it was claimed).
-    await conn.execute(
-        "INSERT INTO notification_attempts (notification_id, attempt, outcome, error)"
-        " SELECT n.id, n.attempts, n.state, n.last_error FROM notifications n"
-        " WHERE n.id = ANY(%s)",
-        ([i for i, _, _ in rows],),
     )
     sent = [i for i, o, _ in rows if o.state == "sent"]
     if sent:
