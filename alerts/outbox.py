@@ -74,6 +74,8 @@ class OutboxOptions:
     # A contact's notification failing this long (or refused) goes out on their next channel
     # (looked at every channel_check_s); see alerts/failover.py.
     failover_after_s: float = 60.0
+    # Whether any provider sends delivery receipts: without one, no round looks for them.
+    receipts: bool = True
 
 
 class OutboxWorker:
@@ -157,7 +159,8 @@ class OutboxWorker:
 
     async def _loop(self, conn: psycopg.AsyncConnection[Any], errors: Outage) -> None:
         while not self._stop.is_set():
-            await self.apply_receipts(conn)
+            if self.opts.receipts:
+                await self.apply_receipts(conn)
             claimed = await self.run_once(conn)
             now = time.monotonic()
             if now - self._watched_at >= self.opts.channel_check_s:

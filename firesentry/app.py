@@ -243,6 +243,7 @@ class Engine:
             channel_alert_after_s=n.channel_alert_after_s,
             channel_check_s=n.channel_check_s,
             failover_after_s=n.failover_after_s,
+            receipts=any(p.receipts for p in n.sms.values()),
             # The control room's machine receivers: every webhook and robot.
             control_room=[("webhook", r.name) for r in self.receivers]
             + [(kind, name) for name, kind in robot_channels(settings).items()],
