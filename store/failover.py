@@ -20,11 +20,9 @@ class Stuck:
     root: int  # the chain's first row
     alert_id: int | None
     channel: str
-    receiver: str
     kind: str
     payload: dict[str, Any]
     locale: str
-    state: str
     error: str
     first_failed_at: dt.datetime | None
     contact_id: int
@@ -51,8 +49,8 @@ class Stuck:
 # alert still waits for someone (open and unacknowledged). Locked: two workers never both
 # hand the same row on.
 _STUCK = """
-SELECT n.id, coalesce(n.failover_of, n.id), n.alert_id, n.channel, n.receiver, n.kind, n.payload,
-       n.locale, n.state, coalesce(n.last_error, ''), n.first_failed_at, c.id, c.name, c.role,
+SELECT n.id, coalesce(n.failover_of, n.id), n.alert_id, n.channel, n.kind, n.payload,
+       n.locale, coalesce(n.last_error, ''), n.first_failed_at, c.id, c.name, c.role,
        c.phone, c.email, c.channels, k.channels, k.reached,
        coalesce(a.unit_id, n.payload->'alert'->>'unit_id', '')
 FROM notifications n
@@ -89,22 +87,20 @@ async def stuck(
             root=int(r[1]),
             alert_id=r[2],
             channel=r[3],
-            receiver=r[4],
-            kind=r[5],
-            payload=r[6],
-            locale=r[7],
-            state=r[8],
-            error=r[9],
-            first_failed_at=r[10],
-            contact_id=int(r[11]),
-            contact_name=r[12],
-            role=r[13],
-            phone=r[14],
-            email=r[15],
-            contact_channels=tuple(r[16] or ()),
-            tried=frozenset(r[17]),
-            reached=bool(r[18]),
-            unit_id=r[19],
+            kind=r[4],
+            payload=r[5],
+            locale=r[6],
+            error=r[7],
+            first_failed_at=r[8],
+            contact_id=int(r[9]),
+            contact_name=r[10],
+            role=r[11],
+            phone=r[12],
+            email=r[13],
+            contact_channels=tuple(r[14] or ()),
+            tried=frozenset(r[15]),
+            reached=bool(r[16]),
+            unit_id=r[17],
         )
         for r in await cur.fetchall()
     ]

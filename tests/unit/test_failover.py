@@ -12,9 +12,9 @@ BOTH = frozenset({"sms", "email"})
 
 def stuck(**kw: object) -> Stuck:
     base = Stuck(
-        id=2, root=2, alert_id=1, channel="sms", receiver="+8613800000001", kind="firing",
+        id=2, root=2, alert_id=1, channel="sms", kind="firing",
         payload={"alert": {"severity": "critical", "rule_id": "fire_alarm"}}, locale="zh-CN",
-        state="failed", error="HTTP 503", first_failed_at=None, contact_id=5,
+        error="HTTP 503", first_failed_at=None, contact_id=5,
         contact_name="Zhang", role="fire_safety_manager", phone="+8613800000001",
         email="z@example.com", contact_channels=(), tried=frozenset({"sms"}), reached=False,
         unit_id="u1",
