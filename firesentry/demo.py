@@ -18,6 +18,7 @@ import yaml
 from pydantic import SecretStr
 
 from alerts.routing import DEFAULT_ROUTING
+from alerts.shape import ROLE_NAMES
 from api.privacy import mask_phone
 from devices.catalog import DeviceType
 from devices.credentials import mosquitto_hash, new_password
@@ -68,13 +69,6 @@ UNIT_PARTIES = {
 }
 UNIT_ROLES = ("fire_safety_manager", "property_manager", "grid_worker")
 CONTROL_ROOMS = {"锦江区": "锦江区消防监控中心 陈静", "成华区": "成华区消防监控中心 何军"}
-ROLE_WORDS = {
-    "fire_safety_manager": "fire-safety manager",
-    "property_manager": "property manager",
-    "grid_worker": "grid worker",
-    "fire_supervisor": "fire supervisor",
-    "control_room": "control room",
-}
 ROBOT = "control-room-group"
 ROBOT_TITLE = "消防监控中心值班群 (WeCom group robot)"
 
@@ -202,7 +196,8 @@ def sms_printer(contacts: list[DemoContact]) -> Callable[[ProviderRequest], None
     def show(req: ProviderRequest) -> None:
         phone = str(req.body.get("to", ""))
         c = by_phone.get(phone)
-        who = f"{ROLE_WORDS.get(c.role, c.role)} {c.name}" if c is not None else "unknown party"
+        # Roles are the five the contacts table allows.
+        who = f"{ROLE_NAMES[c.role].en} {c.name}" if c is not None else "unknown party"
         lang = f", {c.locale}" if c is not None else ""
         say(f"[sms → {who} {mask_phone(phone)}{lang}] {req.body.get('text')}")
 
