@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -485,7 +485,7 @@ def latency(
         rx.stop()
     lost = [d for d in sent if d not in received]
     late = [(received[d] - sent[d]) * 1000 for d in received]
-    stages = _stages(ep.dsn(), sent, received)
+    stage_ms = stages(ep.dsn(), sent, received)
     lat = sorted(late + [(waited_until - sent[d]) * 1000 for d in lost])
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
     return {
@@ -498,27 +498,34 @@ def latency(
         "p95_ms": q[94],
         "p99_ms": q[98],
         "max_ms": lat[-1] if lat else float("nan"),
-        **stages,
+        **stage_ms,
     }
 
 
-def _stages(dsn: str, sent: dict[str, float], received: dict[str, float]) -> dict[str, float]:
+def stages(
+    dsn: str,
+    sent: Mapping[Any, float],
+    received: Mapping[Any, float],
+    key: str = "d.id",
+    where: str = "TRUE",
+) -> dict[str, float]:
     """Median milliseconds of each stage of an alert's way, from the rows it left: publish →
     its batch's transaction began (alerts.created_at) → the outbox row was marked sent → the
-    receiver had it (the commit and the claim fall inside the middle stage)."""
+    receiver had it (the commit and the claim fall inside the middle stage). `key` is the SQL
+    of what sent and received are keyed by (the device's id; a fire alarm's point)."""
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT d.id, extract(epoch FROM a.created_at), extract(epoch FROM n.sent_at)"
+            f"SELECT {key}, extract(epoch FROM a.created_at), extract(epoch FROM n.sent_at)"  # noqa: S608
             " FROM alerts a JOIN devices d ON d.num = a.device_num"
             " JOIN notifications n ON n.alert_id = a.id AND n.channel = 'webhook'"
-            " WHERE n.sent_at IS NOT NULL"
+            f" WHERE n.sent_at IS NOT NULL AND {where}"
         ).fetchall()
     parts: dict[str, list[float]] = {"to_batch": [], "batch_to_sent": [], "sent_to_received": []}
-    for dev, batch_at, sent_at in rows:
-        if dev in sent and dev in received:
-            parts["to_batch"].append((float(batch_at) - sent[dev]) * 1000)
+    for k, batch_at, sent_at in rows:
+        if k in sent and k in received:
+            parts["to_batch"].append((float(batch_at) - sent[k]) * 1000)
             parts["batch_to_sent"].append((float(sent_at) - float(batch_at)) * 1000)
-            parts["sent_to_received"].append((received[dev] - float(sent_at)) * 1000)
+            parts["sent_to_received"].append((received[k] - float(sent_at)) * 1000)
     return {f"median_{k}_ms": statistics.median(v) if v else float("nan") for k, v in parts.items()}
 
 

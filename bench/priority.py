@@ -32,6 +32,7 @@ from bench.e2e import (
     drop_session,
     private_services,
     seed_fleet,
+    stages,
 )
 from bench.rawpub import RawPublisher
 from simulators.services.webhook import Received, WebhookReceiver
@@ -106,7 +107,8 @@ def _trials(
         drop_session(ep, client_id)
         drop_session(ep, client_id + "-events")
         rx.stop()
-    stages = _stages(dsn, sent, received)
+    # Keyed by the detector's point: each trial's fire alarm is a point of its own.
+    stage_ms = stages(dsn, sent, received, key="a.point", where="a.rule_id = 'fire_alarm'")
     lat = sorted(
         (received.get(p, time.time()) - sent[p]) * 1000 for p in sent
     )  # a missing one counts as arriving now
@@ -122,27 +124,8 @@ def _trials(
         "p95_ms": round(q[94], 1),
         "p99_ms": round(q[98], 1),
         "max_ms": round(lat[-1], 1),
-        **{k: round(v, 1) for k, v in stages.items()},
+        **{k: round(v, 1) for k, v in stage_ms.items()},
     }
-
-
-def _stages(dsn: str, sent: dict[int, float], received: dict[int, float]) -> dict[str, float]:
-    """Median milliseconds: publish → the batch's transaction began (alerts.created_at) → the
-    webhook's row marked sent → received."""
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT a.point, extract(epoch FROM a.created_at), extract(epoch FROM n.sent_at)"
-            " FROM alerts a JOIN notifications n ON n.alert_id = a.id AND n.channel = 'webhook'"
-            " WHERE a.rule_id = 'fire_alarm' AND n.sent_at IS NOT NULL"
-        ).fetchall()
-    parts: dict[str, list[float]] = {"to_batch": [], "batch_to_sent": [], "sent_to_received": []}
-    for point, batch_at, sent_at in rows:
-        p = int(point or 0)
-        if p in sent and p in received:
-            parts["to_batch"].append((float(batch_at) - sent[p]) * 1000)
-            parts["batch_to_sent"].append((float(sent_at) - float(batch_at)) * 1000)
-            parts["sent_to_received"].append((received[p] - float(sent_at)) * 1000)
-    return {f"median_{k}_ms": statistics.median(v) if v else float("nan") for k, v in parts.items()}
 
 
 def priority(
