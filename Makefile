@@ -32,5 +32,5 @@ faults: sysdeps $(STAMP)
 		| sed 's/^\.*//'; echo "(full output in .faults.log)"; exit $$status
 
 clean:
-	-$(BIN)/firesentry down 2>/dev/null
+	-$(BIN)/firesentry down --purge 2>/dev/null
 	rm -rf $(VENV) .firesentry .pytest_cache .mypy_cache .ruff_cache

@@ -558,7 +558,7 @@ def private_services() -> Iterator[tuple[Endpoints, Path]]:
         migrate(ep.dsn())
         yield ep, root
     finally:
-        svc.down()
+        svc.destroy()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -48,7 +48,12 @@ def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     from firesentry.app import embedded_services
 
-    embedded_services(settings).down()
+    svc = embedded_services(settings)
+    if args.purge:
+        svc.destroy()
+        print("embedded services stopped and their data deleted")
+        return 0
+    svc.down()
     print("embedded services stopped (data kept)")
     return 0
 
@@ -346,7 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="config file (default: $FIRESENTRY_CONFIG or ./config.yaml)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start the private Mosquitto and PostgreSQL").set_defaults(fn=_cmd_up)
-    sub.add_parser("down", help="stop them (data kept)").set_defaults(fn=_cmd_down)
+    down = sub.add_parser("down", help="stop them (data kept)")
+    down.add_argument(
+        "--purge",
+        action="store_true",
+        help="also delete their data: the folder, and the database's where it lives outside it",
+    )
+    down.set_defaults(fn=_cmd_down)
     sub.add_parser("status", help="show whether they run").set_defaults(fn=_cmd_status)
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(
         fn=_cmd_migrate

@@ -749,6 +749,17 @@ class EmbeddedServices:
         if pg.initialised():
             pg.stop()
 
+    def destroy(self) -> None:
+        """Stop both services and delete all they keep, for throwaway ones (tests, benchmarks):
+        the folder, and the database's own folder where it lives outside it (see _pg_root),
+        which deleting the folder alone left behind (80 clusters, 11 GB in /var/tmp after a
+        day of test and benchmark runs)."""
+        self.down()
+        pg_root = self._pg_root()
+        if not pg_root.is_relative_to(self.root):
+            shutil.rmtree(pg_root, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def status(self) -> dict[str, str]:
         """Describe each service in a line."""
         state = self._load_state()

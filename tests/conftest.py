@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -31,8 +30,7 @@ def embedded() -> Iterator[EmbeddedServices]:
     try:
         yield svc
     finally:
-        svc.down()
-        shutil.rmtree(root, ignore_errors=True)
+        svc.destroy()
 
 
 @pytest.fixture(scope="session")

@@ -89,7 +89,7 @@ def own_services_dir(prefix: str) -> Iterator[tuple[Path, dict[str, str]]]:
         yield d, env
     finally:
         subprocess.run(
-            [sys.executable, "-m", "firesentry.cli", "down"],
+            [sys.executable, "-m", "firesentry.cli", "down", "--purge"],
             env=env,
             cwd=d,
             capture_output=True,

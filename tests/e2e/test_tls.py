@@ -84,7 +84,7 @@ def broker() -> Iterator[TlsBroker]:
         assert ca is not None
         yield TlsBroker(settings, svc, authed, password, ca)
     finally:
-        svc.down()
+        svc.destroy()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -122,7 +122,6 @@ def test_native_partitions_are_created_for_late_readings(db: Endpoints) -> None:
 @pytest.fixture(scope="module")
 def timescale_services() -> Iterator[Endpoints]:
     """A second private cluster with timescaledb preloaded, when the extension is installed."""
-    import shutil
     import tempfile
     from pathlib import Path
 
@@ -138,8 +137,7 @@ def timescale_services() -> Iterator[Endpoints]:
     try:
         yield svc.up()
     finally:
-        svc.down()
-        shutil.rmtree(root, ignore_errors=True)
+        svc.destroy()
 
 
 def test_timescale_hypertables_and_dedup(timescale_services: Endpoints) -> None:
