@@ -22,8 +22,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Two workers, a test file each at a time (module fixtures stay whole), each with its own
+# private broker and database: the suite waits on real services more than it computes.
+TEST_WORKERS ?= 2
+
 test: sysdeps $(STAMP) lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The fault suite alone, with its table printed; FAULTS_N sets the backlog (default 20000).
 faults: sysdeps $(STAMP)
