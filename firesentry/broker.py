@@ -36,7 +36,8 @@ class SyncResult:
     devices: int
     without_password: int
     ingest_user: str
-    action: str  # "restarted", "reloaded", "written" (broker not running or external)
+    action: str  # "restarted", or "written" (broker not running, or external)
+    workers: tuple[str, ...] = ()  # the further ingest workers' accounts, kept or added
 
 
 def render_passwords(entries: Iterable[tuple[str, str]]) -> str:
@@ -149,15 +150,47 @@ def worker_secret_file(folder: Path, user: str) -> Path:
     return folder / f"{user}.secret"
 
 
-def sync(settings: Settings, out: Path | None = None, workers: Sequence[str] = ()) -> SyncResult:
-    """Write the broker's auth files from the registry; reload the private broker if it is ours.
+def known_workers(folder: Path) -> list[str]:
+    """The further ingest workers that have an account in folder (a <name>.secret each)."""
+    names = (p.name.removesuffix(".secret") for p in folder.glob("*.secret"))
+    return sorted(
+        n for n in names if n + ".secret" != INGEST_SECRET and re.fullmatch(ID_PATTERN, n)
+    )
+
+
+def _workers(folder: Path, add: Sequence[str], drop: Sequence[str]) -> list[str]:
+    """The workers to write: those already there and those added, less those dropped."""
+    for name in (*add, *drop):
+        if not re.fullmatch(ID_PATTERN, name):
+            raise BrokerSyncError(f"ingest worker account {name!r} must match {ID_PATTERN}")
+    known = known_workers(folder)
+    unknown = sorted(set(drop) - set(known) - set(add))
+    if unknown:
+        raise BrokerSyncError(
+            f"no ingest worker account {unknown[0]!r} to drop; the accounts are: "
+            + (", ".join(known) or "none")
+        )
+    for name in drop:
+        worker_secret_file(folder, name).unlink(missing_ok=True)
+    return sorted((set(known) | set(add)) - set(drop))
+
+
+def sync(
+    settings: Settings,
+    out: Path | None = None,
+    workers: Sequence[str] = (),
+    drop_workers: Sequence[str] = (),
+) -> SyncResult:
+    """Write the broker's auth files from the registry; restart the private broker if it is ours.
 
     With out, the files go to that folder for an external broker (and ingest's generated password
     to out/ingest.secret). Otherwise embedded services must be enabled; the files go to their
-    mqtt folder, ingest's account is kept in state.json and the broker is reloaded (restarted the
-    first time, so that clients connected anonymously before are dropped). workers names one
-    more account per further ingest worker (the broker binds client id to account, so workers
-    cannot share one); their passwords are kept in <folder>/<name>.secret.
+    mqtt folder, ingest's account is kept in state.json and the broker is restarted (not
+    reloaded: see EmbeddedServices.apply_auth). workers adds one more account per further
+    ingest worker (the broker binds client id to account, so workers cannot share one); their
+    passwords are kept in <folder>/<name>.secret, and every later sync keeps them until
+    drop_workers names them: a sync run after adding devices must not lock a running worker
+    out, and with it the share of messages the broker routes to that worker's session.
     """
     from firesentry.app import embedded_services, resolve_endpoints
 
@@ -172,17 +205,15 @@ def sync(settings: Settings, out: Path | None = None, workers: Sequence[str] = (
     configured = _configured_ingest(settings)
     svc = embedded_services(settings)
     folder = out if out is not None else svc.mosquitto.root
-    for name in workers:
-        if not re.fullmatch(ID_PATTERN, name):
-            raise BrokerSyncError(f"ingest worker account {name!r} must match {ID_PATTERN}")
-    more = [_kept_ingest(worker_secret_file(folder, w), w) for w in workers]
+    kept = _workers(folder, workers, drop_workers)
+    more = [_kept_ingest(worker_secret_file(folder, w), w) for w in kept]
     more_hashed = [(u, mosquitto_hash(p)) for u, p in more]
     if out is not None:
         user, password = configured or _kept_ingest(out / INGEST_SECRET)
         write_broker_files(
             out, devices, (user, mosquitto_hash(password)), prefix, more_ingest=more_hashed
         )
-        return SyncResult(out, len(devices), missing, user, "written")
+        return SyncResult(out, len(devices), missing, user, "written", tuple(kept))
     user, password = configured or svc.ingest_account(DEFAULT_INGEST_USER)
     write_broker_files(
         folder,
@@ -193,7 +224,7 @@ def sync(settings: Settings, out: Path | None = None, workers: Sequence[str] = (
         more_hashed,
     )
     action = svc.apply_auth()
-    return SyncResult(folder, len(devices), missing, user, action)
+    return SyncResult(folder, len(devices), missing, user, action, tuple(kept))
 
 
 def ensure_events_account(settings: Settings) -> SyncResult | None:

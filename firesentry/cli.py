@@ -311,7 +311,8 @@ def _cmd_broker_sync(settings: Settings, args: argparse.Namespace) -> int:
     from firesentry.broker import BrokerSyncError, sync
 
     try:
-        res = sync(settings, Path(args.out) if args.out else None, args.worker or ())
+        out = Path(args.out) if args.out else None
+        res = sync(settings, out, args.worker or (), args.drop_worker or ())
     except BrokerSyncError as exc:
         print(f"firesentry: {exc}", file=sys.stderr)
         return 2
@@ -321,7 +322,7 @@ def _cmd_broker_sync(settings: Settings, args: argparse.Namespace) -> int:
     if res.without_password:
         print(f"  left out {res.without_password} device(s) without a password (`devices passwd`)")
     if args.out:
-        print(f"  include {res.dir / 'auth.conf'} in your mosquitto.conf, then reload the broker")
+        print(f"  include {res.dir / 'auth.conf'} in your mosquitto.conf, then restart the broker")
         if not settings.mqtt.username:
             print(
                 f"  ingest's account: FIRESENTRY_MQTT__USERNAME={res.ingest_user}, "
@@ -331,10 +332,15 @@ def _cmd_broker_sync(settings: Settings, args: argparse.Namespace) -> int:
         print("  the private broker is not running; `firesentry up` starts it with auth on")
     else:
         print(f"  private broker {res.action}; `firesentry run` logs in as {res.ingest_user}")
-    for name in args.worker or ():
+    for name in res.workers:
         print(
             f"  ingest worker account {name}: FIRESENTRY_MQTT__USERNAME={name}, "
             f"FIRESENTRY_MQTT__PASSWORD=<contents of {res.dir / (name + '.secret')}>"
+        )
+    for name in args.drop_worker or ():
+        print(
+            f"  dropped ingest worker account {name}: messages already queued in its sessions "
+            "stay there until they expire; drop a worker only after it has drained"
         )
     return 0
 
@@ -414,13 +420,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     broker = sub.add_parser("broker", help="the MQTT broker's accounts and ACL")
     bsub = broker.add_subparsers(dest="broker_command", required=True)
-    bs = bsub.add_parser("sync", help="write password and ACL files from the registry; reload")
+    bs = bsub.add_parser(
+        "sync", help="write password and ACL files from the registry; restart the private broker"
+    )
     bs.add_argument("--out", help="write the files here for an external broker instead")
     bs.add_argument(
         "--worker",
         action="append",
         metavar="NAME",
-        help="one more ingest account, for a further ingest worker (repeat for each)",
+        help="one more ingest account, for a further ingest worker (repeat for each); "
+        "later syncs keep it",
+    )
+    bs.add_argument(
+        "--drop-worker",
+        action="append",
+        metavar="NAME",
+        help="remove a further ingest worker's account (repeat for each)",
     )
     bs.set_defaults(fn=_cmd_broker_sync)
     return p

@@ -415,15 +415,6 @@ class _Mosquitto:
         """Authentication settings written by `firesentry broker sync`; absent: anonymous."""
         return self.root / "auth.conf"
 
-    def auth_in_effect(self) -> bool:
-        """Tell whether the config the broker was last started with has auth.conf's settings."""
-        try:
-            conf = self.conf.read_text().splitlines()
-            auth = self.auth_conf.read_text().splitlines()
-        except OSError:
-            return False
-        return bool(auth) and all(line in conf for line in auth)
-
     def start(self, port: int) -> None:
         binary = shutil.which(self.binary) or (
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
@@ -578,7 +569,9 @@ class _Mosquitto:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        # It saves every session and queue on the way down (a second or more at the queue bound,
+        # see MAX_QUEUED_MESSAGES); SIGKILL would lose what was accepted since the last autosave.
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.pid() is not None:
             time.sleep(0.05)
         if self.pid() is not None:
@@ -586,7 +579,7 @@ class _Mosquitto:
                 os.kill(pid, signal.SIGKILL)
 
     def reload(self) -> None:
-        """Make Mosquitto re-read its password and ACL files."""
+        """Make Mosquitto re-read its config (SIGHUP); not for auth changes (see apply_auth)."""
         pid = self.pid()
         if pid is not None:
             os.kill(pid, signal.SIGHUP)
@@ -671,18 +664,21 @@ class EmbeddedServices:
         return str(state["mqtt_username"]), str(state["mqtt_password"])
 
     def apply_auth(self) -> str:
-        """Make a running broker use auth.conf and its files; say "reloaded", "restarted" or "written".
+        """Make a running broker use auth.conf and its files by restarting it; say "restarted"
+        or "written" (not running: the next start reads them).
 
-        SIGHUP re-reads the password and ACL files, and Mosquitto 2.0 also applies a changed
-        allow_anonymous to new connections, but clients already connected anonymously would stay
-        connected; so the first time authentication is turned on the broker is restarted
-        (sessions and queued messages persist across the restart).
+        Never by SIGHUP, though Mosquitto re-reads the files on it: 2.0.11 (Debian 12's)
+        re-checks every session on a reload, offline ones too, and disconnecting an offline
+        session that has an expiry a second time puts it on the session-expiry list twice. At
+        the expiry the broker frees the session but keeps one entry, which then points at
+        whatever gets that memory: a connected client is expired, then the broker segfaults
+        (`session_expiry__check`; fixed upstream only in 2025). A restart costs every client a
+        reconnect (a second or two), loses nothing (sessions and queues are saved on the way
+        down and loaded on the way up) and also drops clients that connected anonymously
+        before auth was turned on.
         """
         if not self.mosquitto.running():
             return "written"
-        if self.mosquitto.auth_in_effect():
-            self.mosquitto.reload()
-            return "reloaded"
         port = int(self._load_state().get("mqtt_port") or 0)
         self.mosquitto.stop()
         self.mosquitto.start(port or free_port())

@@ -285,7 +285,7 @@ class _Links:
         )
 
     async def _enter(self, client: _Client, what: str, attempts: int = 8) -> _Client:
-        # A broker that was just reloaded with new passwords may still refuse for a moment.
+        # A broker just restarted with new passwords may still be coming up for a moment.
         for attempt in range(attempts):
             try:
                 await client.__aenter__()

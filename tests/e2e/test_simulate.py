@@ -150,7 +150,7 @@ def test_devices_log_in_with_their_own_passwords_when_the_broker_needs_them(
         *("simulate", "--devices", "8", "--rate", "16", "--duration", "2", "--create-fleet"),
         *("--no-progress", "--summary-json", "s.json"),
     )
-    assert "broker sync: 8 device account(s), broker reloaded" in out
+    assert "broker sync: 8 device account(s), broker restarted" in out
     summary = json.loads((d / "s.json").read_text())
     assert summary["connections"] == 8
     assert summary["counts"]["refused"] == summary["counts"]["failed"] == 0
