@@ -19,6 +19,7 @@ from psycopg import errors
 
 from store.alerts import _ALERT_VIEW, AlertView, ContactRow
 from store.channels import notify_outbox
+from store.pg_arrays import array_params
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ def open_alerts(
         rules.append(rule)
     if not nums:
         return {}
-    cur = conn.execute(_OPEN_ALERTS, (nums, rules))
+    cur = conn.execute(_OPEN_ALERTS, array_params(_OPEN_ALERTS, (nums, rules)))
     return {(r.device_num, r.rule_id, r.point_key): r for r in _rows(cur)}
 
 
@@ -209,16 +210,17 @@ _OUTBOX_COLUMNS = (
 def write_plan(conn: psycopg.Connection[Any], plan: AlertPlan) -> None:
     """Write a plan in at most four statements (plus a NOTIFY when notifications were queued)."""
     if plan.inserts:
-        inserted = conn.execute(_INSERT, _columns(plan.inserts, _INSERT_COLUMNS)).fetchall()
+        cols = _columns(plan.inserts, _INSERT_COLUMNS)
+        inserted = conn.execute(_INSERT, array_params(_INSERT, cols)).fetchall()
         if len(inserted) != len(plan.inserts):
             # Another writer opened one of these alerts since the snapshot: plan again.
             raise errors.SerializationFailure(
                 f"{len(plan.inserts) - len(inserted)} alert(s) opened concurrently; retry the batch"
             )
     if plan.updates:
-        conn.execute(_UPDATE, _columns(plan.updates, _UPDATE_COLUMNS))
+        conn.execute(_UPDATE, array_params(_UPDATE, _columns(plan.updates, _UPDATE_COLUMNS)))
     if plan.history:
-        conn.execute(_HISTORY, _columns(plan.history, _HISTORY_COLUMNS))
+        conn.execute(_HISTORY, array_params(_HISTORY, _columns(plan.history, _HISTORY_COLUMNS)))
     if plan.outbox:
         insert_outbox(conn, plan.outbox)
         notify_outbox(conn)
@@ -233,7 +235,7 @@ def insert_outbox(conn: psycopg.Connection[Any], rows: Sequence[OutboxWrite]) ->
         encoded.get(id(p)) or encoded.setdefault(id(p), msgspec.json.encode(p).decode())
         for p in cols[3]
     ]
-    conn.execute(_OUTBOX, cols)
+    conn.execute(_OUTBOX, array_params(_OUTBOX, cols))
 
 
 def enqueue(
