@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from devices.catalog import DeviceType
+
+# Most devices override no threshold: they share one read-only empty mapping (a city's
+# 100,000 devices spent 6 MB on empty dicts).
+NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +22,7 @@ class Device:
     id: str
     unit_id: str
     type: DeviceType
-    attributes: dict[str, Any] = field(default_factory=dict)
+    attributes: Mapping[str, Any] = field(default_factory=lambda: NO_ATTRIBUTES)
     heartbeat_s: int = 60
     unit_name: str = ""
     district: str = ""

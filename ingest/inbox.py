@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 
@@ -36,6 +37,24 @@ class Inbox(Generic[T]):
         with self._cond:
             (self._urgent if urgent else self._normal).extend(items)
             self._cond.notify()
+
+    def put_back(self, items: list[T], urgent: Callable[[T], bool]) -> None:
+        """Return a batch that was taken but will not be written yet: first in line again."""
+        with self._cond:
+            for item in reversed(items):
+                (self._urgent if urgent(item) else self._normal).appendleft(item)
+            self._cond.notify()
+
+    def wake(self) -> None:
+        """Wake a wait_urgent() (something else it waits for happened)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_urgent(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait until an urgent message waits or done() holds; whether an urgent one waits."""
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._urgent) or done(), timeout_s)
+            return bool(self._urgent)
 
     def empty(self) -> bool:
         """Whether nothing waits."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 import structlog
 
@@ -16,12 +18,13 @@ from alerts.lifecycle import Outcome, apply_transitions
 from alerts.planner import DispatchOptions
 from devices.registry import Registry
 from ingest.decode import BatchDecoder, Decoded, RawMessage, rejection
+from ingest.last_seen import PendingLastSeen
 from rules.engine import Point, RuleEngine, StateRow, Transition
 from rules.model import RuleFile
 from store import alert_actions as store_actions
 from store import alerts as store_alerts
+from store import commits, instruments
 from store import deadletters as store_deadletters
-from store import instruments
 from store import registry as store_registry
 from store import rule_state as store_state
 from store.partitions import (
@@ -46,6 +49,9 @@ class Prepared:
     registry: Registry
     state: list[StateRow]
     heard_ms: int = 0  # when the batch was received (decoded)
+    # decoded.last_seen as arrays (device numbers, newest reading ms), made once in prepare().
+    seen_nums: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
+    seen_ms: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass(slots=True)
@@ -105,14 +111,16 @@ class Pipeline:
         self._registry_checked_at = time.monotonic()  # when its version was last looked at
         self._registry_version: int | None = None
         self._maintained_day: dt.date | None = None
-        self._pending_seen: dict[int, int] = {}
-        self._pending_heard: dict[int, int] = {}  # when each pending last_seen was received
+        self._pending_seen = PendingLastSeen()
         self._seen_flushed_at = 0.0
         self.silence_check_s = silence_check_s
         self._silence_checked_at = time.monotonic()
         self._pending_silence: list[Transition] = []
         self._pending_state: list[StateRow] = []
         self._action_cursor = 0  # the last operator action (alert_events id) the engine knows
+        # write() runs on the writer thread, tick() on the batch thread: a ledger lane each.
+        self._write_lane = commits.Lane()
+        self._tick_lane = commits.Lane()
 
     def start(self, conn: psycopg.Connection[Any]) -> None:
         """Learn partitions and restore rule state from alerts that are still open."""
@@ -161,12 +169,18 @@ class Pipeline:
         self.engine = self.engine.reloaded(rule_file, self.registry)
         log.info("rules reloaded", rules=len(self.engine.rules))
 
-    def tick(self, conn: psycopg.Connection[Any]) -> Outcome | None:
-        """Periodic work between batches: escalations and deadman checks (own transactions)."""
-        now = time.monotonic()
-        if now - self._silence_checked_at < self.silence_check_s and not self._pending_silence:
+    def tick_due(self) -> bool:
+        """Whether tick() has work to do now (it needs no batch in flight)."""
+        return bool(self._pending_silence) or (
+            time.monotonic() - self._silence_checked_at >= self.silence_check_s
+        )
+
+    def tick(self, conn: psycopg.Connection[Any], resolve: commits.Resolver) -> Outcome | None:
+        """Periodic work between batches: escalations and deadman checks (own transactions);
+        resolve() finds out whether a transaction whose connection died committed."""
+        if not self.tick_due():
             return None
-        self._silence_checked_at = now
+        self._silence_checked_at = time.monotonic()
         run_escalations(conn, self.dispatch)
         # A silent device sends no batch: actions on its deadman alert are learned here.
         self._learn_actions(conn)
@@ -176,9 +190,14 @@ class Pipeline:
         self._pending_state += self.engine.take_dirty()
         if not self._pending_silence and not self._pending_state:
             return None
-        with conn.transaction():
-            store_state.save(conn, [_state_tuple(r) for r in self._pending_state])
-            out = apply_transitions(conn, self._pending_silence, self.registry, self.dispatch)
+        try:
+            with self._tick_lane.transaction(conn):
+                store_state.save(conn, [_state_tuple(r) for r in self._pending_state])
+                out = apply_transitions(conn, self._pending_silence, self.registry, self.dispatch)
+        except commits.CommitUnknown as exc:
+            if not resolve(partial(self._tick_lane.committed, mark=exc.mark)):
+                raise
+            out = Outcome()  # it went in; what it did was not heard
         self._pending_silence, self._pending_state = [], []
         instruments.ALERTS_OPENED.inc(out.opened)
         return out
@@ -225,6 +244,9 @@ class Pipeline:
             self.refresh_registry(conn)
             decoded = self.decoder.decode(messages, self.registry, now_ms)
         ev = decoded.events
+        seen = decoded.last_seen
+        nums = np.fromiter(seen.keys(), np.int32, len(seen))
+        times = np.fromiter(seen.values(), np.int64, len(seen))
         self._learn_actions(conn)
         # Rule state moves now but counts only once write() commits; discard() undoes it.
         self.engine.begin()
@@ -239,15 +261,13 @@ class Pipeline:
                 np.fromiter((e.ts_ms for e in ev), np.int64, len(ev)),
                 [Point(e.loop, e.point, e.text) for e in ev],
             )
-            if decoded.last_seen:
+            if seen:
                 # Heartbeats (telemetry with no metrics) are signs of life that evaluate() never
                 # sees; devices with readings were already heard there, so nothing clears twice.
-                nums = np.fromiter(decoded.last_seen.keys(), np.int32, len(decoded.last_seen))
-                times = np.fromiter(decoded.last_seen.values(), np.int64, len(decoded.last_seen))
                 transitions += self.engine.heard(nums, times)
                 transitions.sort(key=lambda tr: tr.ts_ms)
         except BaseException:
-            self.engine.rollback()
+            self.engine.abandon()  # a batch in flight before this one may still commit
             raise
         for r in decoded.rejections:
             log.warning(
@@ -258,70 +278,108 @@ class Pipeline:
                 detail=r.detail,
             )
         return Prepared(
-            messages, decoded, transitions, self.registry, self.engine.take_dirty(), now_ms
+            messages,
+            decoded,
+            transitions,
+            self.registry,
+            self.engine.take_dirty(),
+            now_ms,
+            nums,
+            times,
         )
 
-    def discard(self, p: Prepared) -> None:
-        """Forget a prepared batch that will not be written: rule state goes back to before it."""
+    def discard(self) -> None:
+        """Forget every prepared batch not yet committed: rule state goes back to the last
+        committed batch (a batch prepared after a failed one rested on it: prepare it again)."""
         self.engine.rollback()
 
-    def write(self, conn: psycopg.Connection[Any], p: Prepared) -> BatchResult:
-        """Store a prepared batch in one transaction (idempotent: safe to repeat after a failure)."""
+    def abandon(self) -> None:
+        """Forget the newest prepared batch only (it goes back to the inbox, to be prepared
+        again later); batches prepared before it stay in flight."""
+        self.engine.abandon()
+
+    def committed(self) -> None:
+        """The oldest prepared batch committed: its rule state is kept (call in prepare order,
+        on the thread that prepares)."""
+        self.engine.commit()
+
+    def write(
+        self, conn: psycopg.Connection[Any], p: Prepared, resolve: commits.Resolver
+    ) -> BatchResult:
+        """Store a prepared batch in one transaction. Raises when it did not commit: then it is
+        written again, so when the connection dies with the outcome unknown, resolve() finds
+        out, and a batch that did commit is not written twice (its alerts would be).
+
+        It may run on another thread than prepare() (the next batch is prepared meanwhile): it
+        touches no rule state, only what is written and the writer's own bookkeeping."""
         d = p.decoded
         self._maintain(conn)
         if self.partitioned:
             days = {day_of_ms(int(x)) for x in np.unique(d.ts // _DAY_MS) * _DAY_MS}
             days.update(day_of_ms(e.ts_ms) for e in d.events)
             self.partitions.ensure(conn, days)
-        for num, ts in d.last_seen.items():
-            if ts > self._pending_seen.get(num, 0):
-                self._pending_seen[num] = ts
-            self._pending_heard[num] = p.heard_ms
+        self._pending_seen.add(p.seen_nums, p.seen_ms, p.heard_ms)
         res = BatchResult(messages=len(p.messages), readings=d.readings, rejected=len(d.rejections))
         self.writer.prepare(conn)
-        with instruments.COMMIT_SECONDS.time(), conn.transaction():
-            res.inserted = self.writer.write_readings(conn, d.dev, d.metric, d.ts, d.value)
-            if d.events:
-                res.events = self.writer.write_events(
-                    conn,
-                    [
-                        (
-                            dt.datetime.fromtimestamp(e.ts_ms / 1000, dt.UTC),
-                            e.device_num,
-                            e.seq,
-                            e.kind,
-                            e.loop,
-                            e.point,
-                            e.text,
-                        )
-                        for e in d.events
-                    ],
-                )
-            if d.rejections:
-                store_deadletters.write_rejections(conn, d.rejections)
-            replayed = [m.replay_of for m in p.messages if m.replay_of is not None]
-            if replayed:
-                store_deadletters.mark_replayed(conn, replayed)
-            if d.statuses:
-                store_registry.set_status(conn, d.statuses)
-            now = time.monotonic()
-            if self._pending_seen and now - self._seen_flushed_at >= self.last_seen_flush_s:
-                store_registry.touch_last_seen(conn, self._pending_seen, self._pending_heard)
-                flushed = True
-            else:
-                flushed = False
-            res.alerts = apply_transitions(conn, p.transitions, p.registry, self.dispatch)
-            store_state.save(conn, [_state_tuple(r) for r in p.state])
-        self.engine.commit()
+        flushed = False
+        now = time.monotonic()
+        try:
+            with instruments.COMMIT_SECONDS.time(), self._write_lane.transaction(conn):
+                flushed = self._write_in(conn, p, res, now)
+        except commits.CommitUnknown as exc:
+            if not resolve(partial(self._write_lane.committed, mark=exc.mark)):
+                raise
+            log.warning(
+                "the connection died during a batch's commit, and the commit went through;"
+                " the batch is not written again",
+                messages=res.messages,
+            )
         instruments.batch_committed(res.messages, d.rejections, res.alerts.opened)
         if flushed:
-            self._pending_seen, self._pending_heard = {}, {}
+            self._pending_seen.clear()
             self._seen_flushed_at = now
         duplicates = d.readings - res.inserted
         if duplicates:
             # Expected after a crash or reconnect: the broker redelivers what was never acked.
             log.info("redelivered readings skipped", duplicates=duplicates, readings=d.readings)
         return res
+
+    def _write_in(
+        self, conn: psycopg.Connection[Any], p: Prepared, res: BatchResult, now: float
+    ) -> bool:
+        """The batch's statements, inside write()'s transaction; True if last_seen was flushed."""
+        d = p.decoded
+        res.inserted = self.writer.write_readings(conn, d.dev, d.metric, d.ts, d.value)
+        if d.events:
+            res.events = self.writer.write_events(
+                conn,
+                [
+                    (
+                        dt.datetime.fromtimestamp(e.ts_ms / 1000, dt.UTC),
+                        e.device_num,
+                        e.seq,
+                        e.kind,
+                        e.loop,
+                        e.point,
+                        e.text,
+                    )
+                    for e in d.events
+                ],
+            )
+        if d.rejections:
+            store_deadletters.write_rejections(conn, d.rejections)
+        replayed = [m.replay_of for m in p.messages if m.replay_of is not None]
+        if replayed:
+            store_deadletters.mark_replayed(conn, replayed)
+        if d.statuses:
+            store_registry.set_status(conn, d.statuses)
+        flushed = False
+        if self._pending_seen and now - self._seen_flushed_at >= self.last_seen_flush_s:
+            store_registry.touch_last_seen(conn, *self._pending_seen.pending())
+            flushed = True
+        res.alerts = apply_transitions(conn, p.transitions, p.registry, self.dispatch)
+        store_state.save(conn, [_state_tuple(r) for r in p.state])
+        return flushed
 
     def dead_letter(
         self, conn: psycopg.Connection[Any], msg: RawMessage, reason: str, detail: str
@@ -358,8 +416,8 @@ class Pipeline:
         """Write pending last_seen times now (at shutdown)."""
         if self._pending_seen:
             with conn.transaction():
-                store_registry.touch_last_seen(conn, self._pending_seen, self._pending_heard)
-            self._pending_seen, self._pending_heard = {}, {}
+                store_registry.touch_last_seen(conn, *self._pending_seen.pending())
+            self._pending_seen.clear()
 
 
 def _state_tuple(r: StateRow) -> store_state.Row:

@@ -6,9 +6,13 @@ import contextlib
 import socket
 import threading
 
+# PostgreSQL's CommandComplete message for COMMIT: 'C', length 11, "COMMIT\0".
+PG_COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"
+
 
 class Proxy:
-    """Forwards 127.0.0.1:<port> to an upstream port; `hold_upstream` stops client→server bytes."""
+    """Forwards 127.0.0.1:<port> to an upstream port; `hold_upstream` stops client→server bytes;
+    `cut_reply_after` loses one reply on the way back and drops that connection."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -19,7 +23,17 @@ class Proxy:
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
+        # (request marker, reply marker): armed by cut_reply_after, one shot.
+        self._trap: tuple[bytes, bytes] | None = None
+        self._primed: set[int] = set()  # ids of client sockets that sent the request marker
+        self.tripped = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut_reply_after(self, request: bytes, reply: bytes = PG_COMMIT_DONE) -> None:
+        """Once a client has sent `request`, swallow the next server chunk holding `reply` on
+        that connection and drop it: the server did the work, the client never hears so (a
+        commit whose answer was lost). One shot; `tripped` is set when it happened."""
+        self._trap = (request, reply)
 
     def _accept(self) -> None:
         while not self._closed:
@@ -38,6 +52,8 @@ class Proxy:
             threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, is_upstream: bool) -> None:
+        client = src if is_upstream else dst
+        tail = b""  # the end of the previous chunk: a marker may straddle two reads
         while True:
             try:
                 data = src.recv(65536)
@@ -48,6 +64,16 @@ class Proxy:
             if is_upstream and self.hold_upstream.is_set():
                 self.held_bytes += len(data)  # swallowed: as if the link died mid-way
                 continue
+            trap = self._trap
+            if trap is not None:
+                seen = tail + data
+                tail = seen[-64:]
+                if is_upstream and trap[0] in seen:
+                    self._primed.add(id(client))
+                elif not is_upstream and id(client) in self._primed and trap[1] in seen:
+                    self._trap = None
+                    self.tripped.set()
+                    break  # the reply is lost and the connection dies with it
             try:
                 dst.sendall(data)
             except OSError:

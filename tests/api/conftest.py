@@ -114,7 +114,7 @@ def seed(dsn: str) -> Seeded:
         em = reg.add_device(conn, "u1-em", "u1", DeviceType.ELECTRICAL)
         utd = reg.add_device(conn, "u1-utd", "u1", DeviceType.UTD)
         wl = reg.add_device(conn, "u2-wl", "u2", DeviceType.WATER_LEVEL, heartbeat_s=60)
-        reg.touch_last_seen(conn, {em: int(NOW.timestamp() * 1000)})
+        reg.touch_last_seen(conn, [em], [int(NOW.timestamp() * 1000)])
         conn.execute(
             "UPDATE devices SET last_seen = now() - interval '1 hour' WHERE num = %s", (wl,)
         )

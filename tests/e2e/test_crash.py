@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -292,3 +293,39 @@ def test_restart_mid_delivery_sends_each_notification_once(
         assert scalar(seeded.dsn(), "SELECT count(*) FROM notifications") == 1
     finally:
         gw.stop()
+
+
+def test_a_commit_whose_answer_is_lost_is_not_written_twice(
+    seeded: Endpoints, services: Endpoints, prefix: str, pub: Publisher, tmp_path: Path
+) -> None:
+    """PostgreSQL commits a batch that opens and clears an alert, and the connection dies before
+    the engine hears so: the engine must find out that it committed, not write it again (a
+    second write re-opened the alert as 'refired' and notified everyone twice)."""
+    proxy = Proxy(seeded.db_port)
+    proxy.cut_reply_after(b"INSERT INTO alerts")
+    client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+    db = dataclasses.replace(seeded, db_port=proxy.port)
+    env = {"FIRESENTRY_INGEST__BATCH_WAIT_MS": "1000"}  # both readings in one batch
+    try:
+        eng = EngineProcess(db, prefix, client_id, tmp_path / "engine.log", services.mqtt_port, env)
+        try:
+            eng.wait_subscribed()
+            start = now_ms()
+            for i, value in enumerate((420.0, 40.0)):
+                pub.publish(
+                    f"{prefix}/em-1/telemetry",
+                    {"ts": start + i, "seq": i, "metrics": {"residual_current_ma": value}},
+                )
+            wait_until(proxy.tripped.is_set, 30, "the batch's COMMIT answer lost")
+            publish_readings(pub, prefix, 1, start + 10_000)
+            wait_until(lambda: readings(seeded) == 3, 60, "the sentinel stored after the fault")
+        finally:
+            assert eng.terminate() == 0
+        with psycopg.connect(seeded.dsn(), autocommit=True) as conn:
+            kinds = [r[0] for r in conn.execute("SELECT kind FROM alert_events ORDER BY id")]
+        assert scalar(seeded.dsn(), "SELECT count(*) FROM alerts") == 1, kinds
+        assert kinds.count("opened") == 1 and "refired" not in kinds, kinds
+        assert scalar(seeded.dsn(), "SELECT count FROM alerts") == 1, kinds
+        assert "the commit went through" in eng.log_text()
+    finally:
+        proxy.close()

@@ -57,6 +57,21 @@ def count(db: Endpoints, query: str) -> int:
     return int(scalar(db.dsn(), query))
 
 
+def refuse_rows(db: Endpoints, table: str, condition: str, shown: str) -> None:
+    """A trigger that makes the database refuse rows of table where condition holds: a refusal
+    decode cannot foresee."""
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        conn.execute(
+            f"CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN IF {condition} THEN"
+            f" RAISE EXCEPTION 'test trigger refuses %', {shown}; END IF; RETURN NEW; END $$"
+        )
+        conn.execute(
+            f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table}"
+            f" FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+        )
+
+
 def test_every_poison_class_is_dead_lettered_and_ingest_goes_on(
     engine: Engine,
     db: Endpoints,
@@ -116,19 +131,10 @@ def test_a_refusal_nobody_foresaw_is_isolated_by_bisection(
     """A row the database refuses for a reason decode cannot know (here a trigger) is dead-lettered
     as storage_refused with the database's error; its batch-mates commit, and a crossing in the
     same batch opens its alert exactly once (rule state rolled back with the failed write)."""
-    with psycopg.connect(db.dsn(), autocommit=True) as conn:
-        conn.execute(
-            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$"
-            " BEGIN IF NEW.text LIKE '%POISON%' THEN"
-            " RAISE EXCEPTION 'test trigger refuses %', NEW.text; END IF; RETURN NEW; END $$"
-        )
-        conn.execute(
-            "CREATE TRIGGER refuse_poison BEFORE INSERT ON events"
-            " FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
-        )
-        # Hold the batch until all messages are queued, so that poison and crossing share it.
-        blocker = psycopg.connect(db.dsn())
-        blocker.execute("LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
+    refuse_rows(db, "events", "NEW.text LIKE '%POISON%'", "NEW.text")
+    # Hold the batch until all messages are queued, so that poison and crossing share it.
+    blocker = psycopg.connect(db.dsn())
+    blocker.execute("LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
     t0 = int(time.time() * 1000) - 30_000
     try:
         for k in range(30):
@@ -174,3 +180,82 @@ def test_a_refusal_nobody_foresaw_is_isolated_by_bisection(
     assert "test trigger refuses" in detail
     assert bytes(scalar(db.dsn(), "SELECT payload FROM rejected_messages")).find(b"POISON") > 0
     assert count(db, "SELECT count(*) FROM events") == 1  # the fire alarm; not the refused fault
+
+
+def test_a_refused_batch_undoes_the_batch_prepared_behind_it(
+    engine: Engine,
+    db: Endpoints,
+    prefix: str,
+    receiver: WebhookReceiver,
+    pub: Publisher,
+) -> None:
+    """Ingest evaluates batch N+1 while N is written. Here N holds the only crossing (350.5 mA),
+    which the database refuses, and N+1 a reading still above the limit (360 mA). N+1 was
+    evaluated as if the alert were already open; once N is refused, it must be evaluated again,
+    or the residual-current alert would never open."""
+    refuse_rows(db, "telemetry", "NEW.value = 350.5", "NEW.value")
+    # The lock holds N's write, so that N+1 is received and prepared behind it.
+    blocker = psycopg.connect(db.dsn())
+    blocker.execute("LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
+    t0 = int(time.time() * 1000) - 30_000
+    try:
+        pub.publish(
+            f"{prefix}/em-1/telemetry", {"ts": t0, "metrics": {"residual_current_ma": 350.5}}
+        )
+        wait_until(lambda: engine.consumer.in_hand() == 1, 15, "batch N taken and written")
+        pub.publish(
+            f"{prefix}/em-1/telemetry",
+            {"ts": t0 + 1000, "metrics": {"residual_current_ma": 360.0}},
+        )
+        wait_until(lambda: engine.consumer.in_hand() == 2, 15, "batch N+1 prepared behind N")
+    finally:
+        blocker.rollback()
+        blocker.close()
+    wait_until(
+        lambda: (
+            count(db, "SELECT count(*) FROM rejected_messages WHERE reason = 'storage_refused'")
+            == 1
+        ),
+        15,
+        "the refused crossing dead-lettered",
+    )
+    wait_until(
+        lambda: count(db, "SELECT count(*) FROM alerts WHERE rule_id = 'residual_current_high'"),
+        15,
+        "the alert opened by the reading behind the refused one",
+    )
+    assert (
+        scalar(db.dsn(), "SELECT first_value FROM alerts WHERE rule_id = 'residual_current_high'")
+        == 360
+    )
+    assert count(db, "SELECT count(*) FROM telemetry") == 1
+    wait_until(lambda: len(receiver.received) >= 1, 15, "the alert posted to the webhook")
+
+
+def test_a_fire_alarm_is_written_before_a_telemetry_batch_prepared_ahead_of_it(
+    engine: Engine, db: Endpoints, prefix: str, pub: Publisher
+) -> None:
+    """Batch N is held in flight by a lock, telemetry batch N+1 is prepared behind it, then a
+    fire alarm arrives: N+1 goes back to the inbox and the fire alarm is written right after N
+    (its transaction id comes before N+1's readings')."""
+    blocker = psycopg.connect(db.dsn())
+    blocker.execute("LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
+    t0 = int(time.time() * 1000) - 30_000
+    try:
+        pub.publish(f"{prefix}/em-1/telemetry", {"ts": t0, "metrics": {"temp_c_1": 30.0}})
+        wait_until(lambda: engine.consumer.in_hand() == 1, 15, "batch N taken and written")
+        pub.publish(f"{prefix}/em-1/telemetry", {"ts": t0 + 1000, "metrics": {"temp_c_1": 31.0}})
+        wait_until(lambda: engine.consumer.in_hand() == 2, 15, "batch N+1 prepared behind N")
+        pub.publish(f"{prefix}/utd-1/event", {"ts": t0, "seq": 9, "kind": "fire_alarm", "point": 3})
+        # Received: waiting in the inbox itself, or N+1 waiting there in its place.
+        wait_until(lambda: not engine.consumer._inbox.empty(), 15, "the fire alarm received")
+    finally:
+        blocker.rollback()
+        blocker.close()
+    wait_until(lambda: count(db, "SELECT count(*) FROM telemetry") == 2, 15, "both readings stored")
+    order = scalar(
+        db.dsn(),
+        "SELECT (SELECT xmin::text::bigint FROM events WHERE seq = 9)"
+        " < (SELECT xmin::text::bigint FROM telemetry WHERE value = 31.0)",
+    )
+    assert order, "the telemetry batch prepared ahead was written before the fire alarm"

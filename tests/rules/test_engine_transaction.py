@@ -152,3 +152,57 @@ def test_an_alert_that_opens_and_clears_in_one_batch_is_not_refired_after_a_rest
     restarted = RuleEngine(load_rules(), REG)
     restarted.load_state(saved)
     assert evaluate(restarted, batch) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    first=readings,
+    second=readings,
+    outcome=st.sampled_from(["first_fails", "second_fails", "second_raised"]),
+)
+def test_two_batches_in_flight_roll_back_to_the_last_commit(
+    first: list[tuple[int, int, float]], second: list[tuple[int, int, float]], outcome: str
+) -> None:
+    """Ingest evaluates batch N+1 while N is written. If N fails, both are undone (N+1 rested on
+    N's state); if N commits and N+1 fails, or N+1's evaluation raised (abandon), the state is
+    N's, exactly as if N+1 never ran."""
+    engine = RuleEngine(load_rules(), REG)
+
+    def rows(batch: list[tuple[int, int, float]], base: int) -> list[tuple[int, int, int, float]]:
+        return [
+            (d, RC if d == 1 else PRESSURE, base + t, v * 400 if d == 1 else v) for d, t, v in batch
+        ]
+
+    before = snapshot(engine)
+    engine.begin()
+    evaluate(engine, rows(first, T0))
+    after_first = snapshot(engine)
+    engine.begin()
+    evaluate(engine, rows(second, T0 + 1_000_000))
+    assert engine.in_flight() == 2
+    if outcome == "second_raised":
+        engine.abandon()
+        assert engine.in_flight() == 1
+        assert same(after_first, snapshot(engine))
+    if outcome != "first_fails":
+        engine.commit()
+    engine.rollback()
+    assert engine.in_flight() == 0
+    assert same(before if outcome == "first_fails" else after_first, snapshot(engine))
+
+
+def test_a_rolled_back_pair_saves_the_restored_cells() -> None:
+    """N opened an alert and N+1 kept it; both rolled back: the restored (inactive) state is what
+    the next batch saves, not the void rows that N and N+1 took."""
+    engine = RuleEngine(load_rules(), REG)
+    engine.begin()
+    evaluate(engine, [(1, RC, T0, 350.0)])
+    assert any(r.active for r in engine.take_dirty())
+    engine.begin()
+    evaluate(engine, [(1, RC, T0 + 1000, 360.0)])
+    engine.take_dirty()
+    engine.rollback()
+    again = {(r.rule_id, r.device_num): r for r in engine.take_dirty()}
+    assert not again[("residual_current_high", 1)].active
+    engine.begin()
+    assert evaluate(engine, [(1, RC, T0 + 1000, 360.0)]) == ["residual_current_high:1:open"]

@@ -21,7 +21,7 @@ def test_version_moves_with_the_registry_not_with_liveness(db: Endpoints) -> Non
         v1 = reg.registry_version(conn)
         assert v1 > v0
         num = reg.load_registry(conn).by_id["em-1"].num
-        reg.touch_last_seen(conn, {num: int(dt.datetime.now(dt.UTC).timestamp() * 1000)})
+        reg.touch_last_seen(conn, [num], [int(dt.datetime.now(dt.UTC).timestamp() * 1000)])
         reg.set_status(conn, {num: ("online", int(dt.datetime.now(dt.UTC).timestamp() * 1000))})
         assert reg.registry_version(conn) == v1
         conn.execute(
