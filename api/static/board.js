@@ -220,8 +220,13 @@ export function upsertAlert(a) {
 
 let refreshTimer = null;
 function scheduleRefresh() {
+  const view = currentRoute().view;
   clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => renderView(), 800);
+  // Only the view that asked is refreshed: an operator who opened an alert from the fire
+  // banner meanwhile saw its detail blank out to "Select an alert" for a moment.
+  refreshTimer = setTimeout(() => {
+    if (currentRoute().view === view) renderView();
+  }, 800);
 }
 
 export async function loadOpenAlerts() {
