@@ -1,8 +1,9 @@
 """The composition root: builds ingest, rules, alerts and the outbox worker from Settings.
 
-Supervision policy. The engine's workers are threads: ingest's batch thread (which also runs
-escalation and deadman ticks), the outbox thread (an asyncio loop around OutboxWorker), the
-health writer, and in `firesentry run` the API server. Each handles the failures it expects:
+Supervision policy. The engine's workers are ingest's batch thread (which also runs
+escalation and deadman ticks), the outbox process (an asyncio loop around OutboxWorker, off
+ingest's GIL: see firesentry/outbox_process.py), the health writer thread, and in
+`firesentry run` the API server. Each handles the failures it expects:
 ingest retries a batch until the database takes it, the outbox waits out database outages
 and retries a failed round. A worker that ends anyway is a bug or a broken environment, and
 the process does not limp on without it: the watchdog in `run_until_signal` logs the worker's
@@ -14,8 +15,6 @@ transactional outbox are what make this crash-only restart safe.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import os
 import signal
@@ -27,19 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psycopg
 import structlog
 
-from alerts.outbox import OutboxOptions, OutboxWorker
+from alerts.outbox import OutboxOptions
 from alerts.planner import DispatchOptions
 from alerts.retry import DEFAULT_POLICIES, RetryPolicy
 from alerts.routing import RoutingError, load_routing
 from alerts.types import Receiver
 from devices.registry import Registry
-from firesentry.channels import build_notifiers, robot_channels
+from firesentry.channels import robot_channels
 from firesentry.config import RetryPolicyConfig, Settings, transport_warnings
 from firesentry.embedded import BrokerTls, EmbeddedServices, Endpoints
+from firesentry.outbox_process import EX_SOFTWARE, OutboxProcess, OutboxSpec
 from ingest.consumer import Consumer, ConsumerOptions
 from ingest.decode import BatchDecoder, Limits
 from ingest.pipeline import BatchResult, Pipeline
@@ -49,7 +48,6 @@ from store import health
 
 log = structlog.get_logger("firesentry")
 
-EX_SOFTWARE = 70  # sysexits.h: an internal software error; the service manager restarts us
 # Test-only fault injection, off unless this variable names a fault (see FAULTS).
 FAULT_ENV = "FIRESENTRY_FAULT_INJECT"
 # ingest_thread: the batch thread raises after its first committed batch (no external fault
@@ -248,10 +246,14 @@ class Engine:
             control_room=[("webhook", r.name) for r in self.receivers]
             + [(kind, name) for name, kind in robot_channels(settings).items()],
         )
-        self._outbox: OutboxWorker | None = None
-        self._outbox_loop: asyncio.AbstractEventLoop | None = None
-        self._outbox_thread: threading.Thread | None = None
-        self._outbox_failure: BaseException | None = None
+        self._outbox = OutboxProcess(
+            OutboxSpec(
+                settings,
+                self.dsn,
+                {r.name: r.max_attempts for r in self.receivers},
+                self._outbox_opts,
+            )
+        )
         self._stopped = threading.Event()
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -263,9 +265,7 @@ class Engine:
         self._deregister = True
         self._watched: dict[str, Callable[[], WorkerState]] = {
             "ingest": lambda: WorkerState(self.consumer.alive(), self.consumer.failure),
-            "outbox": lambda: WorkerState(
-                self._thread_alive(self._outbox_thread), self._outbox_failure
-            ),
+            "outbox": lambda: WorkerState(self._outbox.alive(), self._outbox.failure()),
             "health": lambda: WorkerState(
                 self._thread_alive(self._health_thread), self._health_failure
             ),
@@ -290,31 +290,6 @@ class Engine:
             application_name="firesentry-ingest",
         )
 
-    def _run_outbox(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._outbox_loop = loop
-
-        async def main() -> None:
-            async with aiohttp.ClientSession() as session:
-                notifiers = build_notifiers(self.settings, session)
-                self._outbox = OutboxWorker(
-                    self.dsn,
-                    notifiers,
-                    {r.name: r.max_attempts for r in self.receivers},
-                    self._outbox_opts,
-                )
-                ready.set()
-                await self._outbox.run()
-
-        try:
-            loop.run_until_complete(main())
-        except BaseException as exc:
-            # Kept, not re-raised: the watchdog logs it once, with its traceback, and exits 70
-            # (a re-raise would add an unstructured copy from threading's excepthook).
-            self._outbox_failure = exc
-        finally:
-            loop.close()
-
     def health_report(self) -> health.EngineHealth:
         """This process's report for engine_health (cheap: read from memory)."""
         return health.EngineHealth(
@@ -324,7 +299,7 @@ class Engine:
             started_at=self._started_at,
             broker_connected=self.consumer.broker_connected,
             ingest_alive=self.consumer.alive(),
-            outbox_alive=self._thread_alive(self._outbox_thread),
+            outbox_alive=self._outbox.alive(),
             ingest_lag_s=round(self.consumer.lag_s(), 3),
             committed_messages=self.consumer.committed_messages,
             last_batch_at=self._last_batch_at,
@@ -387,7 +362,7 @@ class Engine:
                 )
             else:
                 attempt(lambda c: health.write(c, self.health_report()))
-        except BaseException as exc:  # for the watchdog, as in _run_outbox
+        except BaseException as exc:  # kept for the watchdog, which logs it once
             self._health_failure = exc
         finally:
             if conn is not None:
@@ -418,17 +393,16 @@ class Engine:
         )
 
     def start(self) -> None:
-        """Start the consumer and the outbox worker; returns when both are running."""
-        # The outbox and the batch thread wait on sockets between short steps; with the MQTT
-        # thread busy, each step waited up to the default 5 ms for the GIL.
+        """Start the consumer and the outbox process; returns when both are running."""
+        # The batch and writer threads wait on sockets between short steps; with the MQTT
+        # threads busy, each step waited up to the default 5 ms for the GIL.
         sys.setswitchinterval(0.001)
+        # Spawned first, while this process is still quiet; it imports its modules while
+        # ingest connects.
+        self._outbox.start()
         self.consumer.start()
-        ready = threading.Event()
-        self._outbox_thread = threading.Thread(
-            target=self._run_outbox, args=(ready,), name="outbox", daemon=True
-        )
-        self._outbox_thread.start()
-        ready.wait(10)
+        if not self._outbox.wait_ready(30):
+            log.warning("the outbox process is slow to start; ingest runs meanwhile")
         self._health_thread = threading.Thread(
             target=self._run_health, name="engine-health", daemon=True
         )
@@ -460,17 +434,8 @@ class Engine:
         self._deregister = deregister
         log.info("stopping engine")
         self.consumer.stop()
-        loop = self._outbox_loop
-        if (
-            self._outbox is not None
-            and loop is not None
-            and self._thread_alive(self._outbox_thread)
-        ):
-            # The loop may close between the check and the call when the worker just died.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._outbox.stop)
-        if self._outbox_thread is not None:
-            self._outbox_thread.join(15)
+        # After ingest: what its last batch queued still goes out in the outbox's next round.
+        self._outbox.stop(15)
         self._health_stop.set()
         if self._health_thread is not None:
             self._health_thread.join(15)

@@ -6,7 +6,7 @@ ingest, alerts and api can all count without importing each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -128,6 +128,19 @@ def batch_committed(messages: int, rejections: Iterable[_Rejection], alerts_open
         ALERTS_OPENED.inc(alerts_opened)
 
 
+# Where an outbox process sends its counts: /metrics is served by the engine's process.
+_notifications_sink: Callable[[str, str, int], None] | None = None
+
+
+def send_notification_counts_to(sink: Callable[[str, str, int], None]) -> None:
+    """Count deliveries by calling sink(channel, result, n) instead (in the outbox process)."""
+    global _notifications_sink
+    _notifications_sink = sink
+
+
 def notifications(channel: str, result: str, n: int = 1) -> None:
     """Count deliveries of n outbox rows on a channel."""
+    if _notifications_sink is not None:
+        _notifications_sink(channel, result, n)
+        return
     NOTIFICATIONS.labels(channel, result).inc(n)

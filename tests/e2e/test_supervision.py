@@ -281,6 +281,82 @@ def test_outbox_that_keeps_failing_exits_70(
     assert "OutboxFailing" in death["exception"] and "UndefinedTable" in death["exception"]
 
 
+def outbox_process_of(eng: EngineProcess) -> int:
+    """The pid of the engine's outbox process (a multiprocessing child; from /proc)."""
+
+    def find() -> int | None:
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat = (d / "stat").read_text()
+                cmdline = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            # The command may hold spaces and parentheses: the fields after its last ')' do not.
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == eng.proc.pid and b"multiprocessing.spawn" in cmdline:
+                return int(d.name)
+        return None
+
+    # "engine running" comes once the outbox process has built its worker.
+    wait_until(lambda: '"engine running"' in eng.log_text(), 30, "the outbox process ready")
+    pid = find()
+    assert pid is not None
+    return pid
+
+
+def gone(pid: int) -> bool:
+    """Whether pid has ended (a zombie nobody reaped counts as ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_killed_outbox_process_makes_the_engine_exit_70(
+    db: Endpoints, services: Endpoints, prefix: str, tmp_path: Path
+) -> None:
+    """The outbox runs in a process of its own: when that process is killed, the watchdog
+    stops the engine with 70 (so the service manager restarts both), naming the signal."""
+    eng = EngineProcess(
+        db, prefix, f"ingest-{uuid.uuid4().hex[:8]}", tmp_path / "engine.log", services.mqtt_port
+    )
+    eng.wait_subscribed()
+    os.kill(outbox_process_of(eng), signal.SIGKILL)
+    assert exit_code(eng, 60) == EX_SOFTWARE
+    death = death_of(eng)
+    assert death["worker"] == "outbox"
+    assert "killed by signal 9" in death["error"], death
+
+
+def test_the_outbox_process_ends_with_the_engine_killed_or_stopped(
+    db: Endpoints, services: Endpoints, prefix: str, tmp_path: Path
+) -> None:
+    """kill -9 of the engine cannot take its child along: the outbox notices its parent is gone
+    and stops within seconds, rather than sending on beside the restarted engine's. A SIGTERM
+    stops it too, before the engine exits 0."""
+    eng = EngineProcess(
+        db, prefix, f"ingest-{uuid.uuid4().hex[:8]}", tmp_path / "e1.log", services.mqtt_port
+    )
+    eng.wait_subscribed()
+    outbox = outbox_process_of(eng)
+    eng.kill()
+    wait_until(lambda: gone(outbox), 10, "the orphaned outbox process stopped")
+    said = [e.get("event") for e in log_events(eng)]
+    assert "the engine is gone; the outbox stops" in said, eng.log_text()[-2000:]
+
+    eng = EngineProcess(
+        db, prefix, f"ingest-{uuid.uuid4().hex[:8]}", tmp_path / "e2.log", services.mqtt_port
+    )
+    eng.wait_subscribed()
+    outbox = outbox_process_of(eng)
+    assert eng.terminate() == 0, eng.log_text()[-3000:]
+    assert gone(outbox), "the engine exited and left its outbox process running"
+    assert "leaked" not in eng.log_text(), eng.log_text()[-3000:]
+
+
 def test_readyz_follows_a_killed_engine_and_a_lost_database(
     db: Endpoints,
     services: Endpoints,
