@@ -14,7 +14,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     if args.city:
         from bench.city import city
 
-        city(devices=args.devices)
+        city(devices=args.devices, baseline=args.baseline)
     elif args.priority:
         from bench.priority import priority
 
