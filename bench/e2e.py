@@ -320,7 +320,7 @@ class EngineProc:
         )
 
     def family(self) -> list[int]:
-        """The engine's pid and its children's (the outbox process, multiprocessing's helper)."""
+        """The engine's pid and its children's (the outbox process)."""
         pids = [self.proc.pid]
         for d in Path("/proc").iterdir():
             if d.name.isdigit():
