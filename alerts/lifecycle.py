@@ -26,7 +26,7 @@ from alerts.planner import (
     plan_transitions,
 )
 from devices.registry import Registry
-from rules.engine import Transition
+from rules.transitions import Transition
 from store import alert_plan
 from store import silences as store_silences
 from store.alerts import AlertView

@@ -21,8 +21,8 @@ from alerts.silences import CONTROL_ROOM, is_critical_alert, mark_silenced
 from alerts.types import Receiver
 from devices.catalog import EventKind
 from devices.registry import Device, Registry
-from rules.engine import Transition
 from rules.model import Messages
+from rules.transitions import Transition
 from store.alert_plan import AlertPlan, HistoryWrite, OutboxWrite
 from store.alerts import AlertView, ContactRow
 from store.silences import SilenceRow, mutes

@@ -34,49 +34,13 @@ import numpy.typing as npt
 
 from devices.catalog import EVENT_KIND_IDS, METRIC_BY_NAME, DeviceType
 from devices.registry import Device, Registry
-from rules.model import AttributeThreshold, Rule, RuleFile, Threshold
+from rules.model import AttributeThreshold, RuleFile, Threshold
+from rules.transitions import Point, Transition
 
 _HOLD = np.int8(-1)
 _NONE = np.int64(-1)
 _PER_MS = {"second": 1000.0, "minute": 60_000.0}
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    """Where on a panel an event happened: loop, point (detector) and the panel's text."""
-
-    loop: int | None
-    point: int | None
-    text: str = ""
-
-    @property
-    def key(self) -> str:
-        """The alert identity of the point ('' when the event names none: the whole device)."""
-        if self.loop is None and self.point is None:
-            return ""
-        return (
-            f"{'' if self.loop is None else self.loop}-{'' if self.point is None else self.point}"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A change of a rule's condition for one device: opened (breach) or cleared.
-
-    For event rules `point` names the alarming point; a clear with no point clears them all."""
-
-    rule: Rule
-    device_num: int
-    ts_ms: int
-    value: float
-    threshold: float
-    opened: bool
-    point: Point | None = None
-
-    @property
-    def point_key(self) -> str:
-        """The point part of the alert's identity."""
-        return "" if self.point is None else self.point.key
+__all__ = ["Point", "RuleEngine", "StateRow", "Transition"]
 
 
 @dataclass(frozen=True, slots=True)

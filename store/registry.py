@@ -5,16 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
 import psycopg
 from psycopg.types.json import Jsonb
 
 from devices.catalog import DeviceType
 from devices.registry import NO_ATTRIBUTES, Device, Registry
 from store.pg_arrays import array_params
+
+if TYPE_CHECKING:  # numpy only for the types: the outbox process imports this module
+    import numpy as np
+    import numpy.typing as npt
 
 
 def load_registry(conn: psycopg.Connection[Any]) -> Registry:
@@ -151,7 +153,7 @@ def touch_last_seen(
     if len(nums) == 0:
         return
     heard = seen_ms if heard_ms is None else heard_ms
-    cols = [c.tolist() if isinstance(c, np.ndarray) else c for c in (nums, seen_ms, heard)]
+    cols = [c.tolist() if hasattr(c, "tolist") else c for c in (nums, seen_ms, heard)]
     conn.execute(_TOUCH_LAST_SEEN, array_params(_TOUCH_LAST_SEEN, cols))
 
 
