@@ -13,6 +13,21 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is pid, from /proc."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue  # ended meanwhile
+            # The command may hold spaces and parentheses: the fields after its last ')' do not.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
 def machine() -> dict[str, Any]:
     """CPU count, Python, numpy and host of this run."""
     import numpy

@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.common import RESULTS, write
+from bench.common import RESULTS, children_of, write
 from bench.rawpub import RawPublisher
 from firesentry.config import Settings
 from firesentry.embedded import EmbeddedServices, Endpoints
@@ -321,14 +321,7 @@ class EngineProc:
 
     def family(self) -> list[int]:
         """The engine's pid and its children's (the outbox process)."""
-        pids = [self.proc.pid]
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                with contextlib.suppress(OSError, IndexError, ValueError):
-                    stat = (d / "stat").read_text()
-                    if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
-                        pids.append(int(d.name))
-        return pids
+        return [self.proc.pid, *children_of(self.proc.pid)]
 
     def cpu_s(self) -> float:
         """User + system CPU seconds so far, of the engine and its children."""

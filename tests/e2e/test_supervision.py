@@ -35,6 +35,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from bench.common import children_of
 from devices.catalog import DeviceType
 from firesentry.embedded import Endpoints
 from simulators.services.webhook import WebhookReceiver
@@ -285,18 +286,10 @@ def outbox_process_of(eng: EngineProcess) -> int:
     """The pid of the engine's outbox process (a child process; from /proc)."""
 
     def find() -> int | None:
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                stat = (d / "stat").read_text()
-                cmdline = (d / "cmdline").read_bytes()
-            except OSError:
-                continue
-            # The command may hold spaces and parentheses: the fields after its last ')' do not.
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == eng.proc.pid and b"firesentry.outbox_process" in cmdline:
-                return int(d.name)
+        for pid in children_of(eng.proc.pid):
+            with contextlib.suppress(OSError):
+                if b"firesentry.outbox_process" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
         return None
 
     # "engine running" comes once the outbox process has built its worker.
