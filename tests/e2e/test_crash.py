@@ -67,13 +67,25 @@ class EngineProcess:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def wait_subscribed(self, marks: int = 1) -> None:
+    def _subscribed(self) -> bool:
+        lines = [ln for ln in self.log_text().splitlines() if '"event": "subscribed"' in ln]
+        return all(any(f'"session": "{s}"' in ln for ln in lines) for s in ("telemetry", "events"))
+
+    def wait_subscribed(self) -> None:
+        """Wait until both sessions (telemetry and events) have subscribed, or the engine exited."""
         wait_until(
-            lambda: self.log_text().count('"subscribed"') >= marks or self.proc.poll() is not None,
+            lambda: self._subscribed() or self.proc.poll() is not None,
             30,
-            "engine subscribed",
+            "both sessions subscribed",
         )
         assert self.proc.poll() is None, self.log_text()[-3000:]
+
+    def stop_if_running(self) -> None:
+        """Kill a still-running engine, so a failed test leaves no process behind."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.handle.close()
 
     def kill(self) -> None:
         self.proc.kill()
@@ -176,8 +188,9 @@ def test_commit_without_ack_is_not_stored_twice(
     """Committed but the acks never reached the broker: the redelivery is recognised and skipped."""
     proxy = Proxy(services.mqtt_port)
     client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+    eng = EngineProcess(seeded, prefix, client_id, tmp_path / "engine.log", proxy.port)
     try:
-        eng = EngineProcess(seeded, prefix, client_id, tmp_path / "engine.log", proxy.port)
+        # Both sessions must have subscribed: a SUBSCRIBE held below would never reach the broker.
         eng.wait_subscribed()
         proxy.hold_upstream.set()  # from now on the engine's PUBACKs are lost on the way
         start = now_ms()
@@ -202,6 +215,7 @@ def test_commit_without_ack_is_not_stored_twice(
         finally:
             assert eng2.terminate() == 0
     finally:
+        eng.stop_if_running()
         proxy.close()
 
 
