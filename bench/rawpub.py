@@ -34,7 +34,9 @@ class RawPublisher:
     def __init__(self, host: str, port: int, client_id: str, window: int = 60_000) -> None:
         self.sock = socket.create_connection((host, port), timeout=10)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        body = _utf8("MQTT") + bytes([5, 0x02]) + struct.pack("!H", 60) + b"\x00"
+        # Keep alive 0 (off): between bursts the bench may wait minutes for the engine to drain,
+        # and a publisher that is silent for 1.5 × its keep alive is disconnected by the broker.
+        body = _utf8("MQTT") + bytes([5, 0x02]) + struct.pack("!H", 0) + b"\x00"
         body += _utf8(client_id)
         self.sock.sendall(b"\x10" + _varint(len(body)) + body)
         head = self.sock.recv(2)
@@ -48,6 +50,7 @@ class RawPublisher:
         self.sent = 0
         self.acked = 0
         self._mid = 0
+        self._last_send = time.monotonic()
         self._cond = threading.Condition()
         self._closed = False
         self._reader = threading.Thread(target=self._read, name="rawpub-acks", daemon=True)
@@ -105,8 +108,16 @@ class RawPublisher:
                         f"the broker closed the publisher's connection after {self.acked:,} acks"
                     )
                 self._cond.wait(1.0)
-        self.sock.sendall(b"".join(packets))
+        try:
+            self.sock.sendall(b"".join(packets))
+        except OSError as exc:
+            raise ConnectionError(
+                f"the broker closed the publisher's connection after {self.acked:,} acks of "
+                f"{self.sent:,} sent, {time.monotonic() - self._last_send:.1f} s after the last "
+                f"send ({exc})"
+            ) from exc
         self.sent += len(packets)
+        self._last_send = time.monotonic()
 
     def drain(self, timeout_s: float = 30.0) -> bool:
         """Wait until every packet sent is acknowledged."""
