@@ -8,7 +8,18 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from api import alerts, notifications, ops, receipts, rules, silences, stream, telemetry, units
+from api import (
+    alerts,
+    notifications,
+    ops,
+    receipts,
+    rules,
+    silences,
+    stream,
+    telemetry,
+    unit_codes,
+    units,
+)
 from api.openapi import openapi_document
 from api.routing import PREFIX, STATE, Route, endpoint, errors_middleware
 from api.state import ApiOptions, ApiState
@@ -21,6 +32,8 @@ ROUTES: list[Route] = [
     *receipts.ROUTES,
     *silences.ROUTES,
     *stream.ROUTES,
+    # Before units: /units/codes must not be taken for the unit called "codes".
+    *unit_codes.ROUTES,
     *units.ROUTES,
     *telemetry.ROUTES,
     *ops.ROUTES,

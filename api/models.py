@@ -325,6 +325,21 @@ class AlertDetail(_Out):
     contacts: list[ContactOut] = Field(default_factory=list)
 
 
+Grade = Literal["blue", "yellow", "orange", "red"]
+
+
+class GradeReasonOut(_Out):
+    """A factor that raised a unit's grade: its measure, its points and the sentence saying it."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True, populate_by_name=True)
+
+    factor: str
+    value: float
+    points: float
+    en: str
+    zh_cn: str = Field(alias="zh-CN")
+
+
 class UnitOut(_Out):
     """A unit with device liveness and open-alert counts."""
 
@@ -342,6 +357,33 @@ class UnitOut(_Out):
     unknown: int
     open_alerts: int
     worst_severity: Severity | None
+    grade: Grade | None = Field(description="the four-colour risk grade; null until first graded")
+    grade_score: float | None = None
+    grade_since: dt.datetime | None = Field(default=None, description="when it got this grade")
+    grade_reasons: list[GradeReasonOut] = Field(default_factory=list)
+
+
+class GradeChangeOut(_Out):
+    """One change of a unit's grade, with the reasons it had then."""
+
+    at: dt.datetime
+    from_grade: Grade | None = Field(serialization_alias="from")
+    to_grade: Grade = Field(serialization_alias="to")
+    score: float
+    reasons: list[GradeReasonOut]
+    model_version: str
+    trigger: str = Field(description="schedule, or request:<the token that asked>")
+
+
+class GradeHistory(_Out):
+    """A unit's current grade and its changes, newest first."""
+
+    unit_id: str
+    grade: Grade | None
+    score: float | None
+    since: dt.datetime | None
+    reasons: list[GradeReasonOut]
+    changes: list[GradeChangeOut]
 
 
 class DeviceOut(_Out):

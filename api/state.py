@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool
 from api.exports import ExportSlots
 from api.throttle import FailedAuth, KnownTokens
 from rules.model import RuleFile
+from supervision.model import RiskModel, load_model
 
 if TYPE_CHECKING:
     from api.stream import AlertFeed
@@ -43,6 +44,10 @@ class ApiOptions:
     mqtt_host: str
     mqtt_port: int
     rules: RuleFile
+    # The four-colour grade's model (the shipped one when the caller gives none).
+    risk_model: RiskModel = field(default_factory=load_model)
+    # The address units' QR codes and notices point at (api.public_url).
+    public_url: str = "http://127.0.0.1:8080"
     pool_max: int = 8
     static_dir: Path = STATIC_DIR
     # The change feed: how long to wait for a NOTIFY before polling anyway.

@@ -15,6 +15,9 @@ from api.models import (
     DeviceList,
     DeviceOut,
     DevicesQuery,
+    GradeChangeOut,
+    GradeHistory,
+    GradeReasonOut,
     ThresholdLine,
     UnitDetail,
     UnitEventOut,
@@ -28,9 +31,11 @@ from api.routing import PREFIX, ApiError, Call, Route, json_response, not_found
 from devices.catalog import EVENT_KIND_BY_ID, EVENT_KIND_IDS, DeviceType
 from rules.model import AttributeThreshold, RuleFile, Threshold
 from store import alert_queries as q
+from store import grades as store_grades
 from store import unit_events
 from store import units as store_units
 from store.registry import DeviceView
+from supervision.grader import grade_now
 
 
 def _level(th: Threshold | None, attrs: dict[str, Any]) -> float | None:
@@ -151,6 +156,59 @@ async def get_unit_events(call: Call) -> web.StreamResponse:
     return json_response(UnitEvents(unit_id=unit_id, items=items))
 
 
+GRADE_HISTORY_LIMIT = 200
+
+
+def _history(conn: psycopg.Connection[Any], unit_id: str) -> GradeHistory | None:
+    found = store_units.list_units(conn, unit_id=unit_id)
+    if not found:
+        return None
+    u = found[0]
+    return GradeHistory(
+        unit_id=unit_id,
+        grade=u.grade,  # type: ignore[arg-type]
+        score=u.grade_score,
+        since=u.grade_since,
+        reasons=[GradeReasonOut.model_validate(r) for r in u.grade_reasons],
+        changes=[
+            GradeChangeOut.model_validate(c)
+            for c in store_grades.grade_history(conn, unit_id, GRADE_HISTORY_LIMIT)
+        ],
+    )
+
+
+async def get_unit_grades(call: Call) -> web.StreamResponse:
+    """GET /units/{id}/grades."""
+    unit_id = call.request.match_info["id"]
+    if not call.who.sees_unit(unit_id):
+        raise not_found(f"unit {unit_id}")
+    found = await call.state.db(_history, unit_id)
+    if found is None:
+        raise not_found(f"unit {unit_id}")
+    return json_response(found)
+
+
+async def grade_unit_now(call: Call) -> web.StreamResponse:
+    """POST /units/{id}/grade."""
+    unit_id = call.request.match_info["id"]
+    if not call.who.sees_unit(unit_id):
+        raise not_found(f"unit {unit_id}")
+    model = call.state.options.risk_model
+    trigger = f"request:{call.who.name}"
+
+    def run(conn: psycopg.Connection[Any]) -> GradeHistory | None:
+        if not store_units.list_units(conn, unit_id=unit_id):
+            return None
+        now = dt.datetime.now(dt.UTC)
+        grade_now(conn, model, now, units=[unit_id], trigger=trigger, wait=True)
+        return _history(conn, unit_id)
+
+    found = await call.state.db(run)
+    if found is None:
+        raise not_found(f"unit {unit_id}")
+    return json_response(found)
+
+
 async def list_devices(call: Call) -> web.StreamResponse:
     """GET /devices."""
     dq = call.q(DevicesQuery)
@@ -198,6 +256,28 @@ ROUTES = [
         "units",
         query=UnitEventsQuery,
         response=UnitEvents,
+        path_params={"id": "the unit's id"},
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/units/{{id}}/grades",
+        get_unit_grades,
+        "The unit's four-colour risk grade (红/橙/黄/蓝) with its reasons, and its changes, "
+        "newest first",
+        Permission.UNITS_READ,
+        "units",
+        response=GradeHistory,
+        path_params={"id": "the unit's id"},
+    ),
+    Route(
+        "POST",
+        f"{PREFIX}/units/{{id}}/grade",
+        grade_unit_now,
+        "Grade the unit now from its live data (the engine also grades every unit on a "
+        "schedule); a change is recorded with the token's name",
+        Permission.UNITS_READ,
+        "units",
+        response=GradeHistory,
         path_params={"id": "the unit's id"},
     ),
     Route(

@@ -45,6 +45,8 @@ from ingest.pipeline import BatchResult, Pipeline
 from rules.engine import RuleEngine
 from rules.loader import load_rules
 from store import health
+from supervision.grader import GradingWorker
+from supervision.model import load_model
 
 log = structlog.get_logger("firesentry")
 
@@ -263,6 +265,12 @@ class Engine:
         self._health_failure: BaseException | None = None
         # Removed on a deliberate stop; kept (saying what died) when the engine exits on a failure.
         self._deregister = True
+        sup = settings.supervision
+        self.grading = (
+            GradingWorker(load_model(sup.risk_model), self._connect_grading_db, sup.grade_every_s)
+            if sup.grading
+            else None
+        )
         self._watched: dict[str, Callable[[], WorkerState]] = {
             "ingest": lambda: WorkerState(self.consumer.alive(), self.consumer.failure),
             "outbox": lambda: WorkerState(self._outbox.alive(), self._outbox.failure()),
@@ -270,6 +278,9 @@ class Engine:
                 self._thread_alive(self._health_thread), self._health_failure
             ),
         }
+        if self.grading is not None:
+            grading = self.grading
+            self._watched["grading"] = lambda: WorkerState(grading.alive(), grading.failure)
 
     @staticmethod
     def _thread_alive(t: threading.Thread | None) -> bool:
@@ -315,6 +326,17 @@ class Engine:
             application_name="firesentry-health",
             options="-c statement_timeout=3000",
             tcp_user_timeout=5000,
+        )
+
+    def _connect_grading_db(self) -> psycopg.Connection[Any]:
+        # Grading reads a week of alerts per unit: allow it a minute, never an endless hang.
+        return psycopg.connect(
+            self.dsn,
+            autocommit=True,
+            connect_timeout=max(2, round(self.settings.database.connect_timeout_s)),
+            application_name="firesentry-grading",
+            options="-c statement_timeout=60000",
+            tcp_user_timeout=30000,
         )
 
     def _run_health(self) -> None:
@@ -407,6 +429,8 @@ class Engine:
             target=self._run_health, name="engine-health", daemon=True
         )
         self._health_thread.start()
+        if self.grading is not None:
+            self.grading.start()
         for w in transport_warnings(self.settings):
             log.warning(
                 "insecure transport" + (" (loopback: stays on this machine)" if w.loopback else ""),
@@ -436,6 +460,8 @@ class Engine:
         self.consumer.stop()
         # After ingest: what its last batch queued still goes out in the outbox's next round.
         self._outbox.stop(15)
+        if self.grading is not None:
+            self.grading.stop()
         self._health_stop.set()
         if self._health_thread is not None:
             self._health_thread.join(15)

@@ -15,7 +15,15 @@ import psycopg
 
 from devices.catalog import DeviceType
 from devices.records import COLUMNS, ContactRecord, DeviceRecord, UnitRecord
-from firesentry import cli_alerts, cli_api, cli_bench, cli_deadletters, cli_rules, cli_simulate
+from firesentry import (
+    cli_alerts,
+    cli_api,
+    cli_bench,
+    cli_deadletters,
+    cli_grades,
+    cli_rules,
+    cli_simulate,
+)
 from firesentry.config import ConfigError, Settings, load_settings
 from firesentry.logs import configure_logging
 
@@ -375,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_api.register(sub)
     cli_bench.register(sub)
     cli_deadletters.register(sub)
+    cli_grades.register(sub)
     demo = sub.add_parser("demo", help="services + seeded fleet + engine + simulator + receiver")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     demo.set_defaults(fn=_cmd_demo)

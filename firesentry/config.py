@@ -26,6 +26,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from supervision.model import RiskModelError, load_model
+
 ENV_PREFIX = "FIRESENTRY_"
 ENV_NESTED = "__"
 # Keys whose values are secrets: the committed file must not hold them.
@@ -251,6 +253,27 @@ class RulesConfig(_Section):
     silence_check_s: float = Field(default=5.0, gt=0, le=3600)
 
 
+class SupervisionConfig(_Section):
+    """The four-colour risk grade of units: its model file and how often units are graded."""
+
+    risk_model: Path | None = Field(
+        default=None, description="a risk model YAML file; the shipped supervision/risk_model.yaml"
+    )
+    grading: bool = Field(default=True, description="grade units on a schedule in the engine")
+    grade_every_s: float = Field(default=300.0, ge=5, le=86_400)
+
+    @field_validator("risk_model")
+    @classmethod
+    def _model_loads(cls, v: Path | None) -> Path | None:
+        # A broken model fails the start here, naming its field, not at the first grading.
+        if v is not None:
+            try:
+                load_model(v)
+            except RiskModelError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+
 class WebhookReceiver(_Section):
     """A URL that receives alerts as signed JSON POSTs."""
 
@@ -419,6 +442,12 @@ class ApiConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535, description="0: any free port")
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="the console's address as people reach it: units' QR codes open "
+        "<public_url>/u/<code>; default http://<host>:<port>",
+    )
     pool_max: int = Field(default=8, ge=1, le=100, description="database connections of the API")
     ready_stale_after_s: float = Field(
         default=10.0, gt=0, description="/readyz: an engine whose health is older is down"
@@ -489,6 +518,7 @@ class Settings(BaseSettings):
     ingest: IngestConfig = IngestConfig()
     storage: StorageConfig = StorageConfig()
     rules: RulesConfig = RulesConfig()
+    supervision: SupervisionConfig = SupervisionConfig()
     notify: NotifyConfig = NotifyConfig()
     api: ApiConfig = ApiConfig()
     log: LogConfig = LogConfig()

@@ -33,9 +33,11 @@ from simulators.services.provider import ProviderRequest
 from simulators.services.robots import FakeWeCom
 from simulators.services.sms import FakeSmsGateway
 from simulators.services.webhook import Received, WebhookReceiver
+from store import grades as store_grades
 from store import registry as reg
-from store.demo_seed import DemoContact, put_contact
+from store.demo_seed import DemoContact, PastAlert, put_contact, put_history
 from store.migrate import migrate
+from supervision.model import GRADE_ZH, Grade
 
 log = structlog.get_logger("demo")
 
@@ -60,6 +62,16 @@ FAULTS = {
     ("demo-u3", DeviceType.WATER_PRESSURE): 14.0,
 }
 RECOVER_AFTER_S = 40.0
+# A past week for the risk grade to weigh (closed alerts, added once while they are recent):
+# the school had three false alarms (dust from its renovation) and turns yellow; the plant's
+# tank was low for 20 h and its panel in fault for a day and a half, and it turns orange.
+PAST_WEEK = [
+    PastAlert("demo-u2-utd", "fire_alarm", "critical", 30, 0.2, "false_alarm", "dust_steam"),
+    PastAlert("demo-u2-utd", "fire_alarm", "critical", 54, 0.3, "false_alarm", "dust_steam"),
+    PastAlert("demo-u2-utd", "fire_alarm", "critical", 100, 0.2, "false_alarm", "test"),
+    PastAlert("demo-u3-wl", "tank_level_low", "major", 80, 20),
+    PastAlert("demo-u3-utd", "panel_fault", "major", 60, 36),
+]
 # Each unit's parties (one speaks English: each is told in their own language), and the
 # district control rooms that watch every unit of their district.
 UNIT_PARTIES = {
@@ -131,6 +143,7 @@ def seed(conn: psycopg.Connection[Any]) -> list[SimDevice]:
         # Updated in place on a second demo: notifications of the first refer to them.
         for c in demo_contacts():
             put_contact(conn, c)
+        put_history(conn, PAST_WEEK)
     return devices
 
 
@@ -268,7 +281,9 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
                     "email": None,
                     "routing_file": demo_routing(settings),
                 }
-            )
+            ),
+            # Grades follow the scenarios within the demo's minute, not every 5 minutes.
+            "supervision": settings.supervision.model_copy(update={"grade_every_s": 15.0}),
         }
     )
     engine = Engine(demo_settings, ep)
@@ -335,6 +350,15 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         f"{len(wecom.requests)} group robot messages.",
         flush=True,
     )
+    with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+        grades = store_grades.current_grades(conn, [u[0] for u in UNITS])
+    if grades:
+        said = ", ".join(
+            f"{name} {GRADE_ZH[Grade(grades[uid].grade)]} {grades[uid].grade}"
+            for uid, name, *_ in UNITS
+            if uid in grades
+        )
+        print(f"risk grades: {said} (firesentry grades history <unit> says why)", flush=True)
     print("Services keep running for the next demo; `firesentry down` stops them.", flush=True)
     if death is not None:
         return EX_SOFTWARE

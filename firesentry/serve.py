@@ -16,6 +16,7 @@ from firesentry.config import Settings
 from firesentry.embedded import Endpoints
 from rules.loader import load_rules
 from store import tokens as store_tokens
+from supervision.model import load_model
 
 log = structlog.get_logger("firesentry")
 DEMO_TOKEN_NAME = "demo operator"
@@ -31,6 +32,8 @@ def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
         mqtt_host=ep.mqtt_host,
         mqtt_port=ep.mqtt_port,
         rules=load_rules(settings.rules.file),
+        risk_model=load_model(settings.supervision.risk_model),
+        public_url=settings.api.public_url or f"http://{settings.api.host}:{settings.api.port}",
         pool_max=settings.api.pool_max,
         ready_stale_after_s=settings.api.ready_stale_after_s,
         ready_max_lag_s=settings.api.ready_max_lag_s,

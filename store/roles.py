@@ -52,6 +52,7 @@ APP_TABLE_PRIVILEGES = {
     "alert_events": "SELECT, INSERT, UPDATE",  # an audit trail: no DELETE (UPDATE: stream_seq)
     "delivery_receipts": "SELECT, INSERT, UPDATE",  # what providers said: no DELETE
     "notification_attempts": "SELECT, INSERT",  # every delivery attempt: an audit trail
+    "unit_grade_changes": "SELECT, INSERT",  # every change of a unit's grade: an audit trail
 }
 APP_DEFAULT_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 

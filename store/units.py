@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,13 +35,18 @@ class UnitSummary:
     unknown: int
     open_alerts: int
     worst_severity: str | None
+    grade: str | None  # None until the unit is first graded
+    grade_score: float | None
+    grade_since: dt.datetime | None
+    grade_reasons: list[dict[str, Any]]
 
 
 _UNITS = f"""
 SELECT u.id, u.name, u.address, u.district, u.grid, u.lat, u.lon, u.category,
        coalesce(dv.n, 0), coalesce(dv.online, 0), coalesce(dv.offline, 0), coalesce(dv.unknown, 0),
-       coalesce(al.n, 0), al.worst
+       coalesce(al.n, 0), al.worst, g.grade, g.score, g.since, coalesce(g.reasons, '[]'::jsonb)
 FROM units u
+LEFT JOIN unit_grades g ON g.unit_id = u.id
 LEFT JOIN (
     SELECT unit_id, count(*) AS n, count(*) FILTER (WHERE status = 'online') AS online,
            count(*) FILTER (WHERE status = 'offline') AS offline,
@@ -101,3 +107,44 @@ def list_devices(
         },
     ).fetchall()
     return [DeviceView(*r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitCodeRow:
+    """A unit's identity for its QR code and notice, with its grade."""
+
+    id: str
+    name: str
+    address: str
+    district: str
+    qr_token: str
+    grade: str | None
+    grade_since: dt.datetime | None
+    reasons: list[dict[str, Any]]
+
+
+def unit_codes(
+    conn: psycopg.Connection[Any],
+    scope: Sequence[str] | None = None,
+    *,
+    unit_id: str | None = None,
+    district: str | None = None,
+    qr_token: str | None = None,
+) -> list[UnitCodeRow]:
+    """Units (within scope; one by id or by its code's token, or a district's) by id."""
+    rows = conn.execute(
+        "SELECT u.id, u.name, u.address, u.district, u.qr_token, g.grade, g.since,"
+        " coalesce(g.reasons, '[]'::jsonb) FROM units u"
+        " LEFT JOIN unit_grades g ON g.unit_id = u.id"
+        " WHERE (%(scope)s::text[] IS NULL OR u.id = ANY(%(scope)s))"
+        " AND (%(unit)s::text IS NULL OR u.id = %(unit)s)"
+        " AND (%(district)s::text IS NULL OR u.district = %(district)s)"
+        " AND (%(token)s::text IS NULL OR u.qr_token = %(token)s) ORDER BY u.id",
+        {
+            "scope": None if scope is None else list(scope),
+            "unit": unit_id,
+            "district": district,
+            "token": qr_token,
+        },
+    ).fetchall()
+    return [UnitCodeRow(*r) for r in rows]

@@ -147,9 +147,11 @@ export function districtMap(host, units, opts = {}) {
   }
   for (const u of placed) {
     const sev = u.worst_severity || "none";
-    const a = svg("a", { href: `#/unit/${encodeURIComponent(u.id)}`, class: `unit-dot sev-${sev}`, "data-unit": u.id }, root);
+    // Filled by the unit's four-colour grade, ringed by its worst open alert (critical pulses).
+    const grade = u.grade || "none";
+    const a = svg("a", { href: `#/unit/${encodeURIComponent(u.id)}`, class: `unit-dot sev-${sev} grade-${grade}`, "data-unit": u.id, "data-grade": grade }, root);
     const title = svg("title", {}, a);
-    title.textContent = `${u.name} (${u.id}) · ${u.open_alerts}`;
+    title.textContent = `${u.name} (${u.id}) · ${u.open_alerts}` + (opts.gradeText ? ` · ${opts.gradeText(u)}` : "");
     svg("circle", { cx: px(u.lon), cy: py(u.lat), r: u.worst_severity === "critical" ? 11 : 8 }, a);
     if (u.open_alerts) text(a, px(u.lon), py(u.lat) + 4, String(u.open_alerts), "dot-count", "middle");
     text(a, px(u.lon) + 14, py(u.lat) + 4, u.name, "unit-label");

@@ -1,10 +1,10 @@
-// The district map view: units plotted by location and coloured by their worst open alert,
-// with a table by district.
+// The district map view: units plotted by location, filled by their four-colour risk grade and
+// ringed by their worst open alert, with a table by district.
 
-import { api } from "./api.js";
+import { api, fetchRaw } from "./api.js";
 import { districtMap } from "./chart.js";
 import { t } from "./i18n.js";
-import { $, h, SEV_RANK, SEVERITIES } from "./util.js";
+import { $, GRADES, gradeText, h, openPrintable, SEV_RANK, toast } from "./util.js";
 
 // ---------- district map ----------
 
@@ -14,9 +14,11 @@ export async function renderMap() {
   const mapBox = h("div", { class: "map-box", id: "map" });
   const districts = new Map();
   for (const u of data.items) {
-    const d = districts.get(u.district) || { units: 0, alerts: 0, worst: null };
+    const d = districts.get(u.district) || { units: 0, alerts: 0, worst: null, red: 0, orange: 0 };
     d.units += 1;
     d.alerts += u.open_alerts;
+    if (u.grade === "red") d.red += 1;
+    if (u.grade === "orange") d.orange += 1;
     if (u.worst_severity && (d.worst === null || SEV_RANK[u.worst_severity] < SEV_RANK[d.worst])) d.worst = u.worst_severity;
     districts.set(u.district, d);
   }
@@ -32,16 +34,25 @@ export async function renderMap() {
         h(
           "table",
           { class: "grid", id: "district-table" },
-          h("thead", {}, h("tr", {}, [t("district"), t("units"), t("open_alerts"), t("worst")].map((x) => h("th", { text: x })))),
-          h("tbody", {}, [...districts].map(([name, d]) => h("tr", {}, h("td", { text: name || "—" }), h("td", { text: d.units }), h("td", { text: d.alerts }), h("td", {}, d.worst ? h("span", { class: `chip sev-${d.worst}`, text: t(`severity_${d.worst}`) }) : h("span", { class: "chip ok", text: t("ok") }))))),
+          h("thead", {}, h("tr", {}, [t("district"), t("units"), t("grade_red"), t("grade_orange"), t("open_alerts"), t("worst")].map((x) => h("th", { text: x })))),
+          h("tbody", {}, [...districts].map(([name, d]) => h("tr", {}, h("td", {}, name || "—", " ", sheetButton(name)), h("td", { text: d.units }), h("td", { class: d.red ? "bad" : "", text: d.red }), h("td", { text: d.orange }), h("td", { text: d.alerts }), h("td", {}, d.worst ? h("span", { class: `chip sev-${d.worst}`, text: t(`severity_${d.worst}`) }) : h("span", { class: "chip ok", text: t("ok") }))))),
         ),
         unplaced.length ? h("div", {}, h("h3", { text: t("no_location") }), h("ul", {}, unplaced.map((u) => h("li", {}, h("a", { href: `#/unit/${encodeURIComponent(u.id)}`, text: u.name }))))) : null,
       ),
     ),
   );
-  districtMap(mapBox, data.items, { label: t("map_title") });
+  districtMap(mapBox, data.items, { label: t("map_title"), gradeText });
 }
 
 function legend() {
-  return h("div", { class: "legend" }, [...SEVERITIES, "none"].map((s) => h("span", { class: "legend-item" }, h("span", { class: `swatch sev-${s}` }), s === "none" ? t("ok") : t(`severity_${s}`))));
+  const grades = [...GRADES].reverse().map((g) => h("span", { class: "legend-item" }, h("span", { class: `swatch grade-${g}` }), t(`grade_${g}`)));
+  const ring = h("span", { class: "legend-item" }, h("span", { class: "swatch ring" }), t("map_ring"));
+  return h("div", { class: "legend" }, [...grades, h("span", { class: "legend-item" }, h("span", { class: "swatch grade-none" }), t("grade_none")), ring]);
+}
+
+// The district's sheet of QR codes (一店一码), to print.
+function sheetButton(district) {
+  const b = h("button", { class: "ghost small", title: t("qr_sheet"), "data-district": district, text: "▦" });
+  b.onclick = () => openPrintable(fetchRaw, `/units/codes?district=${encodeURIComponent(district)}`).catch((err) => toast(err.message, "error"));
+  return b;
 }

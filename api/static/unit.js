@@ -1,12 +1,12 @@
 // The units list, a unit's page (its open alerts and a chart of each device's recent readings
 // with the rules' thresholds) and the offline devices.
 
-import { api } from "./api.js";
+import { api, fetchRaw } from "./api.js";
 import { alertItem, contactList } from "./board.js";
 import { lineChart } from "./chart.js";
-import { bucketLabel, metricName, t } from "./i18n.js";
+import { actorName, bucketLabel, getLang, metricName, t } from "./i18n.js";
 import { state } from "./state.js";
-import { $, absTime, h, sortAlerts, timeEl } from "./util.js";
+import { $, absTime, gradeChip, gradeReasons, h, openPrintable, sortAlerts, timeEl, toast } from "./util.js";
 
 const PREFERRED_METRICS = ["residual_current_ma", "level_m", "pressure_mpa", "temp_c_1", "voltage_v_a", "battery_pct"];
 
@@ -30,7 +30,7 @@ export async function renderUnits() {
         h(
           "table",
           { class: "grid", id: "units-table" },
-          h("thead", {}, h("tr", {}, [t("unit"), t("district"), t("devices"), t("online"), t("offline"), t("unknown"), t("open_alerts"), t("worst")].map((x) => h("th", { text: x })))),
+          h("thead", {}, h("tr", {}, [t("unit"), t("district"), t("grade"), t("devices"), t("online"), t("offline"), t("unknown"), t("open_alerts"), t("worst")].map((x) => h("th", { text: x })))),
           h(
             "tbody",
             {},
@@ -40,6 +40,7 @@ export async function renderUnits() {
                 { "data-unit": u.id, class: "clickable", onclick: () => (location.hash = `#/unit/${encodeURIComponent(u.id)}`) },
                 h("td", {}, h("a", { href: `#/unit/${encodeURIComponent(u.id)}`, text: u.name }), h("div", { class: "muted small", text: u.id })),
                 h("td", { text: u.district }),
+                h("td", {}, gradeChip(u)),
                 h("td", { text: u.devices }),
                 h("td", { text: u.online }),
                 h("td", { class: u.offline ? "bad" : "", text: u.offline }),
@@ -70,6 +71,8 @@ export async function renderUnit(unitId) {
   const cards = d.devices.map((dev) => deviceCard(dev, d.thresholds[dev.id] || {}));
   const eventsBox = h("div", { id: "unit-events" }, h("p", { class: "muted", text: "…" }));
   loadEvents(eventsBox, unitId);
+  const gradeBox = h("div", { id: "unit-grade" }, h("p", { class: "muted", text: "…" }));
+  loadGrades(gradeBox, unitId);
   main.replaceChildren(
     h(
       "section",
@@ -81,6 +84,7 @@ export async function renderUnit(unitId) {
         h("h1", { text: u.name }),
         h("span", { class: "muted", text: [u.id, u.district, u.address].filter(Boolean).join(" · ") }),
         u.worst_severity ? h("span", { class: `chip sev-${u.worst_severity}`, text: t(`severity_${u.worst_severity}`) }) : h("span", { class: "chip ok", text: t("ok") }),
+        gradeChip(u),
       ),
       h(
         "div",
@@ -90,6 +94,8 @@ export async function renderUnit(unitId) {
           { class: "unit-alerts" },
           h("h2", { text: `${t("open_alerts")} (${alerts.length})` }),
           h("ul", { class: "alerts", id: "unit-alerts" }, alerts.length ? alerts.map(alertItem) : h("li", { class: "empty", text: t("no_alerts") })),
+          h("h2", { class: "section", text: t("grade") }),
+          gradeBox,
           h("h2", { class: "section", text: t("contacts") }),
           contactList(d.contacts || []),
           h("h2", { class: "section", text: t("unit_events") }),
@@ -222,4 +228,52 @@ export async function renderOffline() {
         : h("p", { class: "empty", text: t("no_offline") }),
     ),
   );
+}
+
+// ---------- risk grade ----------
+
+function gradePanel(box, unitId, g) {
+  const now = h("button", { class: "ghost", id: "grade-now", text: t("grade_now") });
+  now.onclick = async () => {
+    now.disabled = true;
+    try {
+      gradePanel(box, unitId, await api(`/units/${encodeURIComponent(unitId)}/grade`, { method: "POST", body: {} }));
+    } catch (err) {
+      toast(err.message, "error");
+      now.disabled = false;
+    }
+  };
+  const notice = h("button", { class: "ghost", id: "grade-notice", text: t("grade_notice") });
+  notice.onclick = () => openPrintable(fetchRaw, `/units/${encodeURIComponent(unitId)}/notice`).catch((err) => toast(err.message, "error"));
+  const unit = { grade: g.grade, grade_reasons: g.reasons };
+  const head = h(
+    "p",
+    { class: "grade-head" },
+    gradeChip(unit),
+    g.grade ? h("span", { class: "muted small", text: ` ${t("grade_score", { score: g.score })} · ${t("grade_since", { when: absTime(g.since) })} ` }) : null,
+    now,
+    notice,
+  );
+  const reasons = g.reasons.length ? h("ul", { class: "grade-reasons" }, g.reasons.map((r) => h("li", { text: getLang() === "zh-CN" ? r["zh-CN"] : r.en }))) : h("p", { class: "muted small", text: t("grade_no_reason") });
+  const changes = g.changes.slice(0, 10).map((c) =>
+    h(
+      "li",
+      {},
+      timeEl(c.at),
+      " ",
+      c.from ? gradeChip({ grade: c.from, grade_reasons: [] }) : null,
+      " → ",
+      gradeChip({ grade: c.to, grade_reasons: c.reasons }),
+      h("span", { class: "muted small", text: ` ${gradeReasons(c.reasons)} · ${c.trigger === "schedule" ? t("grade_trigger_schedule") : actorName(c.trigger.replace(/^request:/, ""))}` }),
+    ),
+  );
+  box.replaceChildren(head, reasons, changes.length ? h("h3", { text: t("grade_changes") }) : null, changes.length ? h("ul", { class: "grade-changes" }, changes) : null);
+}
+
+async function loadGrades(box, unitId) {
+  try {
+    gradePanel(box, unitId, await api(`/units/${encodeURIComponent(unitId)}/grades`));
+  } catch (err) {
+    box.replaceChildren(h("p", { class: "error", text: err.message }));
+  }
 }

@@ -5,6 +5,8 @@ import { getLang, t } from "./i18n.js";
 
 export const SEVERITIES = ["critical", "major", "warning", "info"];
 export const SEV_RANK = { critical: 0, major: 1, warning: 2, info: 3 };
+// The four-colour risk grade (四色风险等级), from the lowest risk to the highest.
+export const GRADES = ["blue", "yellow", "orange", "red"];
 
 // ---------- small DOM helpers ----------
 
@@ -87,4 +89,38 @@ export function fireCountsByUnit(alerts) {
   const counts = new Map();
   for (const a of alerts) if (isFire(a) && a.state !== "closed") counts.set(a.unit_id, (counts.get(a.unit_id) || 0) + 1);
   return counts;
+}
+
+// ---------- risk grade ----------
+
+// A unit's grade reasons as one sentence in the console's language.
+export function gradeReasons(reasons) {
+  const zh = getLang() === "zh-CN";
+  const said = (reasons || []).map((r) => (zh ? r["zh-CN"] : r.en));
+  return said.length ? said.join(zh ? "，" : ", ") : t("grade_no_reason");
+}
+
+// "Orange: 3 false alarms in 7 days" (or "not graded yet").
+export function gradeText(u) {
+  return u.grade ? `${t(`grade_${u.grade}`)}: ${gradeReasons(u.grade_reasons)}` : t("grade_none");
+}
+
+// The grade as a coloured chip, its reasons in the tooltip.
+export function gradeChip(u) {
+  const g = u.grade || "none";
+  return h("span", { class: `chip grade grade-${g}`, "data-grade": g, title: gradeText(u), text: t(`grade_${g}`) });
+}
+
+// Open a printable page the API serves (a unit's notice, a sheet of QR codes) in a new tab:
+// fetched with the token, shown from a blob, so the token never goes into a URL.
+export async function openPrintable(fetchRaw, path) {
+  const tab = window.open("", "_blank");
+  const res = await fetchRaw(path);
+  if (!res.ok) {
+    if (tab) tab.close();
+    throw new Error(`${res.status} ${res.statusText}`);
+  }
+  const url = URL.createObjectURL(await res.blob());
+  if (tab) tab.location.href = url;
+  else location.href = url;
 }

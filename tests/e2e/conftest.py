@@ -77,3 +77,13 @@ def engine(
     assert e.consumer.wait_connected(10), "engine did not connect to the broker"
     yield e
     e.stop()
+
+
+@pytest.fixture()
+def unit(db: Endpoints) -> Endpoints:
+    """One shop with a fire panel (UTD), an electrical monitor and their people."""
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        reg.add_unit(conn, "u1", "Lotus Hotpot", address="12 Jiefang Rd", district="D1")
+        reg.add_device(conn, "utd-1", "u1", DeviceType.UTD, location="1F fire control room")
+        reg.add_device(conn, "em-1", "u1", DeviceType.ELECTRICAL, location="B1 switch room")
+    return db

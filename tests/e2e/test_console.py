@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import sys
 import time
@@ -19,6 +20,8 @@ from firesentry.app import Engine
 from firesentry.embedded import Endpoints
 from rules.loader import load_rules
 from store import tokens as store_tokens
+from supervision.grader import grade_now
+from supervision.model import load_model
 from tests.api.conftest import api_options
 from tests.e2e.test_supervision import DatabaseLink
 from tests.helpers import Publisher
@@ -626,3 +629,69 @@ def test_missing_chromium_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "chromium")
     reason = _skip_reason()
     assert reason is not None and "apt-get install chromium" in reason
+
+
+def test_map_and_unit_page_show_grades_and_print_a_notice(
+    browser: Any, api_server: ApiServer, db: Endpoints
+) -> None:
+    """Units are filled by their four-colour grade on the map; the unit page says why and
+    prints its 四色告知牌 with the QR code. FIRESENTRY_SCREENSHOTS=1 writes docs/ pictures."""
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE units SET lat = 30.657, lon = 104.081, name = '滨江购物中心' WHERE id = 'u1'"
+        )
+        conn.execute(
+            "INSERT INTO units (id, name, district, lat, lon, category, address) VALUES"
+            " ('u2', '红星纺织厂', 'D1', 30.690, 104.120, 'factory', '成华区建设北路 88 号'),"
+            " ('u3', '锦江区第三小学', 'D1', 30.642, 104.095, 'school', '锦江区书院街 3 号')"
+        )
+        conn.execute("INSERT INTO devices (id, unit_id, type) VALUES ('utd-2', 'u2', "
+                     "'user_transmission_device'), ('utd-3', 'u3', 'user_transmission_device')")  # fmt: skip
+        for dev, rule, hours_ago, lasted, ver in (
+            ("utd-2", "panel_fault", 60, 36, None),
+            ("utd-2", "fire_alarm", 20, 0.2, "confirmed_fire"),
+            ("utd-3", "fire_alarm", 30, 0.2, "false_alarm"),
+            ("utd-3", "fire_alarm", 50, 0.2, "false_alarm"),
+            ("utd-3", "fire_alarm", 70, 0.2, "false_alarm"),
+        ):
+            opened = now - dt.timedelta(hours=hours_ago)
+            ended = opened + dt.timedelta(hours=lasted)
+            conn.execute(
+                "INSERT INTO alerts (device_num, unit_id, rule_id, severity, state, opened_at,"
+                " last_seen_at, cleared_at, closed_at, verification, needs_verification)"
+                " SELECT num, unit_id, %s, 'major', 'closed', %s, %s, %s, %s, %s, %s"
+                " FROM devices WHERE id = %s",
+                (rule, opened, ended, ended, ended, ver, rule == "fire_alarm", dev),
+            )
+        graded = {g.unit_id: g.grade.value for g in grade_now(conn, load_model(), now).grades}
+    assert graded == {"u1": "blue", "u2": "red", "u3": "yellow"}
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    errors = _watch_errors(page)
+    page.goto(api_server.url + "/#token=" + token(db, "operator", "Li (control room)"))
+    page.wait_for_selector("#conn.live", timeout=WAIT_MS)
+    page.click("#lang")
+    page.wait_for_selector("html[lang=zh-CN]")
+    page.goto(api_server.url + "/#/map")
+    for uid, grade in graded.items():
+        page.wait_for_selector(f"svg.map .unit-dot[data-unit={uid}].grade-{grade}", timeout=WAIT_MS)
+    page.screenshot(path=str(ARTIFACTS / "console-map-grades.png"))
+    if SCREENSHOTS:
+        page.screenshot(path=str(DOCS / "console-map-grades.png"))
+
+    page.goto(api_server.url + "/#/unit/u2")
+    page.wait_for_selector("#unit-grade .grade-head .chip[data-grade=red]", timeout=WAIT_MS)
+    reasons = page.locator("#unit-grade .grade-reasons li").all_inner_texts()
+    assert reasons[0] == "7天内确认火灾1起", reasons
+    assert page.locator("#unit-grade .grade-changes li").count() == 1
+
+    notice = browser.new_page(viewport={"width": 700, "height": 1000})
+    notice.set_extra_http_headers({"Authorization": f"Bearer {token(db, 'operator', 'print')}"})
+    notice.goto(api_server.url + "/api/v1/units/u2/notice")
+    notice.wait_for_selector(".notice[data-grade=red] svg")
+    assert "红色" in notice.locator(".band").inner_text()
+    notice.screenshot(path=str(ARTIFACTS / "unit-notice.png"), full_page=True)
+    if SCREENSHOTS:
+        notice.screenshot(path=str(DOCS / "unit-notice.png"), full_page=True)
+    assert errors == []

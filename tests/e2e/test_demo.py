@@ -47,6 +47,9 @@ def test_demo_prints_a_received_alert(workdir: tuple[Path, dict[str, str]]) -> N
     assert "BAD SIGNATURE" not in out
     for rule in ("residual_current_high", "tank_level_low", "pressure_low", "fire_alarm"):
         assert rule in out, f"{rule} missing from demo output"
+    # The risk grade weighs the demo's past week: the school's false alarms, the plant's tank
+    # and panel fault.
+    assert "锦江区第三小学 黄 yellow" in out and "红星纺织厂 橙 orange" in out, out[-2000:]
     # "Multi-party notification": the mall's fire alarm reaches each of its parties by SMS, in
     # their own language, with the unit, its address, the device's place and the detector.
     fire_sms = {

@@ -129,16 +129,6 @@ class Site:
 
 
 @pytest.fixture()
-def unit(db: Endpoints) -> Endpoints:
-    """One shop with a fire panel (UTD), an electrical monitor and their people."""
-    with psycopg.connect(db.dsn(), autocommit=True) as conn:
-        reg.add_unit(conn, "u1", "Lotus Hotpot", address="12 Jiefang Rd", district="D1")
-        reg.add_device(conn, "utd-1", "u1", DeviceType.UTD, location="1F fire control room")
-        reg.add_device(conn, "em-1", "u1", DeviceType.ELECTRICAL, location="B1 switch room")
-    return db
-
-
-@pytest.fixture()
 def site(unit: Endpoints, services: Endpoints, prefix: str, tmp_path: Path) -> Iterator[Site]:
     """The default rules."""
     s = Site(unit, services, prefix, tmp_path, None)

@@ -127,6 +127,8 @@ def test_the_app_role_cannot_change_the_schema(db: Endpoints) -> None:
             "DELETE FROM telemetry",
             "UPDATE events SET text = ''",
             "DELETE FROM alert_events",
+            "DELETE FROM unit_grade_changes",
+            "UPDATE unit_grade_changes SET to_grade = 'blue'",
             "INSERT INTO schema_migrations (version, name) VALUES (9999, 'x')",
             "UPDATE metrics SET unit = 'x'",
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",

@@ -16,7 +16,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # store/ is where SQL belongs; tests/, bench/ and migrations/ are not production packages.
-PACKAGES = ("alerts", "api", "devices", "firesentry", "ingest", "rules", "simulators")
+PACKAGES = (
+    "alerts",
+    "api",
+    "devices",
+    "firesentry",
+    "ingest",
+    "rules",
+    "simulators",
+    "supervision",
+)
 
 
 # Calls that run a statement. `copy` also names dict, list and numpy copies, which take no

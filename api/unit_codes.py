@@ -1,0 +1,137 @@
+"""一店一码 endpoints: a unit's QR code, its 四色告知牌, a district's sheet, the public page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from aiohttp import web
+
+from api.auth import Permission
+from api.models import UnitsQuery
+from api.routing import PREFIX, Call, Route, not_found
+from store import units as store_units
+from supervision.unit_code import (
+    CodedUnit,
+    notice_html,
+    public_html,
+    qr_png,
+    sheet_html,
+    unit_url,
+)
+
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _coded(r: store_units.UnitCodeRow) -> CodedUnit:
+    return CodedUnit(
+        r.id,
+        r.name,
+        r.address,
+        r.district,
+        r.qr_token,
+        r.grade,
+        r.grade_since,
+        tuple(str(x.get("zh-CN", "")) for x in r.reasons),
+    )
+
+
+def _html(text: str) -> web.Response:
+    return web.Response(
+        text=text,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def _one(call: Call) -> CodedUnit:
+    unit_id = call.request.match_info["id"]
+    if not call.who.sees_unit(unit_id):
+        raise not_found(f"unit {unit_id}")
+    found = await call.state.db(store_units.unit_codes, unit_id=unit_id)
+    if not found:
+        raise not_found(f"unit {unit_id}")
+    return _coded(found[0])
+
+
+async def unit_qr(call: Call) -> web.StreamResponse:
+    """GET /units/{id}/qr.png."""
+    u = await _one(call)
+    png = qr_png(unit_url(call.state.options.public_url, u.qr_token))
+    return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+async def unit_notice(call: Call) -> web.StreamResponse:
+    """GET /units/{id}/notice."""
+    u = await _one(call)
+    return _html(notice_html(u, call.state.options.public_url, dt.datetime.now(dt.UTC).date()))
+
+
+async def code_sheet(call: Call) -> web.StreamResponse:
+    """GET /units/codes."""
+    uq = call.q(UnitsQuery)
+    rows = await call.state.db(store_units.unit_codes, call.who.scope, district=uq.district)
+    title = f"一店一码 · {uq.district or '全部单位'} · {len(rows)}"
+    return _html(sheet_html([_coded(r) for r in rows], call.state.options.public_url, title))
+
+
+async def public_unit(call: Call) -> web.StreamResponse:
+    """GET /u/{token}."""
+    token = call.request.match_info["token"]
+    # Anything but a well-formed token is a 404 before the database is asked.
+    found = (
+        await call.state.db(store_units.unit_codes, qr_token=token) if _TOKEN.match(token) else []
+    )
+    if not found:
+        raise not_found("unit code")
+    u = _coded(found[0])
+    console = f"{call.state.options.public_url.rstrip('/')}/#/unit/{u.id}"
+    return _html(public_html(u, console))
+
+
+ROUTES = [
+    Route(
+        "GET",
+        f"{PREFIX}/units/{{id}}/qr.png",
+        unit_qr,
+        "The unit's QR code (一店一码) as a PNG: it opens <api.public_url>/u/<the unit's code>",
+        Permission.UNITS_READ,
+        "units",
+        media="image/png",
+        path_params={"id": "the unit's id"},
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/units/{{id}}/notice",
+        unit_notice,
+        "The unit's printable 四色告知牌 (HTML, A5): grade in its colour, the unit, the date, "
+        "the reasons and the QR code",
+        Permission.UNITS_READ,
+        "units",
+        media="text/html",
+        path_params={"id": "the unit's id"},
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/units/codes",
+        code_sheet,
+        "A printable sheet of QR codes (HTML), every unit in scope or one `district`'s",
+        Permission.UNITS_READ,
+        "units",
+        query=UnitsQuery,
+        media="text/html",
+    ),
+    Route(
+        "GET",
+        "/u/{token}",
+        public_unit,
+        "What anyone who scans a unit's code sees (no token): its name, address and grade, "
+        "and a link for inspectors to the unit's page in the console",
+        None,
+        "units",
+        authenticated=False,
+        media="text/html",
+        path_params={"token": "the unit's code (units.qr_token)"},
+    ),
+]

@@ -1,0 +1,1 @@
+"""Supervision of units beyond single alerts: the four-colour risk grade."""
