@@ -12,7 +12,6 @@ from api.models import UnitsQuery
 from api.routing import PREFIX, Call, Route, not_found
 from store import units as store_units
 from supervision.unit_code import (
-    CodedUnit,
     notice_html,
     public_html,
     qr_png,
@@ -21,19 +20,6 @@ from supervision.unit_code import (
 )
 
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
-
-
-def _coded(r: store_units.UnitCodeRow) -> CodedUnit:
-    return CodedUnit(
-        r.id,
-        r.name,
-        r.address,
-        r.district,
-        r.qr_token,
-        r.grade,
-        r.grade_since,
-        tuple(str(x.get("zh-CN", "")) for x in r.reasons),
-    )
 
 
 def _html(text: str) -> web.Response:
@@ -45,14 +31,14 @@ def _html(text: str) -> web.Response:
     )
 
 
-async def _one(call: Call) -> CodedUnit:
+async def _one(call: Call) -> store_units.UnitCodeRow:
     unit_id = call.request.match_info["id"]
     if not call.who.sees_unit(unit_id):
         raise not_found(f"unit {unit_id}")
     found = await call.state.db(store_units.unit_codes, unit_id=unit_id)
     if not found:
         raise not_found(f"unit {unit_id}")
-    return _coded(found[0])
+    return found[0]
 
 
 async def unit_qr(call: Call) -> web.StreamResponse:
@@ -73,7 +59,7 @@ async def code_sheet(call: Call) -> web.StreamResponse:
     uq = call.q(UnitsQuery)
     rows = await call.state.db(store_units.unit_codes, call.who.scope, district=uq.district)
     title = f"一店一码 · {uq.district or '全部单位'} · {len(rows)}"
-    return _html(sheet_html([_coded(r) for r in rows], call.state.options.public_url, title))
+    return _html(sheet_html(rows, call.state.options.public_url, title))
 
 
 async def public_unit(call: Call) -> web.StreamResponse:
@@ -85,7 +71,7 @@ async def public_unit(call: Call) -> web.StreamResponse:
     )
     if not found:
         raise not_found("unit code")
-    u = _coded(found[0])
+    u = found[0]
     console = f"{call.state.options.public_url.rstrip('/')}/#/unit/{u.id}"
     return _html(public_html(u, console))
 

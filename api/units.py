@@ -197,11 +197,9 @@ async def grade_unit_now(call: Call) -> web.StreamResponse:
     trigger = f"request:{call.who.name}"
 
     def run(conn: psycopg.Connection[Any]) -> GradeHistory | None:
-        if not store_units.list_units(conn, unit_id=unit_id):
-            return None
         now = dt.datetime.now(dt.UTC)
-        grade_now(conn, model, now, units=[unit_id], trigger=trigger, wait=True)
-        return _history(conn, unit_id)
+        graded = grade_now(conn, model, now, units=[unit_id], trigger=trigger, wait=True)
+        return _history(conn, unit_id) if graded.grades else None  # no such unit
 
     found = await call.state.db(run)
     if found is None:

@@ -125,7 +125,6 @@ class GradingWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.failure: BaseException | None = None
-        self.runs = 0
 
     def start(self) -> None:
         """Start the thread; the first grading runs at once."""
@@ -144,7 +143,6 @@ class GradingWorker:
 
     def _once(self, conn: psycopg.Connection[Any]) -> None:
         census = grade_all(conn, self.model, self._clock())
-        self.runs += 1
         if census.changed:
             log.info(
                 "unit grades changed",

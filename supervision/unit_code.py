@@ -12,10 +12,10 @@ import datetime as dt
 import html
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import segno
 
+from store.units import UnitCodeRow
 from supervision.model import GRADE_ZH, Grade
 
 # Print colours of the four grades (the notice is read from a metre away: full colours).
@@ -31,20 +31,6 @@ GRADE_WORDS = {
     Grade.YELLOW: ("一般风险", "moderate risk"),
     Grade.BLUE: ("低风险", "low risk"),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class CodedUnit:
-    """What a notice or a sheet shows of a unit."""
-
-    id: str
-    name: str
-    address: str
-    district: str
-    qr_token: str
-    grade: str | None
-    grade_since: dt.datetime | None
-    reasons_zh: tuple[str, ...] = ()
 
 
 def unit_url(public_url: str, qr_token: str) -> str:
@@ -68,7 +54,7 @@ def qr_svg(url: str, scale: int = 6) -> str:
     return buf.getvalue().decode()
 
 
-def _grade(u: CodedUnit) -> Grade | None:
+def _grade(u: UnitCodeRow) -> Grade | None:
     return Grade(u.grade) if u.grade else None
 
 
@@ -91,7 +77,7 @@ h1 {{ font-size: 20pt; margin: 6mm 0 2mm; }} .muted {{ color: #555; font-size: 1
 """
 
 
-def notice_html(u: CodedUnit, public_url: str, today: dt.date) -> str:
+def notice_html(u: UnitCodeRow, public_url: str, today: dt.date) -> str:
     """The unit's 四色告知牌: grade in its colour, the unit, the date, the reasons, the code."""
     g = _grade(u)
     colour = GRADE_COLOURS[g] if g else "#777"
@@ -99,7 +85,8 @@ def notice_html(u: CodedUnit, public_url: str, today: dt.date) -> str:
     zh, en = GRADE_WORDS[g] if g else ("尚未评定", "not graded yet")
     colour_word = f"{GRADE_ZH[g]}色" if g else "—"
     since = f"评定于 {u.grade_since:%Y-%m-%d}" if u.grade_since else ""
-    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in u.reasons_zh) or "<li>无风险因素</li>"
+    said = (str(r.get("zh-CN", "")) for r in u.reasons)
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in said) or "<li>无风险因素</li>"
     body = f"""<div class="notice" data-unit="{html.escape(u.id)}" data-grade="{u.grade or ""}">
 <div class="band"><div class="big">{colour_word}</div><div>消防安全风险等级 · {zh} ({en})</div></div>
 <h1>{html.escape(u.name)}</h1>
@@ -112,7 +99,7 @@ def notice_html(u: CodedUnit, public_url: str, today: dt.date) -> str:
     return _PAGE.format(title=html.escape(f"告知牌 {u.name}"), colour=colour, ink=ink, body=body)
 
 
-def sheet_html(units: Sequence[CodedUnit], public_url: str, title: str) -> str:
+def sheet_html(units: Sequence[UnitCodeRow], public_url: str, title: str) -> str:
     """A sheet of codes to print and stick up, three a row: name, grade, the code."""
     cards = []
     for u in units:
@@ -132,7 +119,7 @@ def sheet_html(units: Sequence[CodedUnit], public_url: str, title: str) -> str:
     return _PAGE.format(title=html.escape(title), colour="#777", ink="#fff", body=body)
 
 
-def public_html(u: CodedUnit, console_url: str) -> str:
+def public_html(u: UnitCodeRow, console_url: str) -> str:
     """What anyone who scans the code sees: the unit's name, address and grade, nothing else.
 
     An inspector signed in to the console follows the link to the unit's full page.
