@@ -202,9 +202,18 @@ class OutboxWorker:
                 held=len(members),
                 until=wait.isoformat(),
             )
-        outgoing = [grouping.merge(m, self.tz) for m in sendable]
-        results = await asyncio.gather(*(self._deliver(o) for o in outgoing))
+        outgoing: list[grouping.Outgoing] = []
         outcomes = []
+        for members in sendable:
+            try:
+                outgoing.append(grouping.merge(members, self.tz))
+            except Exception as exc:
+                # A row nothing can be made of must not hold up every other notification.
+                ids = [m.id for m in members]
+                log.exception("notification cannot be rendered; giving up", notification_ids=ids)
+                reason = f"cannot be rendered: {type(exc).__name__}: {exc}"[:500]
+                outcomes.append(store_outbox.Outcome(ids, "given_up", reason))
+        results = await asyncio.gather(*(self._deliver(o) for o in outgoing))
         for out, (state, error, delay) in zip(outgoing, results, strict=True):
             instruments.notifications(out.notification.channel, state, len(out.ids))
             outcomes.append(store_outbox.Outcome(out.ids, state, error, delay))
