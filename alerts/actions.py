@@ -1,4 +1,5 @@
-"""What operators do to alerts: acknowledge, resolve, close (verifying fire alarms), silence."""
+"""What operators do to alerts: acknowledge, resolve, verify (a confirmed fire goes to 119),
+close (a fire alarm verified), silence."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any, Literal
 
 import psycopg
 
+from alerts import fire_119
+from alerts.fire_119 import Fire119Options
 from alerts.silences import SilenceError, SilenceRequest, create_silence
 from rules.loader import load_rules
 from rules.model import RuleFile
@@ -62,6 +65,64 @@ def resolve(
         return _get(conn, alert_id)
 
 
+def _check_verification(verification: Verification, cause: str | None) -> None:
+    if verification == "false_alarm" and cause not in FALSE_ALARM_CAUSES:
+        raise ActionError(f"a false alarm needs a cause: one of {', '.join(FALSE_ALARM_CAUSES)}")
+    if verification != "false_alarm" and cause is not None:
+        raise ActionError("a cause is given only for a false alarm")
+
+
+def _verify(
+    conn: psycopg.Connection[Any],
+    a: AlertView,
+    actor: str,
+    verification: Verification,
+    cause: str | None,
+    comment: str,
+    opts: Fire119Options,
+) -> AlertView:
+    """Record the verification on an open, unverified alert; forward a confirmed fire."""
+    _check_verification(verification, cause)
+    if not store_actions.verify(conn, a.id, actor, verification=verification, cause=cause):
+        raise ActionError(f"alert {a.id} is closed")  # the caller checked it was unverified
+    store_actions.cancel_followups(conn, a.id)
+    what = verification + (f" ({cause})" if cause else "")
+    store_alerts.record_event(
+        conn, a.id, "verified", actor=actor, comment=" ".join(x for x in (what, comment) if x)
+    )
+    verified = _get(conn, a.id)
+    if verification == "confirmed_fire":
+        fire_119.forward(conn, verified, "confirmed_fire", opts)
+    return verified
+
+
+def _already_verified(a: AlertView) -> str:
+    at = a.verified_at.isoformat(timespec="seconds") if a.verified_at else "?"
+    return f"alert {a.id} was verified as {a.verification} by {a.verified_by} at {at}"
+
+
+def verify(
+    conn: psycopg.Connection[Any],
+    alert_id: int,
+    actor: str,
+    *,
+    verification: Verification,
+    cause: str | None = None,
+    comment: str = "",
+    fire_119_options: Fire119Options | None = None,
+) -> AlertView:
+    """Verify an open alert as a confirmed fire (forwarded to 119 when configured) or a false
+    alarm with its cause; it counts as acknowledged. Once verified it stays so."""
+    with conn.transaction():
+        a = _get(conn, alert_id)
+        if a.state == "closed":
+            raise ActionError(f"alert {alert_id} is closed")
+        if a.verification is not None:
+            raise ActionError(_already_verified(a))
+        opts = fire_119_options or Fire119Options()
+        return _verify(conn, a, actor, verification, cause, comment, opts)
+
+
 def close(
     conn: psycopg.Connection[Any],
     alert_id: int,
@@ -70,26 +131,35 @@ def close(
     verification: Verification | None = None,
     cause: str | None = None,
     comment: str = "",
+    fire_119_options: Fire119Options | None = None,
 ) -> AlertView:
-    """Close an alert; a fire alarm must be verified as confirmed fire or false alarm (with cause)."""
+    """Close an alert; a fire alarm must be verified, before or here, as confirmed fire or
+    false alarm (with cause). A confirmed fire verified here is forwarded to 119 too."""
     with conn.transaction():
         a = _get(conn, alert_id)
         if a.state == "closed":
             raise ActionError(f"alert {alert_id} is already closed")
-        if a.needs_verification and verification is None:
+        if a.verification is not None:
+            if verification is not None and (verification, cause) != (
+                a.verification,
+                a.false_alarm_cause,
+            ):
+                raise ActionError(_already_verified(a) + "; close it without a verification")
+        elif verification is not None:
+            opts = fire_119_options or Fire119Options()
+            a = _verify(conn, a, actor, verification, cause, "", opts)
+        elif a.needs_verification:
             raise ActionError(
                 f"alert {alert_id} is a fire alarm: verify it as confirmed_fire or "
                 "false_alarm before closing"
             )
-        if verification == "false_alarm" and cause not in FALSE_ALARM_CAUSES:
-            raise ActionError(
-                f"a false alarm needs a cause: one of {', '.join(FALSE_ALARM_CAUSES)}"
-            )
-        if verification != "false_alarm" and cause is not None:
+        elif cause is not None:
             raise ActionError("a cause is given only for a false alarm")
-        store_actions.close(conn, alert_id, actor, verification=verification, cause=cause)
+        store_actions.close(conn, alert_id, actor)
         store_actions.cancel_followups(conn, alert_id)
-        what = verification + (f" ({cause})" if cause else "") if verification else ""
+        what = ""
+        if verification is not None:
+            what = verification + (f" ({cause})" if cause else "")
         store_alerts.record_event(
             conn, alert_id, "closed", actor=actor, comment=" ".join(x for x in (what, comment) if x)
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 from alerts.templates import render, severity_rank
 from alerts.types import Notification
-from store.outbox import ClaimedRow
+from store.outbox import FIRE_119, ClaimedRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,10 @@ class Outgoing:
 def group_keys(rows: Iterable[ClaimedRow]) -> list[str]:
     """The distinct group keys of the rows, sorted; rows without one are alone anyway."""
     return sorted({r.group_key for r in rows if r.group_key})
+
+
+# Channels that POST the row's own JSON payload: nothing is rendered for them.
+JSON_CHANNELS = frozenset({"webhook", FIRE_119})
 
 
 def group(rows: Iterable[ClaimedRow]) -> list[list[ClaimedRow]]:
@@ -68,7 +72,7 @@ def merge(members: Sequence[ClaimedRow], tz: dt.tzinfo) -> Outgoing:
     """One message for a group: the lead row's own payload for webhooks, rendered text else."""
     ordered = sorted(members, key=lambda m: m.id)
     lead = ordered[0]
-    if lead.channel == "webhook":
+    if lead.channel in JSON_CHANNELS:
         payload = lead.payload
     else:
         # The notice's unit_fire_alarms (a spreading fire) is said in the rendered title.

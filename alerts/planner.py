@@ -617,6 +617,31 @@ class _Planner:
             )
         )
 
+    def unverified(self, row: AlertView, message: tuple[str, str], waited: str) -> None:
+        """A fire alarm nobody verified in time: every tier of its route hears it again, as an
+        escalation that says so (while a silence covers it: the control room only)."""
+        route = self.opts.routing.route_named(row.route)
+        silence = self._silence_for(row)
+        self._history(row, "unverified", comment=f"not verified within {waited}")
+        payload = notice("firing", "escalation", AlertObject.of(row, message=message))
+        before = len(self.out.plan.outbox)
+        if silence is not None:
+            payload = mark_silenced(payload, silence)
+        if route is not None:
+            audience: Audience = "all" if silence is None else "control_room"
+            self._tiers(row, list(route.tiers), "escalation", payload, audience)
+        self.out.logs.append(
+            Logged(
+                "fire alarm not verified in time; escalated",
+                {
+                    "alert_id": row.id,
+                    "unit_id": row.unit_id,
+                    "waited": waited,
+                    "notifications": len(self.out.plan.outbox) - before,
+                },
+            )
+        )
+
     def _unmuted(self, key: Key, row: AlertView, route: Route | None, critical: bool) -> None:
         """The silence of an alert still firing ended: tell those it muted (for a critical
         alert, everyone but the control room, which heard of it), then go on escalating."""
@@ -669,4 +694,20 @@ def plan_escalations(
     p = _Planner(opts, snap, now)
     for row in rows:
         p.escalate(row)
+    return p.finish()
+
+
+def plan_unverified(
+    rows: Sequence[AlertView],
+    messages: Mapping[int, tuple[str, str]],
+    waited: str,
+    snap: Snapshot,
+    opts: DispatchOptions,
+    now: dt.datetime,
+) -> Planned:
+    """Escalate each fire alarm left unverified `waited` ("3 min"), with its message (by
+    alert id)."""
+    p = _Planner(opts, snap, now)
+    for row in rows:
+        p.unverified(row, messages[row.id], waited)
     return p.finish()

@@ -80,6 +80,10 @@ class AlertObject(_Frozen):
     closed_at: dt.datetime | None
     verification: str | None
     false_alarm_cause: str | None
+    verified_at: dt.datetime | None = Field(
+        default=None, description="when a person verified the fire alarm (before or at closing)"
+    )
+    verified_by: str | None = Field(default=None, description="who verified it")
     escalation_tier: int
 
     @classmethod
@@ -124,6 +128,8 @@ class AlertObject(_Frozen):
             closed_at=a.closed_at,
             verification=a.verification,
             false_alarm_cause=a.false_alarm_cause,
+            verified_at=a.verified_at,
+            verified_by=a.verified_by,
             escalation_tier=a.escalation_tier,
         )
 

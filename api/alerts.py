@@ -1,4 +1,4 @@
-"""Alert endpoints: list, detail with history, acknowledge / resolve / close."""
+"""Alert endpoints: list, detail with history, acknowledge / resolve / verify / close."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from api.models import (
     CommentBody,
     ContactOut,
     NotificationOut,
+    VerifyBody,
     decode_cursor,
     encode_cursor,
 )
@@ -155,6 +156,24 @@ async def close(call: Call) -> web.StreamResponse:
             verification=body.verification,
             cause=body.cause,
             comment=body.comment,
+            fire_119_options=call.state.options.fire_119,
+        ),
+    )
+
+
+async def verify(call: Call) -> web.StreamResponse:
+    """POST /alerts/{id}/verify."""
+    body = call.b(VerifyBody)
+    return await _act(
+        call,
+        lambda c, i, who: actions.verify(
+            c,
+            i,
+            who,
+            verification=body.verification,
+            cause=body.cause,
+            comment=body.comment,
+            fire_119_options=call.state.options.fire_119,
         ),
     )
 
@@ -207,9 +226,22 @@ ROUTES = [
     ),
     Route(
         "POST",
+        f"{PREFIX}/alerts/{{id:\\d+}}/verify",
+        verify,
+        "Verify (counts as acknowledging): confirmed_fire is forwarded to the 119 command "
+        "centre when notify.fire_119 is configured; false_alarm needs a cause. Once only",
+        Permission.ALERTS_ACT,
+        "alerts",
+        body=VerifyBody,
+        response=AlertOut,
+        path_params=_ID,
+    ),
+    Route(
+        "POST",
         f"{PREFIX}/alerts/{{id:\\d+}}/close",
         close,
-        "Close; a fire alarm must be verified (confirmed_fire, or false_alarm with a cause)",
+        "Close; a fire alarm must be verified, by /verify before or here (confirmed_fire, or "
+        "false_alarm with a cause)",
         Permission.ALERTS_ACT,
         "alerts",
         body=CloseBody,

@@ -241,20 +241,29 @@ class CommentBody(_Body):
     comment: str = Field(default="", max_length=2000)
 
 
-class CloseBody(_Body):
-    """Body of close: fire alarms must be verified; a false alarm needs a cause."""
-
+class _Verification(_Body):
     verification: Literal["confirmed_fire", "false_alarm"] | None = None
     cause: FalseAlarmCause | None = None
     comment: str = Field(default="", max_length=2000)
 
     @model_validator(mode="after")
-    def _cause_with_false_alarm(self) -> CloseBody:
+    def _cause_with_false_alarm(self) -> _Verification:
         if self.verification == "false_alarm" and self.cause is None:
             raise ValueError(f"a false alarm needs a cause: one of {', '.join(FALSE_ALARM_CAUSES)}")
         if self.verification != "false_alarm" and self.cause is not None:
             raise ValueError("a cause is given only with verification false_alarm")
         return self
+
+
+class CloseBody(_Verification):
+    """Body of close: fire alarms must be verified (here or before); a false alarm needs a
+    cause."""
+
+
+class VerifyBody(_Verification):
+    """Body of verify: confirmed_fire, or false_alarm with a cause."""
+
+    verification: Literal["confirmed_fire", "false_alarm"]
 
 
 # --- responses ---

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from alerts.fire_119 import Fire119Options
 from api.exports import ExportSlots
 from api.throttle import FailedAuth, KnownTokens
 from rules.model import RuleFile
@@ -46,6 +47,8 @@ class ApiOptions:
     rules: RuleFile
     # The four-colour grade's model (the shipped one when the caller gives none).
     risk_model: RiskModel = field(default_factory=load_model)
+    # Forwarding confirmed fires to 119 (none configured by default).
+    fire_119: Fire119Options = field(default_factory=Fire119Options)
     # The address units' QR codes and notices point at (api.public_url).
     public_url: str = "http://127.0.0.1:8080"
     pool_max: int = 8

@@ -35,7 +35,11 @@ from alerts.retry import DEFAULT_POLICIES, RetryPolicy
 from alerts.routing import RoutingError, load_routing
 from alerts.types import Receiver
 from devices.registry import Registry
-from firesentry.channels import robot_channels
+from firesentry.channels import (
+    fire_119_options,
+    person_channels,
+    robot_channels,
+)
 from firesentry.config import RetryPolicyConfig, Settings, transport_warnings
 from firesentry.embedded import BrokerTls, EmbeddedServices, Endpoints
 from firesentry.outbox_process import EX_SOFTWARE, OutboxProcess, OutboxSpec
@@ -167,14 +171,7 @@ class Engine:
                 f"the routing file names robots {sorted(unknown)} that are not under notify.robots"
             )
         self.routing = routing
-        person = frozenset(
-            ch
-            for ch, on in (
-                ("sms", bool(settings.notify.sms)),
-                ("email", settings.notify.email is not None),
-            )
-            if on
-        )
+        person = person_channels(settings)
         unconfigured = {ch for r in routing.routes for t in r.tiers for ch in t.channels} - person
         if unconfigured:
             log.warning(
@@ -193,6 +190,7 @@ class Engine:
             partitions_ahead_days=settings.storage.partitions_ahead_days,
             retention_days=settings.storage.retention_days,
             silence_check_s=settings.rules.silence_check_s,
+            fire_119=fire_119_options(settings, routing.timezone),
         )
         mq = settings.mqtt
         # A configured account wins; otherwise the one `broker sync` made for the private broker.

@@ -6,6 +6,7 @@ import ssl
 
 import aiohttp
 
+from alerts.fire_119 import Fire119Options
 from alerts.notify.dingtalk import DingTalkNotifier, DingTalkOptions
 from alerts.notify.email import EmailNotifier, EmailOptions
 from alerts.notify.feishu import FeishuNotifier, FeishuOptions
@@ -23,6 +24,7 @@ from alerts.notify.webhook import WebhookNotifier, WebhookTarget
 from alerts.notify.wecom import WeComNotifier, WeComOptions
 from alerts.outbox import Notifier
 from firesentry.config import Settings, SmsProviderConfig
+from store.outbox import FIRE_119
 
 
 def _secret(value: object) -> str:
@@ -80,6 +82,10 @@ def build_notifiers(settings: Settings, session: aiohttp.ClientSession) -> dict[
             session,
         )
     }
+    if n.fire_119 is not None:
+        f = n.fire_119
+        target = WebhookTarget(str(f.url), _secret(f.secret).encode() or None, f.timeout_s)
+        out[FIRE_119] = WebhookNotifier({f.name: target}, session, FIRE_119)
     if n.sms:
         out["sms"] = SmsNotifier([_sms_provider(name, c, session) for name, c in n.sms.items()])
     if n.email is not None:
@@ -112,3 +118,23 @@ def build_notifiers(settings: Settings, session: aiohttp.ClientSession) -> dict[
         else:
             out[kind] = FeishuNotifier(FeishuOptions(robots), session)
     return out
+
+
+def fire_119_options(settings: Settings, timezone: str) -> Fire119Options:
+    """Forwarding to 119 and the verification deadline, from the configuration (times in the
+    messages in `timezone`, the routing file's)."""
+    n = settings.notify
+    f = n.fire_119
+    return Fire119Options(
+        receiver=f.name if f is not None else None,
+        centre=f.centre if f is not None else "",
+        verify_within_s=n.verify_within_s,
+        forward_unverified=f.forward_unverified if f is not None else False,
+        timezone=timezone,
+    )
+
+
+def person_channels(settings: Settings) -> frozenset[str]:
+    """The channels to people that have a provider configured (sms, email)."""
+    n = settings.notify
+    return frozenset(ch for ch, on in (("sms", bool(n.sms)), ("email", n.email is not None)) if on)

@@ -11,9 +11,12 @@ import psycopg
 
 from alerts import actions
 from alerts.actions import FALSE_ALARM_CAUSES, ActionError
+from alerts.fire_119 import Fire119Options
+from alerts.routing import load_routing
 from alerts.shape import sample_notice
 from alerts.silences import SilenceError, SilenceRequest, create_silence, end_silence
 from api.privacy import mask_address, mask_in
+from firesentry.channels import fire_119_options
 from firesentry.config import Settings
 from rules.loader import RuleFileError, load_rules
 from store import alert_plan, alert_queries
@@ -91,9 +94,11 @@ def _num(v: float | None) -> str:
 
 def _alert_fields(a: store_alerts.AlertView) -> list[tuple[str, str]]:
     """Every field of an alert, as `alerts show` prints them."""
-    verification = a.verification or ("to verify when closed" if a.needs_verification else "-")
+    verification = a.verification or ("to verify" if a.needs_verification else "-")
     if a.false_alarm_cause:
         verification += f" (cause: {a.false_alarm_cause})"
+    if a.verified_by:
+        verification += f" by {a.verified_by} at {_fmt_time(a.verified_at)}"
     return [
         ("id", str(a.id)),
         ("state", a.state),
@@ -165,6 +170,16 @@ def _act(settings: Settings, args: argparse.Namespace) -> int:
                 a = actions.acknowledge(conn, args.id, args.by, args.comment)
             elif args.alerts_command == "resolve":
                 a = actions.resolve(conn, args.id, args.by, args.comment)
+            elif args.alerts_command == "verify":
+                a = actions.verify(
+                    conn,
+                    args.id,
+                    args.by,
+                    verification=args.verify,
+                    cause=args.cause,
+                    comment=args.comment,
+                    fire_119_options=_fire_119(settings),
+                )
             else:
                 a = actions.close(
                     conn,
@@ -173,12 +188,18 @@ def _act(settings: Settings, args: argparse.Namespace) -> int:
                     verification=args.verify,
                     cause=args.cause,
                     comment=args.comment,
+                    fire_119_options=_fire_119(settings),
                 )
         except ActionError as exc:
             print(f"firesentry: {exc}")
             return 1
-    print(f"alert {a.id} is now {a.state}")
+    verified = f", verified as {a.verification}" if a.verification else ""
+    print(f"alert {a.id} is now {a.state}{verified}")
     return 0
+
+
+def _fire_119(settings: Settings) -> Fire119Options:
+    return fire_119_options(settings, load_routing(settings.notify.routing_file).timezone)
 
 
 # The command-line option of each field a silence can be refused for.
@@ -410,7 +431,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `alerts` and `notify` commands."""
     p = sub.add_parser(
         "alerts",
-        help="list, show, acknowledge, resolve, close and silence alerts; list and end silences",
+        help="list, show, acknowledge, resolve, verify, close and silence alerts; list and end "
+        "silences",
     )
     asub = p.add_subparsers(dest="alerts_command", required=True)
     ls = asub.add_parser("list", help="alerts, newest first")
@@ -431,14 +453,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for name, helptext in (
         ("ack", "acknowledge: stops escalation"),
         ("resolve", "mark resolved by hand"),
-        ("close", "close (fire alarms: --verify)"),
+        ("verify", "verify a fire alarm: confirmed_fire goes to 119 (notify.fire_119)"),
+        ("close", "close (fire alarms not verified yet: --verify)"),
     ):
         c = asub.add_parser(name, help=helptext)
         c.add_argument("id", type=int)
         c.add_argument("--by", required=True, help="who does it (recorded)")
         c.add_argument("--comment", default="")
-        if name == "close":
-            c.add_argument("--verify", choices=["confirmed_fire", "false_alarm"])
+        if name in ("verify", "close"):
+            c.add_argument(
+                "--verify", choices=["confirmed_fire", "false_alarm"], required=name == "verify"
+            )
             c.add_argument("--cause", choices=list(FALSE_ALARM_CAUSES))
         else:
             c.set_defaults(verify=None, cause=None)

@@ -399,6 +399,26 @@ def _default_retry() -> dict[SeverityName, RetryPolicyConfig]:
     return {"critical": urgent, "major": urgent, "warning": patient, "info": patient}
 
 
+class Fire119Config(_Section):
+    """The 119 command centre's receiver: confirmed fires are POSTed to it (GB 50440)."""
+
+    url: HttpUrl
+    secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key; set FIRESENTRY_NOTIFY__FIRE_119__SECRET"
+    )
+    name: str = Field(
+        default="119", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="the receiver's name"
+    )
+    centre: str = Field(default="", description="this monitoring centre's name, as 119 reads it")
+    timeout_s: float = Field(
+        default=2.0, gt=0, le=10, description="one attempt; a slow 119 receiver is tried again"
+    )
+    forward_unverified: bool = Field(
+        default=False,
+        description="also forward a fire alarm nobody verified within notify.verify_within_s",
+    )
+
+
 class NotifyConfig(_Section):
     """The outbox worker and its receivers."""
 
@@ -409,6 +429,15 @@ class NotifyConfig(_Section):
     sms: dict[str, SmsProviderConfig] = Field(default_factory=dict)
     robots: dict[str, RobotConfig] = Field(default_factory=dict)
     email: EmailConfig | None = None
+    fire_119: Fire119Config | None = Field(
+        default=None, description="forward confirmed fires to the 119 command centre"
+    )
+    verify_within_s: float = Field(
+        default=180.0,
+        gt=0,
+        le=3600,
+        description="a fire alarm nobody verified this long after it opened is escalated",
+    )
     poll_interval_s: float = Field(default=1.0, gt=0, le=60)
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
@@ -642,6 +671,7 @@ def transport_warnings(settings: Settings) -> list[TransportWarning]:
         *((f"notify.webhooks.{k}", str(w.url)) for k, w in n.webhooks.items()),
         *((f"notify.sms.{k}", c.url) for k, c in n.sms.items()),
         *((f"notify.robots.{k}", str(r.url)) for k, r in n.robots.items()),
+        *([("notify.fire_119", str(n.fire_119.url))] if n.fire_119 is not None else []),
     ]
     for where, url in urls:
         if url is not None and url.lower().startswith("http://"):

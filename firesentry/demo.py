@@ -24,7 +24,7 @@ from devices.catalog import DeviceType
 from devices.credentials import mosquitto_hash, new_password
 from firesentry.app import EX_SOFTWARE, Engine, WorkerDeath, resolve_endpoints
 from firesentry.broker import sync
-from firesentry.config import RobotConfig, Settings, SmsProviderConfig
+from firesentry.config import Fire119Config, RobotConfig, Settings, SmsProviderConfig
 from firesentry.config import WebhookReceiver as WebhookConfig
 from firesentry.embedded import Endpoints
 from firesentry.serve import api_probe, start_demo_console
@@ -191,6 +191,16 @@ def _printer(r: Received) -> None:
     )
 
 
+def _printer_119(r: Received) -> None:
+    """Print a forwarding as the 119 command centre reads it."""
+    b = r.body
+    sig = "signature ok" if r.signature_ok else "BAD SIGNATURE"
+    say(
+        f"[119 ← {b.get('centre')}] {b.get('verification')}: "
+        f"{b.get('message', {}).get('zh-CN')} ({len(b.get('contacts', []))} contacts, {sig})"
+    )
+
+
 _PRINT = threading.Lock()
 
 
@@ -268,6 +278,19 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
     wecom = FakeWeCom(keys=[robot_key])
     wecom.on_accept = _robot_printer
     wecom.start()
+    # The 119 command centre, played by a receiver that checks the signature. The demo's fire
+    # alarm is forwarded unverified after 15 s (policy forward_unverified), or confirmed when
+    # someone verifies it on the console first.
+    secret_119 = secrets.token_hex(16)
+    centre = WebhookReceiver(secret_119.encode(), _printer_119).start()
+    fire_119 = Fire119Config.model_validate(
+        {
+            "url": centre.url,
+            "secret": SecretStr(secret_119),
+            "centre": "成华区消防监控中心（演示）",
+            "forward_unverified": True,
+        }
+    )
     hook = WebhookConfig.model_validate({"url": receiver.url, "secret": SecretStr(secret)})
     sms = SmsProviderConfig(kind="generic", url=gateway.url, token=SecretStr(sms_token))
     robot = RobotConfig.model_validate({"kind": "wecom", "url": wecom.robot_url(robot_key)})
@@ -279,6 +302,8 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
                     "sms": {"demo-gateway": sms},
                     "robots": {ROBOT: robot},
                     "email": None,
+                    "fire_119": fire_119,
+                    "verify_within_s": 15.0,
                     "routing_file": demo_routing(settings),
                 }
             ),
@@ -306,7 +331,9 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         "  every party of a unit is told by SMS in their own language, the control room also "
         "in its group chat.\n"
         "  simulator publishing every 2 s; a fire alarm at 滨江购物中心 at 8 s, faults at "
-        "红星纺织厂 from 6 s on. Ctrl-C stops.",
+        "红星纺织厂 from 6 s on.\n"
+        "  a fire alarm nobody verifies within 15 s is escalated and forwarded to 119 as "
+        "unverified; verify it on the console first and 119 gets a confirmed fire. Ctrl-C stops.",
         flush=True,
     )
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -338,6 +365,7 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         if console is not None:
             console[0].stop()
         receiver.stop()
+        centre.stop()
         gateway.stop()
         wecom.stop()
         for s, h in previous.items():
@@ -347,7 +375,8 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         f"demo stopped: {fleet.published} messages published, "
         f"{len(receiver.received)} webhook notifications received, "
         f"{len(gateway.requests)} SMS to {len(phones)} people, "
-        f"{len(wecom.requests)} group robot messages.",
+        f"{len(wecom.requests)} group robot messages, "
+        f"{len(centre.received)} forwardings to 119.",
         flush=True,
     )
     with psycopg.connect(ep.dsn(), autocommit=True) as conn:

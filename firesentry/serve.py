@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 import psycopg
 import structlog
 
+from alerts.routing import load_routing
 from api.server import ApiServer
 from api.state import ApiOptions, ReceiptAuth
+from firesentry.channels import fire_119_options
 from firesentry.config import Settings
 from firesentry.embedded import Endpoints
 from rules.loader import load_rules
@@ -27,12 +29,14 @@ if TYPE_CHECKING:
 
 def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
     """What the API needs to know, from the one configuration."""
+    timezone = load_routing(settings.notify.routing_file).timezone
     return ApiOptions(
         dsn=ep.dsn(),
         mqtt_host=ep.mqtt_host,
         mqtt_port=ep.mqtt_port,
         rules=load_rules(settings.rules.file),
         risk_model=load_model(settings.supervision.risk_model),
+        fire_119=fire_119_options(settings, timezone),
         public_url=settings.api.public_url or f"http://{settings.api.host}:{settings.api.port}",
         pool_max=settings.api.pool_max,
         ready_stale_after_s=settings.api.ready_stale_after_s,

@@ -14,6 +14,7 @@ import psycopg
 import structlog
 
 from alerts.escalation import run_escalations
+from alerts.fire_119 import Fire119Options, run_unverified
 from alerts.lifecycle import Outcome, apply_transitions
 from alerts.planner import DispatchOptions
 from devices.registry import Registry
@@ -95,8 +96,10 @@ class Pipeline:
         retention_days: int = 400,
         last_seen_flush_s: float = 5.0,
         silence_check_s: float = 5.0,
+        fire_119: Fire119Options | None = None,
     ) -> None:
         self.decoder = decoder
+        self.fire_119 = fire_119 or Fire119Options()
         self.engine = engine
         self.registry = registry
         self.dispatch = dispatch
@@ -176,12 +179,14 @@ class Pipeline:
         )
 
     def tick(self, conn: psycopg.Connection[Any], resolve: commits.Resolver) -> Outcome | None:
-        """Periodic work between batches: escalations and deadman checks (own transactions);
+        """Periodic work between batches: escalations, fire alarms left unverified and deadman
+        checks (own transactions);
         resolve() finds out whether a transaction whose connection died committed."""
         if not self.tick_due():
             return None
         self._silence_checked_at = time.monotonic()
         run_escalations(conn, self.dispatch)
+        run_unverified(conn, self.dispatch, self.fire_119)
         # A silent device sends no batch: actions on its deadman alert are learned here.
         self._learn_actions(conn)
         self.engine.rearm_due(int(time.time() * 1000))

@@ -1,4 +1,5 @@
-"""What operators' actions write: acknowledge, resolve and close an alert, cancel its follow-ups.
+"""What operators' actions write: acknowledge, resolve, verify and close an alert, cancel its
+follow-ups.
 
 Each update applies only to an alert in a state the action fits; the caller (alerts.actions)
 holds the transaction and records the alert_events entry.
@@ -47,21 +48,35 @@ def resolve(conn: psycopg.Connection[Any], alert_id: int, actor: str) -> bool:
     return row is not None
 
 
-def close(
+def verify(
     conn: psycopg.Connection[Any],
     alert_id: int,
     actor: str,
     *,
-    verification: str | None,
+    verification: str,
     cause: str | None,
-) -> None:
-    """Close the alert with its verification and false-alarm cause (acknowledging it too)."""
+) -> bool:
+    """Record an alert's verification (acknowledging it too); False: it is closed or verified."""
+    row = conn.execute(
+        "UPDATE alerts SET verification = %s, false_alarm_cause = %s, verified_at = now(),"
+        " verified_by = %s, next_escalation_at = NULL,"
+        " state = CASE WHEN state = 'firing' THEN 'acknowledged' ELSE state END,"
+        " acknowledged_at = coalesce(acknowledged_at, now()),"
+        " acknowledged_by = coalesce(acknowledged_by, %s), updated_at = now()"
+        " WHERE id = %s AND verification IS NULL AND state <> 'closed'"
+        " RETURNING id",
+        (verification, cause, actor, actor, alert_id),
+    ).fetchone()
+    return row is not None
+
+
+def close(conn: psycopg.Connection[Any], alert_id: int, actor: str) -> None:
+    """Close the alert (acknowledging it too); a verification is recorded before by verify()."""
     conn.execute(
         "UPDATE alerts SET state = 'closed', closed_at = now(), closed_by = %s,"
-        " verification = %s, false_alarm_cause = %s, next_escalation_at = NULL,"
-        " acknowledged_at = coalesce(acknowledged_at, now()),"
+        " next_escalation_at = NULL, acknowledged_at = coalesce(acknowledged_at, now()),"
         " acknowledged_by = coalesce(acknowledged_by, %s), updated_at = now() WHERE id = %s",
-        (actor, verification, cause, actor, alert_id),
+        (actor, actor, alert_id),
     )
 
 

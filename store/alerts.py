@@ -55,7 +55,8 @@ SELECT a.id, a.device_num, a.unit_id, a.rule_id, a.severity, a.state, a.metric, 
        a.message_en, a.message_zh, a.needs_verification, a.route, a.escalation_tier,
        a.reminders_sent, a.silenced_by, a.next_escalation_at, a.point_key, a.loop, a.point,
        a.point_text, d.id, d.type, u.name, u.district, d.location, u.address,
-       a.acknowledged_at, a.closed_at, a.verification, a.false_alarm_cause
+       a.acknowledged_at, a.closed_at, a.verification, a.false_alarm_cause, a.verified_at,
+       a.verified_by
 FROM alerts a JOIN devices d ON d.num = a.device_num JOIN units u ON u.id = a.unit_id
 """
 
@@ -104,6 +105,8 @@ class AlertView:
     closed_at: dt.datetime | None = None
     verification: str | None = None
     false_alarm_cause: str | None = None
+    verified_at: dt.datetime | None = None
+    verified_by: str | None = None
 
 
 def get_alert(conn: psycopg.Connection[Any], alert_id: int) -> AlertView | None:

@@ -9,6 +9,9 @@ from typing import Any
 
 import psycopg
 
+# The channel of forwardings to the 119 command centre (alerts/fire_119.py).
+FIRE_119 = "fire_119"
+
 _CLAIM = """
 UPDATE notifications n
 SET state = 'sending', attempts = n.attempts + 1,
@@ -23,8 +26,8 @@ WHERE n.id IN (
 )
 RETURNING n.id, n.alert_id, n.channel, n.receiver, n.idempotency_key::text, n.payload, n.attempts,
           n.group_key, n.kind, n.locale, n.created_at,
-          coalesce((SELECT a.state <> 'closed' AND a.acknowledged_at IS NULL FROM alerts a
-                    WHERE a.id = n.alert_id), true)
+          n.channel = 'fire_119' OR coalesce((SELECT a.state <> 'closed'
+                    AND a.acknowledged_at IS NULL FROM alerts a WHERE a.id = n.alert_id), true)
 """
 
 # Everything else waiting for the same party (and unit) goes out in the same message.
@@ -39,8 +42,8 @@ WHERE n.id IN (
 )
 RETURNING n.id, n.alert_id, n.channel, n.receiver, n.idempotency_key::text, n.payload, n.attempts,
           n.group_key, n.kind, n.locale, n.created_at,
-          coalesce((SELECT a.state <> 'closed' AND a.acknowledged_at IS NULL FROM alerts a
-                    WHERE a.id = n.alert_id), true)
+          n.channel = 'fire_119' OR coalesce((SELECT a.state <> 'closed'
+                    AND a.acknowledged_at IS NULL FROM alerts a WHERE a.id = n.alert_id), true)
 """
 
 _RECENT = """
@@ -79,7 +82,9 @@ class ClaimedRow:
     kind: str
     locale: str
     created_at: dt.datetime
-    alert_open: bool  # its alert is neither closed nor acknowledged (True without an alert)
+    # Its alert is neither closed nor acknowledged (True without an alert, and for a
+    # forwarding to 119: a verified fire is acknowledged, and 119 must still hear of it).
+    alert_open: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +138,9 @@ class Outcome:
 
 async def record_outcomes(conn: psycopg.AsyncConnection[Any], outcomes: Sequence[Outcome]) -> None:
     """Record a round's deliveries: sent rows (with the id of the message that carried them:
-    its first row), failed rows with their next attempt, given-up rows, and each attempt in
-    notification_attempts, in one statement; a sent row of a failover chain cancels the
-    chain's other waiting rows."""
+    its first row), failed rows with their next attempt, given-up rows, each attempt in
+    notification_attempts and each ended forwarding to 119 in its alert's history, in one
+    statement; a sent row of a failover chain cancels the chain's other waiting rows."""
     rows = [(i, o, o.ids[0]) for o in outcomes for i in o.ids]
     if not rows:
         return
@@ -152,9 +157,15 @@ async def record_outcomes(conn: psycopg.AsyncConnection[Any], outcomes: Sequence
         " ELSE now() + make_interval(secs => v.retry_in_s) END"
         " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::float8[], %s::bigint[])"
         " AS v(id, state, error, retry_in_s, carrier) WHERE n.id = v.id"
-        " RETURNING n.id, n.attempts, n.state, n.last_error)"
-        " INSERT INTO notification_attempts (notification_id, attempt, outcome, error)"
-        " SELECT id, attempts, state, last_error FROM u",
+        " RETURNING n.id, n.attempts, n.state, n.last_error, n.channel, n.alert_id, n.receiver),"
+        " a AS (INSERT INTO notification_attempts (notification_id, attempt, outcome, error)"
+        " SELECT id, attempts, state, last_error FROM u)"
+        # A forwarding to 119 that went through, or was given up, is in the alert's history.
+        " INSERT INTO alert_events (alert_id, kind, comment)"
+        " SELECT alert_id, CASE state WHEN 'sent' THEN 'forwarded_119' ELSE 'forward_119_failed'"
+        " END, receiver || ' #' || id || ', attempt ' || attempts"
+        " || coalesce(': ' || last_error, '') FROM u"
+        " WHERE channel = 'fire_119' AND alert_id IS NOT NULL AND state <> 'failed'",
         (
             [i for i, _, _ in rows],
             [o.state for _, o, _ in rows],

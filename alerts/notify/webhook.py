@@ -105,19 +105,26 @@ def body_of(n: Notification) -> bytes:
 
 
 class WebhookNotifier:
-    """Delivers notifications of channel 'webhook' to configured targets."""
+    """Delivers notifications of channel 'webhook' (or another JSON channel, such as
+    'fire_119') to configured targets."""
 
-    channel = "webhook"
-
-    def __init__(self, targets: dict[str, WebhookTarget], session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        targets: dict[str, WebhookTarget],
+        session: aiohttp.ClientSession,
+        channel: str = "webhook",
+    ) -> None:
         self.targets = targets
         self.session = session
+        self.channel = channel
 
     async def send(self, n: Notification) -> None:
         """POST one notification; raise RetryableError or PermanentError on failure."""
         target = self.targets.get(n.receiver)
         if target is None:
-            raise PermanentError(f"no webhook receiver named {n.receiver!r} in the configuration")
+            raise PermanentError(
+                f"no {self.channel} receiver named {n.receiver!r} in the configuration"
+            )
         body = body_of(n)
         ts = str(int(time.time()))
         headers = {

@@ -61,12 +61,27 @@ function actionButtons(a) {
   if (a.state === "firing" || a.state === "acknowledged") {
     buttons.push(h("button", { type: "button", class: "act resolve", "data-action": "resolve", text: t("resolve"), onclick: (e) => doAction(e, a, "resolve") }));
   }
+  const unverified = isFire(a) && !a.verification;
+  if (unverified) {
+    buttons.push(
+      h("button", {
+        type: "button",
+        class: "act verify-fire primary",
+        "data-action": "verify",
+        text: t("verify"),
+        onclick: (e) => {
+          e.stopPropagation();
+          openCloseDialog(a, "verify");
+        },
+      }),
+    );
+  }
   buttons.push(
     h("button", {
       type: "button",
-      class: `act close${isFire(a) ? " verify" : ""}`,
+      class: `act close${unverified ? " verify" : ""}`,
       "data-action": "close",
-      text: isFire(a) ? t("verify_close") : t("close"),
+      text: unverified ? t("verify_close") : t("close"),
       onclick: (e) => {
         e.stopPropagation();
         openCloseDialog(a);
@@ -148,9 +163,12 @@ async function doAction(event, a, action, body = {}) {
 
 // A false alarm is closed only with a cause the operator picked: no cause is preselected, and
 // Confirm stays disabled until the choice is complete (a fire alarm: confirmed or false alarm).
-function openCloseDialog(a) {
+// The same dialog verifies without closing (action "verify"); an alert verified already is
+// closed without choosing again.
+function openCloseDialog(a, action = "close") {
   const dialog = $("#close-dialog");
-  const fire = isFire(a);
+  const verifying = action === "verify";
+  const fire = verifying || (isFire(a) && !a.verification);
   const causeSelect = h(
     "select",
     { id: "close-cause", name: "cause" },
@@ -158,7 +176,7 @@ function openCloseDialog(a) {
     CAUSES.map((c) => h("option", { value: c, text: causeName(c) })),
   );
   const causeRow = h("label", { class: "field cause-row", hidden: true }, h("span", { text: t("cause") }), causeSelect);
-  const options = fire ? ["confirmed_fire", "false_alarm"] : ["", "confirmed_fire", "false_alarm"];
+  const options = a.verification && !verifying ? [""] : fire ? ["confirmed_fire", "false_alarm"] : ["", "confirmed_fire", "false_alarm"];
   const confirm = h("button", { type: "submit", class: "primary", id: "close-confirm", text: t("confirm"), disabled: true });
   const picked = () => dialog.querySelector("input[name=verification]:checked");
   const check = () => {
@@ -188,13 +206,13 @@ function openCloseDialog(a) {
         const body = { comment: comment.value };
         if (verification) body.verification = verification;
         if (verification === "false_alarm") body.cause = causeSelect.value;
-        if (await doAction(null, a, "close", body)) dialog.close();
+        if (await doAction(null, a, action, body)) dialog.close();
       },
     },
-    h("h2", { text: `${t("close_title")} #${a.id}` }),
+    h("h2", { text: `${verifying ? t("verify_title") : t("close_title")} #${a.id}` }),
     h("p", { class: "muted", text: [a.unit_name, a.device_id, ruleName(a.rule_id), detectorText(a)].filter(Boolean).join(" · ") }),
-    fire ? h("p", { class: "warn", text: `${t("fire_must_verify")} ${t("choose_verification")}` }) : null,
-    h("fieldset", {}, h("legend", { text: t("verification") }), radios),
+    verifying ? h("p", { class: "warn", text: t("verify_hint") }) : fire ? h("p", { class: "warn", text: `${t("fire_must_verify")} ${t("choose_verification")}` }) : null,
+    h("fieldset", { hidden: options.length === 1 }, h("legend", { text: t("verification") }), radios),
     causeRow,
     h("label", { class: "field" }, h("span", { text: t("comment") }), comment),
     h("div", { class: "row end" }, h("button", { type: "button", class: "ghost", text: t("cancel"), onclick: () => dialog.close() }), confirm),
@@ -434,6 +452,15 @@ function notificationRow(n) {
   );
 }
 
+// The alert's latest forwarding to the 119 command centre: when 119 took it, or where it is.
+function forwardFact(notifications) {
+  const f = notifications.filter((n) => n.channel === "fire_119").pop();
+  if (!f) return [];
+  const sent = f.state === "sent" || f.state === "delivered";
+  const text = sent ? t("fire_119_sent", { at: absTime(f.sent_at) }) : t("fire_119_waiting", { state: t(`nstate_${f.state}`) });
+  return [h("dt", { text: t("fire_119") }), h("dd", { class: `fire-119 ${sent ? "sent" : "waiting"}`, "data-state": f.state, text })];
+}
+
 export async function refreshDetail() {
   const box = $("#detail");
   if (!box || !state.selected) return;
@@ -465,7 +492,8 @@ export async function refreshDetail() {
       a.metric ? fact(t("value"), `${metricName(a.metric)} ${fmtValue(a.value)} (${t("threshold")} ${fmtValue(a.threshold)})`) : [],
       fact(t("count"), String(a.count)),
       a.closed_at ? fact(t("closed_at"), absTime(a.closed_at)) : [],
-      a.verification ? fact(t("verification"), t(a.verification) + (a.false_alarm_cause ? ` · ${causeName(a.false_alarm_cause)}` : "")) : [],
+      a.verification ? fact(t("verification"), t(a.verification) + (a.false_alarm_cause ? ` · ${causeName(a.false_alarm_cause)}` : "") + (a.verified_by ? ` · ${t("verified_by", { who: actorName(a.verified_by), at: absTime(a.verified_at) })}` : "")) : [],
+      forwardFact(d.notifications),
       a.silenced ? [h("dt", { text: t("silence") }), h("dd", { class: "silence-fact" }, silenceText(a))] : [],
     ),
     actionButtons(a),

@@ -39,6 +39,20 @@ const STRINGS = {
     resolve: "Resolve",
     close: "Close",
     verify_close: "Verify & close",
+    verify: "Verify",
+    verify_title: "Verify fire alarm",
+    verify_hint: "Call the unit first. A confirmed fire is forwarded to the 119 command centre at once.",
+    fire_119: "119",
+    fire_119_sent: "forwarded {at}",
+    fire_119_waiting: "forwarding ({state})",
+    verified_by: "{who}, {at}",
+    kind_verified: "verified",
+    kind_forwarding_119: "queued for 119",
+    kind_forwarded_119: "forwarded to 119",
+    kind_forward_119_failed: "forwarding to 119 failed",
+    kind_unverified: "not verified in time",
+    channel_fire_119: "119 command centre",
+    nkind_fire_119: "fire forwarding",
     cancel: "Cancel",
     confirm: "Confirm",
     comment: "Comment",
@@ -373,7 +387,21 @@ const STRINGS = {
     ack: "受理",
     resolve: "解除",
     close: "关闭",
-    verify_close: "火警确认",
+    verify_close: "火警确认并关闭",
+    verify: "火警确认",
+    verify_title: "火警确认",
+    verify_hint: "请先电话联系单位核实。确认为真实火警后立即转报 119 指挥中心。",
+    fire_119: "119 转报",
+    fire_119_sent: "已转报 {at}",
+    fire_119_waiting: "转报中（{state}）",
+    verified_by: "{who} 于 {at} 核实",
+    kind_verified: "火警确认",
+    kind_forwarding_119: "转报 119 排队",
+    kind_forwarded_119: "已转报 119",
+    kind_forward_119_failed: "转报 119 失败",
+    kind_unverified: "超时未核实",
+    channel_fire_119: "119 指挥中心",
+    nkind_fire_119: "火警转报",
     cancel: "取消",
     confirm: "提交",
     comment: "备注",
@@ -755,7 +783,7 @@ export function historyComment(kind, comment, actor = "engine") {
     const m = comment.match(/^(\w+) notification (\d+)$/);
     return m ? t("hc_notification", { channel: known(`channel_${m[1]}`) ?? m[1], id: m[2] }) : comment;
   }
-  if (kind === "closed") {
+  if (kind === "closed" || kind === "verified") {
     const m = comment.match(/^(confirmed_fire|false_alarm)(?: \((\w+)\))?(?: (.*))?$/s);
     if (!m) return comment;
     return [t(m[1]) + (m[2] ? ` · ${causeName(m[2])}` : ""), m[3] || ""].filter(Boolean).join(" — ");

@@ -14,17 +14,19 @@ from typing import Any
 import psycopg
 import pytest
 
+from alerts.fire_119 import Fire119Options
 from alerts.silences import SilenceRequest, create_silence
 from api.server import ApiServer
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
 from rules.loader import load_rules
+from simulators.services.webhook import WebhookReceiver
 from store import tokens as store_tokens
 from supervision.grader import grade_now
 from supervision.model import load_model
 from tests.api.conftest import api_options
 from tests.e2e.test_supervision import DatabaseLink
-from tests.helpers import Publisher
+from tests.helpers import Publisher, engine_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -438,6 +440,65 @@ def test_a_false_alarm_cannot_be_closed_without_a_chosen_cause(
         row = conn.execute("SELECT verification, false_alarm_cause FROM alerts").fetchone()
     assert row == ("false_alarm", "equipment_fault")
     assert errors == []
+
+
+@pytest.fixture()
+def centre_119() -> Iterator[WebhookReceiver]:
+    """A fake 119 command centre's receiver."""
+    r = WebhookReceiver(b"secret-of-119").start()
+    yield r
+    r.stop()
+
+
+def test_a_fire_alarm_verified_on_the_board_is_forwarded_to_119_and_the_alert_says_so(
+    browser: Any,
+    db: Endpoints,
+    prefix: str,
+    pub: Publisher,
+    fleet: dict[str, Any],
+    centre_119: WebhookReceiver,
+) -> None:
+    """Verify (without closing) asks for confirmed fire or false alarm; a confirmed fire goes
+    to 119, and the alert's detail shows when 119 took it; closing then asks nothing again."""
+    settings = engine_settings(
+        prefix,
+        f"ingest-{time.monotonic_ns()}",
+        notify={"fire_119": {"url": centre_119.url, "secret": "secret-of-119"}},
+    )
+    engine = Engine(settings, db)
+    engine.start()
+    server = ApiServer(api_options(db, fire_119=Fire119Options(receiver="119")), "127.0.0.1", 0)
+    server.start()
+    try:
+        assert engine.consumer.wait_connected(10), "engine did not connect to the broker"
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        errors = _watch_errors(page)
+        page.goto(server.url + "/#token=" + token(db, "operator", "Li (control room)"))
+        page.wait_for_selector("#conn.live", timeout=WAIT_MS)
+        _fire(pub, prefix, 1, 1, 7, "3F smoke")
+        fire = page.locator("#alert-list li.alert.fire")
+        fire.wait_for(timeout=WAIT_MS)
+        fire.click()
+        fire.locator("button[data-action=verify]").click()
+        confirm = page.locator("#close-confirm")
+        assert confirm.is_disabled()
+        page.check("#close-dialog input[value=confirmed_fire]")
+        confirm.click()
+        assert centre_119.wait_for(lambda got: len(got) == 1, 10), "119 heard nothing"
+        page.wait_for_selector("#detail .fire-119.sent", timeout=WAIT_MS)
+        page.wait_for_selector("#detail .history li[data-kind=forwarded_119]", timeout=WAIT_MS)
+        assert page.locator("#alert-list li.alert.fire button[data-action=verify]").count() == 0
+        fire.locator("button[data-action=close]").click()
+        assert page.locator("#close-dialog fieldset").is_hidden()
+        page.click("#close-confirm")
+        page.wait_for_selector("#alert-list li.alert.fire", state="detached", timeout=WAIT_MS)
+        with psycopg.connect(db.dsn(), autocommit=True) as conn:
+            row = conn.execute("SELECT state, verification, verified_by FROM alerts").fetchone()
+        assert row == ("closed", "confirmed_fire", "Li (control room)")
+        assert errors == []
+    finally:
+        server.stop()
+        engine.stop()
 
 
 def test_a_closed_alert_is_found_with_its_whole_history_in_chinese(

@@ -36,7 +36,13 @@ class Site:
     """An engine and an API, each its own process, a webhook receiver and a device publisher."""
 
     def __init__(
-        self, db: Endpoints, services: Endpoints, prefix: str, tmp: Path, rules: Path | None
+        self,
+        db: Endpoints,
+        services: Endpoints,
+        prefix: str,
+        tmp: Path,
+        rules: Path | None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.db, self.prefix = db, prefix
         self.receiver = WebhookReceiver(SECRET.encode()).start()
@@ -48,6 +54,7 @@ class Site:
         }
         if rules is not None:
             env["FIRESENTRY_RULES__FILE"] = str(rules)
+        env.update(extra_env or {})
         self.engine = EngineProcess(
             db,
             prefix,
@@ -57,7 +64,7 @@ class Site:
             env,
         )
         try:
-            self.api = ApiProcess(db, tmp / "api.log", {})
+            self.api = ApiProcess(db, tmp / "api.log", extra_env or {})
         except BaseException:
             # A site that fails to start must not leave its engine running past the test.
             self.engine.kill()

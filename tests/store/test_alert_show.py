@@ -67,7 +67,7 @@ def test_show_prints_place_point_contacts_history_and_notifications(
     assert fields["location"] == "1F 消防控制室"
     assert fields["point"] == "loop 2 point 31: 3F东侧走廊感烟探测器"
     assert fields["message"] == "火警：滨江购物中心，3F东侧走廊感烟探测器（utd-5）"
-    assert fields["verification"] == "to verify when closed"
+    assert fields["verification"] == "to verify"
     contacts = out.split("\ncontacts (")[1].split("\n\n")[0]
     # The operator calls these people: full numbers, the district's too (not the control room).
     assert "王芳" in contacts and "+8613800011001" in contacts and "张敏" in contacts

@@ -208,6 +208,18 @@ def test_secret_url_from_the_environment_is_accepted(
     assert str(load_settings(p).notify.robots["cr"].url) == url
 
 
+def test_a_broken_119_receiver_fails_at_start_with_the_field(tmp_path: Path) -> None:
+    """A 119 receiver without a usable URL, or with a deadline out of range, stops the start
+    and names the field, instead of a confirmed fire going nowhere."""
+    text = _refused(tmp_path, "notify:\n  fire_119:\n    url: 119-centre\n")
+    assert "notify.fire_119.url (got '119-centre')" in text
+    assert "FIRESENTRY_NOTIFY__FIRE_119__URL" in text
+    text = _refused(tmp_path, "notify:\n  fire_119:\n    centre: x\n")
+    assert "notify.fire_119.url: Field required" in text
+    text = _refused(tmp_path, "notify:\n  verify_within_s: 0\n")
+    assert "notify.verify_within_s (got 0)" in text
+
+
 def test_starttls_is_on_by_default() -> None:
     """notify.email uses STARTTLS unless told otherwise, and implicit-TLS port 465 is refused."""
     assert EmailConfig(host="smtp.example.com", sender="a@example.com").starttls is True
@@ -226,6 +238,7 @@ def test_plain_receivers_are_warned_by_name() -> None:
             "robots": {"cr": {"kind": "wecom", "url": "http://robot.example.com/send?key=k1"}},
             "sms": {"gw": {"kind": "generic", "url": "http://sms.example.com/send"}},
             "email": {"host": "mail.example.com", "sender": "a@example.com", "starttls": False},
+            "fire_119": {"url": "http://119.example.gov.cn/in"},
         }
     }
     warned = {w.receiver: w for w in transport_warnings(Settings(**sections))}
@@ -234,6 +247,7 @@ def test_plain_receivers_are_warned_by_name() -> None:
         "notify.robots.cr",
         "notify.sms.gw",
         "notify.email",
+        "notify.fire_119",
     }
     assert warned["notify.webhooks.local"].loopback is True
     assert warned["notify.robots.cr"].loopback is False

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from alerts.fire_119 import forward_schema
 from alerts.shape import AlertNotice, notice_schema, sample_notice
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "alert-notice.schema.json"
@@ -41,3 +42,10 @@ def test_a_body_round_trips_and_names_every_field() -> None:
     assert set(body["alert"]) == set(alert["properties"])
     assert "idempotency_key" not in body  # the webhook channel adds the row's key
     assert body["version"] == "2" and body["alert"]["message"]["zh-CN"] == "测试消息：Wang Fang"
+
+
+def test_the_committed_119_forwarding_schema_is_current() -> None:
+    """docs/fire-119.schema.json equals the schema of alerts.fire_119.FireForward; regenerate it
+    as above with forward_schema() from alerts.fire_119."""
+    path = SCHEMA.with_name("fire-119.schema.json")
+    assert json.loads(path.read_text(encoding="utf-8")) == forward_schema()

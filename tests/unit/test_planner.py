@@ -17,6 +17,7 @@ from alerts.planner import (
     next_step,
     plan_escalations,
     plan_transitions,
+    plan_unverified,
 )
 from alerts.routing import RoutingFile
 from alerts.shape import AlertNotice
@@ -402,3 +403,31 @@ def test_a_silence_still_holding_delays_a_non_critical_alert_until_it_ends() -> 
     p = _escalate(_firing("residual_current_high", MONITOR), (s,))
     assert p.plan.outbox == [] and p.plan.updates[0].next_escalation_at == s.ends_at
     assert [h.kind for h in p.plan.history] == ["silenced"]
+
+
+@pytest.mark.parametrize(
+    ("silenced", "to"),
+    [
+        (False, ["+861", "m@x.cn", "+869", "centre"]),  # every party of the critical route
+        (True, ["+869", "centre"]),  # a silence holds it to the control room
+    ],
+)
+def test_a_fire_alarm_left_unverified_is_told_again_saying_so(
+    silenced: bool, to: list[str]
+) -> None:
+    """The unverified escalation goes to every tier of the route, as an escalation whose text
+    says nobody verified it, with one history line; the alert row is left as it is."""
+    fire = _firing("fire_alarm", PANEL, escalation_tier=0, reminders_sent=1)
+    silences = (_silence(unit_id="u1"),) if silenced else ()
+    snap = Snapshot({(fire.device_num, fire.rule_id, fire.point_key): fire}, (), silences, CONTACTS)
+    message = ("not verified within 3 min", "火警3 分钟内未确认")
+    p = plan_unverified([fire], {fire.id: message}, "3 min", snap, OPTS, NOON)
+    assert [o.receiver for o in p.plan.outbox] == to
+    assert {o.kind for o in p.plan.outbox} == {"escalation"}
+    body = AlertNotice.model_validate(p.plan.outbox[0].payload)
+    assert body.alert.message.zh_CN.endswith("火警3 分钟内未确认")
+    assert body.alert.silenced is silenced
+    assert [(h.kind, h.comment) for h in p.plan.history] == [
+        ("unverified", "not verified within 3 min")
+    ]
+    assert p.plan.updates == [] and p.plan.inserts == []
