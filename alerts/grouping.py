@@ -39,6 +39,8 @@ def group_keys(rows: Iterable[ClaimedRow]) -> list[str]:
 
 # Channels that POST the row's own JSON payload: nothing is rendered for them.
 JSON_CHANNELS = frozenset({"webhook", FIRE_119})
+# Kinds of rows that carry their rendered title and text (store/hazards.py queue()).
+PRE_RENDERED = frozenset({"hazard"})
 
 
 def group(rows: Iterable[ClaimedRow]) -> list[list[ClaimedRow]]:
@@ -74,6 +76,15 @@ def merge(members: Sequence[ClaimedRow], tz: dt.tzinfo) -> Outgoing:
     lead = ordered[0]
     if lead.channel in JSON_CHANNELS:
         payload = lead.payload
+    elif lead.kind in PRE_RENDERED:
+        # Written with its words (a hazard's message): sent as it is, one row a message.
+        payload = {
+            "title": str(lead.payload.get("title", "")),
+            "text": str(lead.payload.get("text", "")),
+            "locale": lead.locale,
+            "severity": "warning",
+            "alert_ids": [],
+        }
     else:
         # The notice's unit_fire_alarms (a spreading fire) is said in the rendered title.
         alerts = [

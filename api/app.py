@@ -10,6 +10,7 @@ from aiohttp import web
 
 from api import (
     alerts,
+    hazards,
     notifications,
     ops,
     receipts,
@@ -27,6 +28,7 @@ from api.stream import AlertFeed
 
 ROUTES: list[Route] = [
     *alerts.ROUTES,
+    *hazards.ROUTES,
     *rules.ROUTES,
     *notifications.ROUTES,
     *receipts.ROUTES,
@@ -39,9 +41,10 @@ ROUTES: list[Route] = [
     *ops.ROUTES,
 ]
 
-# The console is plain files from this server: nothing from anywhere else may load.
+# The console is plain files from this server: nothing from anywhere else may load (blob:
+# images are hazard photos it fetched with its token).
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 

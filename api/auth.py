@@ -19,6 +19,11 @@ class Permission(StrEnum):
     METRICS_READ = "metrics:read"
     # Contacts' phone numbers and e-mail addresses in the clear (masked without it).
     CONTACTS_READ = "contacts:read"
+    # Hazards: read them; report and follow them (notify, rectify, submit, photos); review a
+    # rectification and close the hazard (销案).
+    HAZARDS_READ = "hazards:read"
+    HAZARDS_ACT = "hazards:act"
+    HAZARDS_REVIEW = "hazards:review"
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
@@ -31,6 +36,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             Permission.UNITS_READ,
             Permission.TELEMETRY_READ,
             Permission.CONTACTS_READ,
+            Permission.HAZARDS_READ,
+            Permission.HAZARDS_ACT,
         }
     ),
     # Analysts read: alerts (no actions), time series, exports and statistics; they call no
@@ -41,12 +48,36 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             Permission.TELEMETRY_READ,
             Permission.TELEMETRY_EXPORT,
             Permission.STATS_READ,
+            Permission.HAZARDS_READ,
         }
     ),
     "admin": frozenset(Permission),
     # A wall screen: the board and its live stream, nothing to act on and no one's number. Its
     # token stays in the screen's browser for months, within reach of anyone in the room.
     "display": frozenset({Permission.ALERTS_READ}),
+    # Grid workers and inspectors in the field: the units they cover (their token's scope),
+    # their open alerts, and the hazards they report and follow; the people to call.
+    "inspector": frozenset(
+        {
+            Permission.ALERTS_READ,
+            Permission.UNITS_READ,
+            Permission.CONTACTS_READ,
+            Permission.HAZARDS_READ,
+            Permission.HAZARDS_ACT,
+        }
+    ),
+    # Fire supervisors: what inspectors do, and they judge rectifications and close hazards.
+    "supervisor": frozenset(
+        {
+            Permission.ALERTS_READ,
+            Permission.UNITS_READ,
+            Permission.CONTACTS_READ,
+            Permission.STATS_READ,
+            Permission.HAZARDS_READ,
+            Permission.HAZARDS_ACT,
+            Permission.HAZARDS_REVIEW,
+        }
+    ),
 }
 
 

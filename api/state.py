@@ -16,6 +16,7 @@ from alerts.fire_119 import Fire119Options
 from api.exports import ExportSlots
 from api.throttle import FailedAuth, KnownTokens
 from rules.model import RuleFile
+from supervision.hazard_loop import HazardOptions
 from supervision.model import RiskModel, load_model
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class ApiOptions:
     rules: RuleFile
     # The four-colour grade's model (the shipped one when the caller gives none).
     risk_model: RiskModel = field(default_factory=load_model)
+    # The hazard loop's policy, and the channels its messages may use.
+    hazards: HazardOptions = field(default_factory=HazardOptions)
     # Forwarding confirmed fires to 119 (none configured by default).
     fire_119: Fire119Options = field(default_factory=Fire119Options)
     # The address units' QR codes and notices point at (api.public_url).

@@ -37,6 +37,7 @@ from alerts.types import Receiver
 from devices.registry import Registry
 from firesentry.channels import (
     fire_119_options,
+    hazard_options,
     person_channels,
     robot_channels,
 )
@@ -264,8 +265,15 @@ class Engine:
         # Removed on a deliberate stop; kept (saying what died) when the engine exits on a failure.
         self._deregister = True
         sup = settings.supervision
+        rule_names = {r.id: r.name.zh_cn if r.name else r.id for r in rule_file.rules}
         self.grading = (
-            GradingWorker(load_model(sup.risk_model), self._connect_grading_db, sup.grade_every_s)
+            GradingWorker(
+                load_model(sup.risk_model),
+                self._connect_grading_db,
+                sup.grade_every_s,
+                hazards=hazard_options(settings, routing.timezone),
+                rule_names=rule_names,
+            )
             if sup.grading
             else None
         )

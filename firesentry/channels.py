@@ -25,6 +25,8 @@ from alerts.notify.wecom import WeComNotifier, WeComOptions
 from alerts.outbox import Notifier
 from firesentry.config import Settings, SmsProviderConfig
 from store.outbox import FIRE_119
+from supervision.hazard_loop import HazardOptions
+from supervision.hazards import load_policy
 
 
 def _secret(value: object) -> str:
@@ -138,3 +140,10 @@ def person_channels(settings: Settings) -> frozenset[str]:
     """The channels to people that have a provider configured (sms, email)."""
     n = settings.notify
     return frozenset(ch for ch, on in (("sms", bool(n.sms)), ("email", n.email is not None)) if on)
+
+
+def hazard_options(settings: Settings, timezone: str) -> HazardOptions:
+    """The hazard loop's policy and the channels its messages may use."""
+    return HazardOptions(
+        load_policy(settings.supervision.hazard_policy), timezone, person_channels(settings)
+    )

@@ -170,18 +170,9 @@ def _act(settings: Settings, args: argparse.Namespace) -> int:
                 a = actions.acknowledge(conn, args.id, args.by, args.comment)
             elif args.alerts_command == "resolve":
                 a = actions.resolve(conn, args.id, args.by, args.comment)
-            elif args.alerts_command == "verify":
-                a = actions.verify(
-                    conn,
-                    args.id,
-                    args.by,
-                    verification=args.verify,
-                    cause=args.cause,
-                    comment=args.comment,
-                    fire_119_options=_fire_119(settings),
-                )
             else:
-                a = actions.close(
+                act = actions.verify if args.alerts_command == "verify" else actions.close
+                a = act(
                     conn,
                     args.id,
                     args.by,

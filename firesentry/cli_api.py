@@ -189,8 +189,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--role",
         required=True,
         choices=list(ROLES),
-        help="operator, analyst, admin, or display: a wall screen's board (read only, no "
-        "phone numbers; meant to stay logged in, so give it no expiry and revoke it instead)",
+        help="operator, analyst, admin, display: a wall screen's board (read only, no "
+        "phone numbers; meant to stay logged in, so give it no expiry and revoke it instead), "
+        "inspector: reports and follows hazards in the field, supervisor: also reviews and "
+        "closes them",
     )
     c.add_argument(
         "--unit", action="append", metavar="ID", help="limit the token to this unit (repeat)"

@@ -26,6 +26,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from supervision.hazards import HazardPolicyError, load_policy
 from supervision.model import RiskModelError, load_model
 
 ENV_PREFIX = "FIRESENTRY_"
@@ -259,8 +260,26 @@ class SupervisionConfig(_Section):
     risk_model: Path | None = Field(
         default=None, description="a risk model YAML file; the shipped supervision/risk_model.yaml"
     )
-    grading: bool = Field(default=True, description="grade units on a schedule in the engine")
+    grading: bool = Field(
+        default=True,
+        description="grade units, find hazards in the data and escalate overdue ones on a "
+        "schedule in the engine",
+    )
     grade_every_s: float = Field(default=300.0, ge=5, le=86_400)
+    hazard_policy: Path | None = Field(
+        default=None,
+        description="the hazard loop's policy YAML file; the shipped supervision/hazard_policy.yaml",
+    )
+
+    @field_validator("hazard_policy")
+    @classmethod
+    def _policy_loads(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            try:
+                load_policy(v)
+            except HazardPolicyError as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
     @field_validator("risk_model")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import signal
 import sys
@@ -34,9 +35,13 @@ from simulators.services.robots import FakeWeCom
 from simulators.services.sms import FakeSmsGateway
 from simulators.services.webhook import Received, WebhookReceiver
 from store import grades as store_grades
+from store import hazards as store_hazards
 from store import registry as reg
 from store.demo_seed import DemoContact, PastAlert, put_contact, put_history
+from store.hazards import HazardRow
 from store.migrate import migrate
+from supervision.hazard_loop import HazardOptions, act, report
+from supervision.hazards import load_policy
 from supervision.model import GRADE_ZH, Grade
 
 log = structlog.get_logger("demo")
@@ -62,6 +67,7 @@ FAULTS = {
     ("demo-u3", DeviceType.WATER_PRESSURE): 14.0,
 }
 RECOVER_AFTER_S = 40.0
+OPEN_HAZARD = ("found", "notified", "rectifying", "submitted", "reviewed")
 # A past week for the risk grade to weigh (closed alerts, added once while they are recent):
 # the school had three false alarms (dust from its renovation) and turns yellow; the plant's
 # tank was low for 20 h and its panel in fault for a day and a half, and it turns orange.
@@ -145,6 +151,30 @@ def seed(conn: psycopg.Connection[Any]) -> list[SimDevice]:
             put_contact(conn, c)
         put_history(conn, PAST_WEEK)
     return devices
+
+
+def seed_hazard(conn: psycopg.Connection[Any], opts: HazardOptions) -> HazardRow:
+    """A hazard in progress at the plant (reported, urged, being rectified), once: a second
+    demo finds it open and leaves it as it is."""
+    open_ = store_hazards.search(
+        conn, store_hazards.HazardFilter(unit_id="demo-u3", states=OPEN_HAZARD)
+    )
+    if open_:
+        return open_[0]
+    now = dt.datetime.now(dt.UTC)
+    h = report(
+        conn,
+        opts,
+        unit_id="demo-u3",
+        category="storage",
+        severity="major",
+        description="B2 消防泵房门口堆放纺织原料，堵塞通道",
+        found_by="郑凯（网格员）",
+        responsible="周强（物业）",
+        now=now,
+    )
+    act(conn, opts, h.id, "notify", "何军（监控中心）")
+    return act(conn, opts, h.id, "rectify", "周强（物业）", comment="已安排叉车清运")
 
 
 def demo_routing(settings: Settings) -> Path:
@@ -258,6 +288,16 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
     with psycopg.connect(ep.dsn(), autocommit=True) as conn:
         devices = seed(conn)
     print(f"  seeded {len(UNITS)} units and {len(devices)} devices of all four types", flush=True)
+    hazard_opts = HazardOptions(
+        load_policy(settings.supervision.hazard_policy), "Asia/Shanghai", frozenset({"sms"})
+    )
+    with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+        hazard = seed_hazard(conn, hazard_opts)
+    print(
+        f"  a hazard in progress at 红星纺织厂 (#{hazard.id}, {hazard.state}): the console's "
+        "Hazards view, or the unit's page; 一店一码: the map's ▦ prints a district's QR sheet",
+        flush=True,
+    )
     passwords = _device_passwords(settings, ep, devices) if ep.mqtt_username else None
     secret = secrets.token_hex(16)
     first_alert = threading.Event()

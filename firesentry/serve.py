@@ -13,7 +13,7 @@ import structlog
 from alerts.routing import load_routing
 from api.server import ApiServer
 from api.state import ApiOptions, ReceiptAuth
-from firesentry.channels import fire_119_options
+from firesentry.channels import fire_119_options, hazard_options
 from firesentry.config import Settings
 from firesentry.embedded import Endpoints
 from rules.loader import load_rules
@@ -37,6 +37,7 @@ def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
         rules=load_rules(settings.rules.file),
         risk_model=load_model(settings.supervision.risk_model),
         fire_119=fire_119_options(settings, timezone),
+        hazards=hazard_options(settings, timezone),
         public_url=settings.api.public_url or f"http://{settings.api.host}:{settings.api.port}",
         pool_max=settings.api.pool_max,
         ready_stale_after_s=settings.api.ready_stale_after_s,

@@ -9,6 +9,8 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)  # the REA
 command -v openssl >/dev/null 2>&1 || need+=(openssl)  # the embedded broker's certificates
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the console's browser tests (Playwright drives it)
+# The console in Chinese: without a CJK font the browser tests' pictures show boxes.
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 PY="${PYTHON:-python3}"
 "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 

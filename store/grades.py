@@ -16,7 +16,7 @@ GRADING_LOCK = 0x677261646573
 
 # Per unit, rule and verification outcome: alerts opened in the window, open now, and the hours
 # they lasted inside the window (until cleared; a closed alert that never cleared ends when it
-# was closed; an open one lasts until now).
+# was closed; an open one lasts until now); and the unit's overdue hazards (see below).
 _FACTS = """
 SELECT u.id, u.category, a.rule_id, a.v, a.opened, a.open_now, a.hours
 FROM units u
@@ -33,6 +33,12 @@ LEFT JOIN LATERAL (
     WHERE a.unit_id = u.id AND a.opened_at < %(now)s
       AND (a.state <> 'closed' OR coalesce(a.cleared_at, a.closed_at) >= %(since)s)
     GROUP BY 1, 2
+    UNION ALL
+    -- Open hazards past their deadline, as the pseudo rule 'hazard:overdue' (open now).
+    SELECT 'hazard:overdue', NULL, 0, count(*)::int, 0::float8
+    FROM hazards h
+    WHERE h.unit_id = u.id AND h.state <> 'closed' AND h.deadline < %(now)s
+    HAVING count(*) > 0
 ) a ON true
 WHERE %(units)s::text[] IS NULL OR u.id = ANY(%(units)s)
 ORDER BY u.id

@@ -53,6 +53,8 @@ APP_TABLE_PRIVILEGES = {
     "delivery_receipts": "SELECT, INSERT, UPDATE",  # what providers said: no DELETE
     "notification_attempts": "SELECT, INSERT",  # every delivery attempt: an audit trail
     "unit_grade_changes": "SELECT, INSERT",  # every change of a unit's grade: an audit trail
+    "hazard_events": "SELECT, INSERT",  # every step of a hazard: an audit trail
+    "hazard_photos": "SELECT, INSERT",  # evidence: kept as taken
 }
 APP_DEFAULT_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 

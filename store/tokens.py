@@ -11,8 +11,10 @@ from typing import Any
 
 import psycopg
 
-# display: a wall screen's board (alerts and the stream, read only), logged in for months.
-ROLES = ("operator", "analyst", "admin", "display")
+# display: a wall screen's board (alerts and the stream, read only), logged in for months;
+# inspector: grid workers and inspectors who report and follow hazards; supervisor: fire
+# supervisors, who also review rectifications and close hazards.
+ROLES = ("operator", "analyst", "admin", "display", "inspector", "supervisor")
 TOKEN_PREFIX = "fst_"
 HINT_CHARS = len(TOKEN_PREFIX) + 6
 # Why a token that once was live no longer is (the reasons an open stream is ended with).

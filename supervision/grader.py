@@ -1,4 +1,5 @@
-"""Grade units now (one transaction: read facts, grade, write) and on a schedule (a thread)."""
+"""Grade units now (one transaction: read facts, grade, write) and on a schedule (a thread that
+also runs the hazard loop's round first: hazards the data finds, overdue ones escalated)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import structlog
 
 from store import grades as store
 from supervision.grade import AlertFacts, UnitFacts, UnitGrade, grade_units
+from supervision.hazard_loop import HazardOptions, run_round
 from supervision.model import RiskModel
 
 log = structlog.get_logger(__name__)
@@ -109,7 +111,8 @@ def grade_all(
 
 
 class GradingWorker:
-    """Grades every unit every `every_s` seconds on a connection of its own."""
+    """Every `every_s` seconds on a connection of its own: the hazard round (when given
+    hazards), then grades every unit."""
 
     def __init__(
         self,
@@ -117,8 +120,12 @@ class GradingWorker:
         connect: Callable[[], psycopg.Connection[Any]],
         every_s: float,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        hazards: HazardOptions | None = None,
+        rule_names: dict[str, str] | None = None,
     ) -> None:
         self.model = model
+        self.hazards = hazards
+        self.rule_names = rule_names or {}
         self._connect = connect
         self._every_s = every_s
         self._clock = clock
@@ -142,6 +149,15 @@ class GradingWorker:
             self._thread.join(timeout_s)
 
     def _once(self, conn: psycopg.Connection[Any]) -> None:
+        if self.hazards is not None:
+            done = run_round(conn, self.hazards, self.rule_names, self._clock())
+            if done.found or done.overdue:
+                log.info(
+                    "hazard round",
+                    found=done.found,
+                    overdue=done.overdue,
+                    messages=done.messages,
+                )
         census = grade_all(conn, self.model, self._clock())
         if census.changed:
             log.info(

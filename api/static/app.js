@@ -2,12 +2,13 @@
 // top bar, the banners, routing between the views, the live stream's events, and start-up.
 // The control room: live alert board over SSE, unit view with charts and device events,
 // offline devices, district map, alert search with full histories, undelivered notifications,
-// telemetry explorer, statistics and silences. Native ES modules, no build step.
+// telemetry explorer, statistics, silences and hazards. Native ES modules, no build step.
 
 import { api, onUnauthorized, startStream } from "./api.js";
 import { onUnmute, renderBanners } from "./banners.js";
 import { loadOpenAlerts, refreshDetail, renderBoard, renderCounters, upsertAlert } from "./board.js";
 import { isLive, noteStreamDatabase, onHealthChange, startHealth, stopHealth } from "./health.js";
+import { renderHazards } from "./hazards.js";
 import { getLang, preferredLang, setLang, setRuleNames, t } from "./i18n.js";
 import { renderMap } from "./map.js";
 import { renderNotifications, scheduleNotificationsReload } from "./notifications.js";
@@ -138,6 +139,7 @@ const VIEWS = [
   { id: "telemetry", label: "nav_telemetry", perm: "telemetry:read" },
   { id: "stats", label: "nav_stats", perm: "stats:read" },
   { id: "silences", label: "nav_silences", perm: "alerts:act" },
+  { id: "hazards", label: "nav_hazards", perm: "hazards:read" },
 ];
 
 function allowed(v) {
@@ -259,6 +261,7 @@ function render() {
     telemetry: renderTelemetry,
     stats: renderStats,
     silences: renderSilences,
+    hazards: renderHazards,
   }[route.view]();
   if (done && typeof done.catch === "function") done.catch((err) => viewFailed(main, route, err));
 }

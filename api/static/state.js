@@ -17,6 +17,8 @@ export const state = {
   silences: new Map(), // silences by id (newest 200), for the "silenced" mark on alerts
   silenceOf: new Map(), // alert id -> silence id
   showEndedSilences: false,
+  showClosedHazards: false,
+  selectedHazard: null,
   // What the console knows of the server's health (health.js): whether the API answers, and
   // whether the database does as the stream and /readyz last said (null: not known yet).
   health: { api: true, streamDb: null, readyDb: null, intake: [], channels: [], since: null },

@@ -5,7 +5,8 @@ import { api, fetchRaw } from "./api.js";
 import { alertItem, contactList } from "./board.js";
 import { lineChart } from "./chart.js";
 import { actorName, bucketLabel, getLang, metricName, t } from "./i18n.js";
-import { state } from "./state.js";
+import { unitHazards } from "./hazards.js";
+import { can, state } from "./state.js";
 import { $, absTime, gradeChip, gradeReasons, h, openPrintable, sortAlerts, timeEl, toast } from "./util.js";
 
 const PREFERRED_METRICS = ["residual_current_ma", "level_m", "pressure_mpa", "temp_c_1", "voltage_v_a", "battery_pct"];
@@ -96,6 +97,8 @@ export async function renderUnit(unitId) {
           h("ul", { class: "alerts", id: "unit-alerts" }, alerts.length ? alerts.map(alertItem) : h("li", { class: "empty", text: t("no_alerts") })),
           h("h2", { class: "section", text: t("grade") }),
           gradeBox,
+          can("hazards:read") ? h("h2", { class: "section", text: t("open_hazards") }) : null,
+          can("hazards:read") ? unitHazards(unitId) : null,
           h("h2", { class: "section", text: t("contacts") }),
           contactList(d.contacts || []),
           h("h2", { class: "section", text: t("unit_events") }),
@@ -164,9 +167,11 @@ function deviceCard(dev, thresholds) {
     { class: `device-card ${dev.status}`, "data-device": dev.id },
     h("header", {}, statusDot(dev.status), h("strong", { text: dev.id }), h("span", { class: "muted", text: t(`type_${dev.type}`) })),
     h("div", { class: "muted small" }, `${t("status")}: ${t(dev.status)} · ${t("last_seen")}: `, timeEl(dev.last_seen)),
-    metrics.length ? chips : null,
-    chartBox,
+    metrics.length && can("telemetry:read") ? chips : null,
+    can("telemetry:read") ? chartBox : null,
   );
+  // A token without telemetry:read (a grid worker's) sees the devices, not their readings.
+  if (!can("telemetry:read")) return card;
   if (metrics.length) show(metrics[0], metrics.slice(1, 4));
   else chartBox.replaceChildren(h("p", { class: "muted", text: t("no_metrics") }));
   return card;

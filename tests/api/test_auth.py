@@ -116,6 +116,8 @@ async def test_me_describes_the_token(client: Client, seeded: Seeded) -> None:
             "alerts:act",
             "alerts:read",
             "contacts:read",
+            "hazards:act",
+            "hazards:read",
             "telemetry:read",
             "units:read",
         ],

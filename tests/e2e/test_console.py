@@ -189,7 +189,7 @@ def test_phone_layout_and_read_only_analyst(
     page.wait_for_selector("#alert-list li.alert[data-severity=major]", timeout=WAIT_MS)
     assert page.locator("#alert-list button").count() == 0
     views = page.locator("#nav a").evaluate_all("els => els.map(e => e.dataset.view)")
-    assert views == ["board", "search", "notifications", "telemetry", "stats"]
+    assert views == ["board", "search", "notifications", "telemetry", "stats", "hazards"]
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
     page.screenshot(path=str(ARTIFACTS / "console-phone.png"), full_page=True)
@@ -756,3 +756,71 @@ def test_map_and_unit_page_show_grades_and_print_a_notice(
     if SCREENSHOTS:
         notice.screenshot(path=str(DOCS / "unit-notice.png"), full_page=True)
     assert errors == []
+
+
+def test_a_grid_worker_reports_a_hazard_from_a_phone_and_a_supervisor_closes_it(
+    browser: Any, api_server: ApiServer, db: Endpoints, tmp_path: Path
+) -> None:
+    """On a phone, the unit page's form reports a hazard with a photo from the camera (shrunk
+    to JPEG before it goes up); the hazards view counts it per district, and a supervisor takes
+    it through the steps its state allows to 销案."""
+    from PIL import Image
+
+    picture = tmp_path / "exit.png"
+    Image.new("RGB", (3000, 2000), (200, 40, 40)).save(picture)
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    errors = _watch_errors(phone)
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        grid_worker = store_tokens.create_token(conn, "Grid worker Zhao", "inspector", ["u1"])[1]
+    phone.goto(api_server.url + "/#token=" + grid_worker)
+    phone.wait_for_selector("#conn.live", timeout=WAIT_MS)
+    phone.goto(api_server.url + "/#/unit/u1")
+    phone.wait_for_selector("#unit-hazards form.hazard-report", timeout=WAIT_MS)
+    phone.select_option("#hazard-category", "blocked_exit")
+    phone.select_option("#hazard-severity", "major")
+    phone.fill("#hazard-description", "B1 fire exit chained shut")
+    phone.set_input_files("#hazard-photos", str(picture))
+    if SCREENSHOTS:
+        phone.locator("form.hazard-report").screenshot(path=str(DOCS / "hazard-report-phone.png"))
+    phone.click("#hazard-report")
+    phone.wait_for_selector("#unit-hazards tr[data-state=found]", timeout=WAIT_MS)
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT h.found_by, p.content_type, length(p.data) FROM hazards h"
+            " JOIN hazard_photos p ON p.hazard_id = h.id"
+        ).fetchone()
+    assert row is not None and row[:2] == ("Grid worker Zhao", "image/jpeg")
+    assert row[2] < picture.stat().st_size  # shrunk on the phone before the upload
+    assert errors == []
+
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    errors = _watch_errors(page)
+    page.goto(api_server.url + "/#token=" + token(db, "supervisor", "Supervisor Sun"))
+    page.wait_for_selector("#conn.live", timeout=WAIT_MS)
+    page.click("#nav a[data-view=hazards]")
+    page.wait_for_selector("#hazard-counts tr[data-key=D1]", timeout=WAIT_MS)
+    page.click("#hazards-table tr[data-state=found]")
+    page.wait_for_selector("#hazard-detail img.hazard-photo[src^=blob]", timeout=WAIT_MS)
+    for step in ("rectify", "submit", "review", "close"):
+        if step == "submit":
+            page.fill("#hazard-detail .step-comment", "chain removed")
+        page.click(f"#hazard-detail button[data-step={step}]")
+        page.wait_for_selector(
+            f"#hazard-detail .hazard-history li[data-kind={_HAZARD_KIND[step]}]", timeout=WAIT_MS
+        )
+    assert page.locator("#hazard-detail button.hstep").count() == 0
+    assert page.locator("#hazards-table tr[data-state]").count() == 0  # closed: not listed
+    page.screenshot(path=str(ARTIFACTS / "console-hazards.png"))
+    if SCREENSHOTS:
+        page.click("#lang")
+        page.wait_for_selector("#hazard-detail .hazard-history li[data-kind=closed]")
+        page.screenshot(path=str(DOCS / "console-hazards-zh.png"))
+    assert errors == []
+
+
+_HAZARD_KIND = {
+    "rectify": "rectifying",
+    "submit": "submitted",
+    "review": "reviewed",
+    "close": "closed",
+}

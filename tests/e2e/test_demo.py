@@ -94,6 +94,9 @@ def test_demo_prints_a_received_alert(workdir: tuple[Path, dict[str, str]]) -> N
     robot = re.search(r"^\[robot → .+\] 【紧急】火警：滨江购物中心.*\n +(.*)$", out, re.MULTILINE)
     assert robot and "2回路31号" in robot.group(1), out
     assert "no provider configured" not in out
+    # A hazard in progress at the plant: reported, urged (its people told by SMS), rectifying.
+    assert re.search(r"a hazard in progress at 红星纺织厂 \(#\d+, rectifying\)", out), out[:3000]
+    assert re.search(r"^\[sms → fire-safety manager .*\] 【消防隐患督促】红星纺织厂", out, re.M)
 
 
 def test_up_reuses_running_services_and_down_stops_them(

@@ -69,6 +69,38 @@ def test_alerts_cli_ack_close_and_silence(
     assert dt.timedelta(minutes=119) < ends <= dt.timedelta(hours=2)
 
 
+def test_alerts_cli_verifies_a_fire_alarm_once_then_closes_it(
+    cli_env: Endpoints, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`alerts verify` records the verification (no 119 configured here: nothing queued); a
+    second one is refused naming who verified it; close then needs no --verify."""
+    with psycopg.connect(cli_env.dsn(), autocommit=True) as conn:
+        conn.execute("INSERT INTO units (id, name) VALUES ('u8', 'Fire Unit')")
+        conn.execute(
+            "INSERT INTO devices (id, unit_id, type) VALUES ('p8', 'u8', 'user_transmission_device')"
+        )
+        alert_id = conn.execute(
+            "INSERT INTO alerts (device_num, unit_id, rule_id, severity, opened_at, last_seen_at,"
+            " needs_verification) SELECT num, 'u8', 'fire_alarm', 'critical', now(), now(), true"
+            " FROM devices WHERE id = 'p8' RETURNING id"
+        ).fetchone()[0]  # type: ignore[index]
+    rc, out, _ = run(capsys, "alerts", "close", str(alert_id), "--by", "Li")
+    assert rc == 1 and "is a fire alarm: verify it" in out
+    rc, out, _ = run(
+        capsys, "alerts", "verify", str(alert_id), "--by", "Li", "--verify", "confirmed_fire"
+    )
+    assert rc == 0 and "acknowledged, verified as confirmed_fire" in out
+    rc, out, _ = run(
+        capsys, "alerts", "verify", str(alert_id), "--by", "Wu", "--verify", "confirmed_fire"
+    )
+    assert rc == 1 and "was verified as confirmed_fire by Li" in out
+    rc, out, _ = run(capsys, "alerts", "close", str(alert_id), "--by", "Li")
+    assert rc == 0 and "closed, verified as confirmed_fire" in out
+    with psycopg.connect(cli_env.dsn(), autocommit=True) as conn:
+        queued = conn.execute("SELECT count(*) FROM notifications").fetchone()
+    assert queued == (0,)
+
+
 def test_notify_test_queues_a_version_2_notice_per_address(
     cli_env: Endpoints, capsys: pytest.CaptureFixture[str]
 ) -> None:
