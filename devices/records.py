@@ -59,6 +59,8 @@ Role = Literal[
     "fire_safety_manager", "property_manager", "grid_worker", "fire_supervisor", "control_room"
 ]
 Channel = Literal["sms", "voice", "email", "wecom", "dingtalk", "feishu"]
+# What a unit may show on its public QR page (migration 0026).
+PublicField = Literal["address", "grade", "emergency_contact"]
 
 
 def _json_object(value: Any) -> Any:
@@ -96,6 +98,13 @@ class UnitRecord(_Record):
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     category: Category = Category.SMALL_VENUE
+    # What the unit's QR code shows anyone (its name always): ";"-separated in a CSV.
+    public: Annotated[list[PublicField], BeforeValidator(_split_channels)] = Field(
+        default_factory=lambda: list[PublicField](["address", "grade"])
+    )
+    public_contact: Annotated[str, StringConstraints(max_length=200)] = Field(
+        default="", description="the emergency contact the QR code shows, when public names it"
+    )
 
 
 class DeviceRecord(_Record):
@@ -149,7 +158,18 @@ class ContactRecord(_Record):
 R = TypeVar("R", bound=_Record)
 
 COLUMNS: dict[type[_Record], tuple[str, ...]] = {
-    UnitRecord: ("id", "name", "address", "district", "grid", "lat", "lon", "category"),
+    UnitRecord: (
+        "id",
+        "name",
+        "address",
+        "district",
+        "grid",
+        "lat",
+        "lon",
+        "category",
+        "public",
+        "public_contact",
+    ),
     DeviceRecord: ("id", "unit_id", "type", "model", "location", "attributes", "heartbeat_s"),
     ContactRecord: (
         "unit_id",

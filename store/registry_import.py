@@ -52,10 +52,33 @@ def _upsert(
 
 def upsert_units(conn: psycopg.Connection[Any], units: Sequence[UnitRecord]) -> Upserted:
     """Insert new units and update the changed ones (must run inside a transaction)."""
-    columns = ("id", "name", "address", "district", "grid", "lat", "lon", "category")
-    types = ("text", "text", "text", "text", "text", "float8", "float8", "text")
+    columns = (
+        "id",
+        "name",
+        "address",
+        "district",
+        "grid",
+        "lat",
+        "lon",
+        "category",
+        "public_fields",
+        "public_contact",
+    )
+    types = ("text", "text", "text", "text", "text", "float8", "float8", "text", "text[]", "text")
     data = [
-        (u.id, u.name, u.address, u.district, u.grid, u.lat, u.lon, str(u.category)) for u in units
+        (
+            u.id,
+            u.name,
+            u.address,
+            u.district,
+            u.grid,
+            u.lat,
+            u.lon,
+            str(u.category),
+            sorted(set(u.public)),
+            u.public_contact,
+        )
+        for u in units
     ]
     rest = columns[1:]
     return _upsert(

@@ -121,6 +121,9 @@ class UnitCodeRow:
     grade: str | None
     grade_since: dt.datetime | None
     reasons: list[dict[str, Any]]
+    # What its public page shows besides its name (address, grade, emergency_contact).
+    public_fields: list[str]
+    public_contact: str
 
 
 def unit_codes(
@@ -134,7 +137,7 @@ def unit_codes(
     """Units (within scope; one by id or by its code's token, or a district's) by id."""
     rows = conn.execute(
         "SELECT u.id, u.name, u.address, u.district, u.qr_token, g.grade, g.since,"
-        " coalesce(g.reasons, '[]'::jsonb) FROM units u"
+        " coalesce(g.reasons, '[]'::jsonb), u.public_fields, u.public_contact FROM units u"
         " LEFT JOIN unit_grades g ON g.unit_id = u.id"
         " WHERE (%(scope)s::text[] IS NULL OR u.id = ANY(%(scope)s))"
         " AND (%(unit)s::text IS NULL OR u.id = %(unit)s)"

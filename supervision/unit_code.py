@@ -120,21 +120,38 @@ def sheet_html(units: Sequence[UnitCodeRow], public_url: str, title: str) -> str
 
 
 def public_html(u: UnitCodeRow, console_url: str) -> str:
-    """What anyone who scans the code sees: the unit's name, address and grade, nothing else.
+    """What anyone who scans the code sees: the unit's name, and what it chose to show (its
+    address, its grade, an emergency contact), nothing else.
 
     An inspector signed in to the console follows the link to the unit's full page.
     """
-    g = _grade(u)
+    shown = set(u.public_fields)
+    g = _grade(u) if "grade" in shown else None
     colour = GRADE_COLOURS[g] if g else "#777"
     ink = "#111" if g == Grade.YELLOW else "#fff"
     zh, en = GRADE_WORDS[g] if g else ("尚未评定", "not graded yet")
     colour_word = f"{GRADE_ZH[g]}色" if g else "—"
-    since = f"评定于 {u.grade_since:%Y-%m-%d}" if u.grade_since else ""
+    since = f"评定于 {u.grade_since:%Y-%m-%d}" if u.grade_since and g else ""
     box = "min-height:0;width:auto;max-width:120mm"
-    body = f"""<div class="notice" style="{box}" data-grade="{u.grade or ""}">
-<div class="band"><div class="big">{colour_word}</div><div>{zh} ({en})</div></div>
-<h1>{html.escape(u.name)}</h1><div class="muted">{html.escape(u.address)}</div>
-<p class="muted">{since}</p>
+    band = (
+        f'<div class="band"><div class="big">{colour_word}</div><div>{zh} ({en})</div></div>'
+        if "grade" in shown
+        else '<div class="band"><div>一店一码 · unit code</div></div>'
+    )
+    address = (
+        f'<div class="muted address">{html.escape(u.address)}</div>'
+        if "address" in shown and u.address
+        else ""
+    )
+    contact = (
+        f'<p class="contact">应急联系 Emergency contact: {html.escape(u.public_contact)}</p>'
+        if "emergency_contact" in shown and u.public_contact
+        else ""
+    )
+    body = f"""<div class="notice" style="{box}" data-grade="{(u.grade or "") if g else ""}">
+{band}
+<h1>{html.escape(u.name)}</h1>{address}
+<p class="muted">{since}</p>{contact}
 <p><a href="{html.escape(console_url)}">检查人员登录查看 · Inspectors: open in the console</a></p>
 </div>"""
     return _PAGE.format(title=html.escape(u.name), colour=colour, ink=ink, body=body)

@@ -6,10 +6,13 @@ import io
 from typing import Any
 
 import psycopg
+import pytest
 import zxingcpp
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
+from devices.records import UnitRecord
+from store.registry_import import upsert_units
 from tests.api.conftest import Seeded, auth
 
 Client = TestClient[Any, Any]
@@ -55,6 +58,41 @@ async def test_public_page_after_grading_shows_the_grade(client: Client, seeded:
     text = await notice.text()
     assert notice.status == 200 and 'data-grade="yellow"' in text and "<svg" in text
     assert "1起火警尚未核实" in text  # the reasons, for the people at the unit
+
+
+async def test_the_public_page_shows_only_what_the_unit_chose(
+    client: Client, seeded: Seeded
+) -> None:
+    """A unit that shows only an emergency contact: its name and that contact, no address and
+    no grade (not even in the page's markup)."""
+    await client.post("/api/v1/units/u1/grade", headers=auth(seeded.tokens["operator"]))
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn, conn.transaction():
+        upsert_units(
+            conn,
+            [
+                UnitRecord(
+                    id="u1",
+                    name="Riverside Mall",
+                    address="1 River Rd",
+                    public=["emergency_contact"],
+                    public_contact="duty room 028-8888 1119",
+                )
+            ],
+        )
+    page = await (await client.get(f"/u/{qr_token(seeded, 'u1')}")).text()
+    assert "Riverside Mall" in page and "duty room 028-8888 1119" in page
+    assert 'data-grade=""' in page and "黄色" not in page
+    assert "1 River Rd" not in page
+    # By default (address and grade) the contact is not shown, even when one is given.
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        conn.execute("UPDATE units SET public_fields = '{address,grade}' WHERE id = 'u1'")
+    page = await (await client.get(f"/u/{qr_token(seeded, 'u1')}")).text()
+    assert "duty room" not in page and "黄色" in page and "1 River Rd" in page
+    with (
+        psycopg.connect(seeded.dsn, autocommit=True) as conn,
+        pytest.raises(psycopg.errors.CheckViolation),
+    ):
+        conn.execute("UPDATE units SET public_fields = '{phone_numbers}' WHERE id = 'u1'")
 
 
 async def test_unknown_and_malformed_codes_are_404(client: Client, seeded: Seeded) -> None:

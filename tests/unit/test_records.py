@@ -140,3 +140,24 @@ def test_contact_rules_and_duplicate_ids(tmp_path: Path) -> None:
     assert [str(e) for e in units.errors] == [
         "u.csv row 4, column id: duplicate id 'u1' (first at row 2)"
     ]
+
+
+def test_what_a_units_qr_code_shows_is_read_and_checked(tmp_path: Path) -> None:
+    """`public` lists what the QR page shows (';'-separated, default address and grade); a
+    field that is not one of the three is refused with its column."""
+    units = read_csv(
+        write(
+            tmp_path / "u.csv",
+            "id,name,public,public_contact\n"
+            "u1,Riverside Mall,emergency_contact;grade,duty room 028-8888 1119\n"
+            "u2,Plant,,\n"
+            "u3,Shop,phone_numbers,\n",
+        ),
+        UnitRecord,
+    )
+    got = {u.id: (u.public, u.public_contact) for _, u in units.records}
+    assert got == {
+        "u1": (["emergency_contact", "grade"], "duty room 028-8888 1119"),
+        "u2": (["address", "grade"], ""),
+    }
+    assert [(e.row, e.column) for e in units.errors] == [(4, "public")]
