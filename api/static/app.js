@@ -196,7 +196,7 @@ function renderChrome() {
         },
       }, icon(state.muted ? "bell-off" : "bell")),
       langButton(),
-      h("span", { class: "who", title: scope }, `${me.name} · ${t(`role_${me.role}`)}`, can("alerts:act") ? "" : ` (${t("read_only")})`, me.units ? ` · ${scope}` : ""),
+      h("span", { class: "who", title: scope }, `${me.name} · ${t(`role_${me.role}`)}`, can("alerts:act") || can("hazards:act") ? "" : ` (${t("read_only")})`, me.units ? ` · ${scope}` : ""),
       h("button", { type: "button", class: "ghost", id: "logout", text: t("sign_out"), onclick: () => logout() }),
     ),
   );

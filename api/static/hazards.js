@@ -129,7 +129,8 @@ async function showHazard(box, id, onChange) {
     showHazard(box, id, onChange);
     if (onChange) onChange();
   };
-  box.replaceChildren(
+  // Only nodes: a missing part (no step left) would show as the text "null".
+  const parts = [
     h("div", { class: "detail-head", "data-hazard": hz.id }, stateChip(hz), h("h2", { text: `#${hz.id} ${t(`hcat_${hz.category}`)}` })),
     h("p", { class: "detail-msg", text: hz.description }),
     h(
@@ -149,7 +150,8 @@ async function showHazard(box, id, onChange) {
     stepForm(hz, reload),
     h("h3", { text: t("history") }),
     h("ol", { class: "history hazard-history" }, d.events.map((e) => stepItem(hz.id, e))),
-  );
+  ];
+  box.replaceChildren(...parts.filter(Boolean));
 }
 
 function hazardRow(hz, onOpen) {
@@ -225,7 +227,7 @@ export function unitHazards(unitId) {
       box.replaceChildren(h("p", { class: "error", text: err.message }));
       return;
     }
-    box.replaceChildren(hazardTable(list.items, (id) => showHazard(detail, id, load)), can("hazards:act") ? reportForm(unitId, load) : null, detail);
+    box.replaceChildren(...[hazardTable(list.items, (id) => showHazard(detail, id, load)), can("hazards:act") ? reportForm(unitId, load) : null, detail].filter(Boolean));
   };
   load();
   return box;

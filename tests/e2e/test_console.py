@@ -774,14 +774,18 @@ def test_a_grid_worker_reports_a_hazard_from_a_phone_and_a_supervisor_closes_it(
         grid_worker = store_tokens.create_token(conn, "Grid worker Zhao", "inspector", ["u1"])[1]
     phone.goto(api_server.url + "/#token=" + grid_worker)
     phone.wait_for_selector("#conn.live", timeout=WAIT_MS)
+    phone.click("#lang")  # a grid worker reads Chinese
+    phone.wait_for_selector("html[lang=zh-CN]")
     phone.goto(api_server.url + "/#/unit/u1")
     phone.wait_for_selector("#unit-hazards form.hazard-report", timeout=WAIT_MS)
+    assert "上报隐患" in phone.locator("form.hazard-report").inner_text()
     phone.select_option("#hazard-category", "blocked_exit")
     phone.select_option("#hazard-severity", "major")
     phone.fill("#hazard-description", "B1 fire exit chained shut")
     phone.set_input_files("#hazard-photos", str(picture))
     if SCREENSHOTS:
-        phone.locator("form.hazard-report").screenshot(path=str(DOCS / "hazard-report-phone.png"))
+        phone.locator("form.hazard-report").scroll_into_view_if_needed()
+        phone.screenshot(path=str(DOCS / "hazard-report-phone.png"))
     phone.click("#hazard-report")
     phone.wait_for_selector("#unit-hazards tr[data-state=found]", timeout=WAIT_MS)
     with psycopg.connect(db.dsn(), autocommit=True) as conn:
@@ -809,6 +813,7 @@ def test_a_grid_worker_reports_a_hazard_from_a_phone_and_a_supervisor_closes_it(
             f"#hazard-detail .hazard-history li[data-kind={_HAZARD_KIND[step]}]", timeout=WAIT_MS
         )
     assert page.locator("#hazard-detail button.hstep").count() == 0
+    assert "null" not in page.locator("#hazard-detail").inner_text()
     assert page.locator("#hazards-table tr[data-state]").count() == 0  # closed: not listed
     page.screenshot(path=str(ARTIFACTS / "console-hazards.png"))
     if SCREENSHOTS:
