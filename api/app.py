@@ -10,10 +10,12 @@ from aiohttp import web
 
 from api import (
     alerts,
+    duty,
     hazards,
     notifications,
     ops,
     receipts,
+    reports,
     rules,
     silences,
     stream,
@@ -29,6 +31,8 @@ from api.stream import AlertFeed
 ROUTES: list[Route] = [
     *alerts.ROUTES,
     *hazards.ROUTES,
+    *duty.ROUTES,
+    *reports.ROUTES,
     *rules.ROUTES,
     *notifications.ROUTES,
     *receipts.ROUTES,
@@ -40,6 +44,7 @@ ROUTES: list[Route] = [
     *telemetry.ROUTES,
     *ops.ROUTES,
 ]
+
 
 # The console is plain files from this server: nothing from anywhere else may load (blob:
 # images are hazard photos it fetched with its token).

@@ -50,6 +50,8 @@ class ApiOptions:
     risk_model: RiskModel = field(default_factory=load_model)
     # The hazard loop's policy, and the channels its messages may use.
     hazards: HazardOptions = field(default_factory=HazardOptions)
+    # The local time of reports' days and months (the routing file's timezone).
+    timezone: str = "Asia/Shanghai"
     # Forwarding confirmed fires to 119 (none configured by default).
     fire_119: Fire119Options = field(default_factory=Fire119Options)
     # The address units' QR codes and notices point at (api.public_url).

@@ -36,6 +36,7 @@ def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
         mqtt_port=ep.mqtt_port,
         rules=load_rules(settings.rules.file),
         risk_model=load_model(settings.supervision.risk_model),
+        timezone=timezone,
         fire_119=fire_119_options(settings, timezone),
         hazards=hazard_options(settings, timezone),
         public_url=settings.api.public_url or f"http://{settings.api.host}:{settings.api.port}",

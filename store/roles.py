@@ -55,6 +55,8 @@ APP_TABLE_PRIVILEGES = {
     "unit_grade_changes": "SELECT, INSERT",  # every change of a unit's grade: an audit trail
     "hazard_events": "SELECT, INSERT",  # every step of a hazard: an audit trail
     "hazard_photos": "SELECT, INSERT",  # evidence: kept as taken
+    "duty_shifts": "SELECT, INSERT, UPDATE",  # a shift is ended, never deleted
+    "duty_notes": "SELECT, INSERT",  # the duty log: an audit trail
 }
 APP_DEFAULT_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 

@@ -2,12 +2,14 @@
 // top bar, the banners, routing between the views, the live stream's events, and start-up.
 // The control room: live alert board over SSE, unit view with charts and device events,
 // offline devices, district map, alert search with full histories, undelivered notifications,
-// telemetry explorer, statistics, silences and hazards. Native ES modules, no build step.
+// telemetry explorer, statistics, silences, hazards and the duty log. Native ES modules, no
+// build step.
 
 import { api, onUnauthorized, startStream } from "./api.js";
 import { onUnmute, renderBanners } from "./banners.js";
 import { loadOpenAlerts, refreshDetail, renderBoard, renderCounters, upsertAlert } from "./board.js";
 import { isLive, noteStreamDatabase, onHealthChange, startHealth, stopHealth } from "./health.js";
+import { renderDuty } from "./duty.js";
 import { renderHazards } from "./hazards.js";
 import { getLang, preferredLang, setLang, setRuleNames, t } from "./i18n.js";
 import { renderMap } from "./map.js";
@@ -140,6 +142,7 @@ const VIEWS = [
   { id: "stats", label: "nav_stats", perm: "stats:read" },
   { id: "silences", label: "nav_silences", perm: "alerts:act" },
   { id: "hazards", label: "nav_hazards", perm: "hazards:read" },
+  { id: "duty", label: "nav_duty", perm: "alerts:act" },
 ];
 
 function allowed(v) {
@@ -262,6 +265,7 @@ function render() {
     stats: renderStats,
     silences: renderSilences,
     hazards: renderHazards,
+    duty: renderDuty,
   }[route.view]();
   if (done && typeof done.catch === "function") done.catch((err) => viewFailed(main, route, err));
 }

@@ -1,10 +1,38 @@
 // The statistics view: alerts, acknowledgement times, and verified fire alarms (confirmed
-// fires and false alarms counted apart) by unit or district.
+// fires and false alarms counted apart) by unit or district; and the daily and monthly XLSX
+// reports to download.
 
-import { api } from "./api.js";
+import { api, fetchRaw } from "./api.js";
 import { t } from "./i18n.js";
 import { state } from "./state.js";
-import { $, h } from "./util.js";
+import { $, h, toast } from "./util.js";
+
+// Without a date the server reports its own today (in its timezone, not the browser's).
+async function download(period, date) {
+  const res = await fetchRaw(`/reports/${period}.xlsx${date ? `?date=${encodeURIComponent(date)}` : ""}`);
+  if (!res.ok) {
+    const data = await res.json().catch(() => ({}));
+    toast(data.message || res.statusText, "error");
+    return;
+  }
+  const url = URL.createObjectURL(await res.blob());
+  const a = h("a", { href: url, download: `firesentry-${period}${date ? `-${period === "daily" ? date : date.slice(0, 7)}` : ""}.xlsx` });
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function reportTools() {
+  const date = h("input", { type: "date", id: "report-date", title: t("report_today") });
+  return h(
+    "div",
+    { class: "toolbar wrap reports" },
+    h("label", { class: "field" }, h("span", { text: t("report_date") }), date),
+    h("button", { type: "button", class: "act", id: "report-daily", text: t("report_daily"), onclick: () => download("daily", date.value) }),
+    h("button", { type: "button", class: "act", id: "report-monthly", text: t("report_monthly"), onclick: () => download("monthly", date.value) }),
+  );
+}
 
 // ---------- statistics ----------
 
@@ -22,6 +50,7 @@ export async function renderStats() {
       "section",
       { class: "panel" },
       h("div", { class: "toolbar wrap" }, h("h1", { text: t("stats_title") }), h("label", { class: "field" }, h("span", { text: t("group_by") }), group), h("label", { class: "field" }, h("span", { text: t("range") }), days)),
+      reportTools(),
       h(
         "div",
         { class: "table-wrap" },

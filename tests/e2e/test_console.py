@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import os
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from openpyxl import load_workbook
 
 from alerts.fire_119 import Fire119Options
 from alerts.silences import SilenceRequest, create_silence
@@ -645,6 +647,14 @@ def test_statistics_and_unit_events_in_chinese(
     assert row.locator("td.confirmed").inner_text() == "1"
     assert row.locator("td.false-alarms").inner_text() == "0"
     assert "真实火警" in page.locator("#stats-table thead").inner_text()
+    # Today's daily report downloads as a workbook that counts the confirmed fire.
+    with page.expect_download() as got:
+        page.click("#report-daily")
+    assert got.value.suggested_filename == "firesentry-daily.xlsx"
+    book = load_workbook(io.BytesIO(Path(got.value.path()).read_bytes()))
+    rows = list(book["汇总 Summary"].iter_rows(values_only=True))
+    assert rows[3][4] == "真实火警 Confirmed fires" and rows[4][:2] == ("D1", 1)
+    assert rows[4][4] == 1
     assert errors == []
 
 
@@ -829,3 +839,40 @@ _HAZARD_KIND = {
     "review": "reviewed",
     "close": "closed",
 }
+
+
+def test_the_night_shift_hands_over_to_the_day_shift_in_the_duty_log(
+    browser: Any, api_server: ApiServer, db: Endpoints, prefix: str, pub: Publisher
+) -> None:
+    """Go on duty, write a note, hand over with an open fire alarm; the day shift sees the
+    handover note and that alarm among what was open."""
+    _fire(pub, prefix, 1, 1, 7, "3F smoke")
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    errors = _watch_errors(page)
+    page.goto(api_server.url + "/#token=" + token(db, "operator", "Night Li"))
+    page.wait_for_selector("#alert-list li.alert.fire", timeout=WAIT_MS)
+    page.click("#nav a[data-view=duty]")
+    page.click("#duty-start")
+    page.wait_for_selector("#duty .duty-mine[data-shift]", timeout=WAIT_MS)
+    page.fill("#duty-note", "panel of u1 in test mode until 03:00")
+    page.click("#duty-add-note")
+    page.wait_for_selector("#duty .history li", timeout=WAIT_MS)
+    page.click("#duty-end")  # nothing written: refused, still on duty
+    assert page.locator("#duty-start").count() == 0
+    page.fill("#duty-handover", "u1 fire alarm still to verify")
+    page.fill("#duty-handed-to", "Day Wang")
+    page.click("#duty-end")
+    page.wait_for_selector("#duty-start", timeout=WAIT_MS)
+    assert errors == []
+
+    day = browser.new_page(viewport={"width": 1600, "height": 900})
+    errors = _watch_errors(day)
+    day.goto(api_server.url + "/#token=" + token(db, "operator", "Day Wang"))
+    day.wait_for_selector("#conn.live", timeout=WAIT_MS)
+    day.click("#nav a[data-view=duty]")
+    day.wait_for_selector("#duty-last .handover-note", timeout=WAIT_MS)
+    assert day.locator("#duty-last .handover-note").inner_text() == "u1 fire alarm still to verify"
+    assert "Night Li" in day.locator("#duty-last").inner_text()
+    assert day.locator("#duty-last .handover-open li a").count() == 1  # the open fire alarm
+    assert day.locator("#duty-shifts tbody tr").count() == 1
+    assert errors == []
