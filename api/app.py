@@ -12,6 +12,7 @@ from api import (
     alerts,
     duty,
     hazards,
+    map_config,
     notifications,
     ops,
     receipts,
@@ -31,6 +32,7 @@ from api.stream import AlertFeed
 ROUTES: list[Route] = [
     *alerts.ROUTES,
     *hazards.ROUTES,
+    *map_config.ROUTES,
     *duty.ROUTES,
     *reports.ROUTES,
     *rules.ROUTES,
@@ -47,11 +49,19 @@ ROUTES: list[Route] = [
 
 
 # The console is plain files from this server: nothing from anywhere else may load (blob:
-# images are hazard photos it fetched with its token).
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-)
+# images are hazard photos it fetched with its token), but the map's tiles from the tile
+# server a city configured (api.map_tiles).
+def csp(tile_origin: str | None = None) -> str:
+    """The console's content security policy."""
+    images = "'self' data: blob:" + (f" {tile_origin}" if tile_origin else "")
+    return (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {images}; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+
+CSP = csp()
+POLICY = web.AppKey("firesentry_csp", str)
 
 
 def _version() -> str:
@@ -72,13 +82,14 @@ async def security_headers(request: web.Request, resp: web.StreamResponse) -> No
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "no-referrer")
     if not request.path.startswith(PREFIX):
-        resp.headers.setdefault("Content-Security-Policy", CSP)
+        resp.headers.setdefault("Content-Security-Policy", request.app[POLICY])
 
 
 def build_app(options: ApiOptions) -> web.Application:
     """The API and the console as one aiohttp app (the pool opens when the app starts)."""
     app = web.Application(middlewares=[errors_middleware])
     app.on_response_prepare.append(security_headers)
+    app[POLICY] = csp(options.map_tiles.origin if options.map_tiles else None)
     state = ApiState(options)
     app[STATE] = state
     for route in ROUTES:
@@ -96,6 +107,9 @@ def build_app(options: ApiOptions) -> web.Application:
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
     app.router.add_get("/", console)
     app.router.add_static("/static/", options.static_dir, append_version=False)
+    lib = options.map_library_dir
+    if lib is not None and (lib / "leaflet.esm.js").is_file():
+        app.router.add_static("/vendor/leaflet/", lib, append_version=False)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_end_streams)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +40,21 @@ class ReceiptAuth:
 
 
 @dataclass(frozen=True, slots=True)
+class MapTiles:
+    """A tile server: its URL template ({z}/{x}/{y}), attribution and deepest zoom."""
+
+    url: str
+    attribution: str = ""
+    max_zoom: int = 18
+
+    @property
+    def origin(self) -> str:
+        """scheme://host[:port] of the tiles, for the console's content security policy."""
+        parts = urllib.parse.urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass(frozen=True, slots=True)
 class ApiOptions:
     """How the API reaches its database and broker, and its limits."""
 
@@ -50,6 +66,10 @@ class ApiOptions:
     risk_model: RiskModel = field(default_factory=load_model)
     # The hazard loop's policy, and the channels its messages may use.
     hazards: HazardOptions = field(default_factory=HazardOptions)
+    # The map (一张图): Leaflet's files (Debian's libjs-leaflet; none there: the console draws
+    # its plain map), and the tile source (none by default, as on a closed network).
+    map_library_dir: Path | None = Path("/usr/share/javascript/leaflet")
+    map_tiles: MapTiles | None = None
     # The local time of reports' days and months (the routing file's timezone).
     timezone: str = "Asia/Shanghai"
     # Forwarding confirmed fires to 119 (none configured by default).

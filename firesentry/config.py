@@ -484,6 +484,25 @@ class NotifyConfig(_Section):
     )
 
 
+class MapTilesConfig(_Section):
+    """A tile server for the console's map (a city's own; nothing loads from elsewhere)."""
+
+    url: str = Field(
+        pattern=r"^https?://[^\s]+$",
+        description="a URL template with {z}, {x} and {y}, e.g. https://tiles.city.gov.cn/{z}/{x}/{y}.png",
+    )
+    attribution: str = Field(default="", max_length=300)
+    max_zoom: int = Field(default=18, ge=1, le=22)
+
+    @field_validator("url")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        missing = [p for p in ("{z}", "{x}", "{y}") if p not in v]
+        if missing:
+            raise ValueError(f"the URL template needs {', '.join(missing)}")
+        return v
+
+
 class ApiConfig(_Section):
     """The HTTP API and the control-room console, served by `run`, `demo` and `api`."""
 
@@ -495,6 +514,13 @@ class ApiConfig(_Section):
         pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
         description="the console's address as people reach it: units' QR codes open "
         "<public_url>/u/<code>; default http://<host>:<port>",
+    )
+    map_tiles: MapTilesConfig | None = Field(
+        default=None, description="the map's tile server; none: units on a blank ground"
+    )
+    map_library_dir: Path | None = Field(
+        default=Path("/usr/share/javascript/leaflet"),
+        description="Leaflet's files (Debian's libjs-leaflet); without them: the plain map",
     )
     pool_max: int = Field(default=8, ge=1, le=100, description="database connections of the API")
     ready_stale_after_s: float = Field(

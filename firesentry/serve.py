@@ -12,7 +12,7 @@ import structlog
 
 from alerts.routing import load_routing
 from api.server import ApiServer
-from api.state import ApiOptions, ReceiptAuth
+from api.state import ApiOptions, MapTiles, ReceiptAuth
 from firesentry.channels import fire_119_options, hazard_options
 from firesentry.config import Settings
 from firesentry.embedded import Endpoints
@@ -37,6 +37,10 @@ def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
         rules=load_rules(settings.rules.file),
         risk_model=load_model(settings.supervision.risk_model),
         timezone=timezone,
+        map_library_dir=settings.api.map_library_dir,
+        map_tiles=MapTiles(t.url, t.attribution, t.max_zoom)
+        if (t := settings.api.map_tiles)
+        else None,
         fire_119=fire_119_options(settings, timezone),
         hazards=hazard_options(settings, timezone),
         public_url=settings.api.public_url or f"http://{settings.api.host}:{settings.api.port}",

@@ -11,6 +11,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the console's browser tests (Playwright drives it)
 # The console in Chinese: without a CJK font the browser tests' pictures show boxes.
 [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
+# The console's map (一张图): Leaflet, served from where Debian puts it (api.map_library_dir).
+[ -e /usr/share/javascript/leaflet/leaflet.esm.js ] || need+=(libjs-leaflet)
 PY="${PYTHON:-python3}"
 "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import http.server
 import io
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from openpyxl import load_workbook
 from alerts.fire_119 import Fire119Options
 from alerts.silences import SilenceRequest, create_silence
 from api.server import ApiServer
+from api.state import MapTiles
 from firesentry.app import Engine
 from firesentry.embedded import Endpoints
 from rules.loader import load_rules
@@ -33,6 +36,7 @@ from tests.helpers import Publisher, engine_settings
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = Path("/usr/bin/chromium")
+LEAFLET = Path("/usr/share/javascript/leaflet/leaflet.esm.js")  # Debian's libjs-leaflet
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 # Set to 1 to (re)write the console's pictures in docs/ from these tests.
@@ -166,7 +170,7 @@ def test_operator_sees_a_live_fire_alarm_and_acknowledges_it(
             " ('u2', 'Hongxing Plant', 'D2', 30.690, 104.120)"
         )
     page.goto(api_server.url + "/#/map")
-    page.wait_for_selector("svg.map .unit-dot[data-unit=u1].sev-major", timeout=WAIT_MS)
+    page.wait_for_selector(".leaflet-container path.unit-marker.unit-u1.sev-major", timeout=WAIT_MS)
     page.click("#lang")
     page.wait_for_selector("html[lang=zh-CN]")
     assert "辖区地图" in page.locator("#nav").inner_text()
@@ -744,9 +748,27 @@ def test_map_and_unit_page_show_grades_and_print_a_notice(
     page.wait_for_selector("#conn.live", timeout=WAIT_MS)
     page.click("#lang")
     page.wait_for_selector("html[lang=zh-CN]")
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO hazards (unit_id, category, severity, description, source, found_by,"
+            " deadline, overdue_at) VALUES ('u2', 'storage', 'major', 'x', 'person', 'Zhao',"
+            " now() - interval '1 day', now())"
+        )
+    assert LEAFLET.exists(), f"{LEAFLET} is missing: make test installs libjs-leaflet"
     page.goto(api_server.url + "/#/map")
     for uid, grade in graded.items():
-        page.wait_for_selector(f"svg.map .unit-dot[data-unit={uid}].grade-{grade}", timeout=WAIT_MS)
+        page.wait_for_selector(
+            f".leaflet-container path.unit-marker.unit-{uid}.grade-{grade}", timeout=WAIT_MS
+        )
+    # Layers: the overdue hazard at the plant, the density of hazards found; no tiles by
+    # default (a closed network): nothing is fetched from anywhere.
+    page.wait_for_selector(".leaflet-container path.hazard-ring.overdue.unit-u2", timeout=WAIT_MS)
+    assert page.locator("img.leaflet-tile").count() == 0
+    layers = page.locator(".leaflet-control-layers").inner_text()
+    assert all(x in layers for x in ("单位风险等级", "离线设备", "未销案隐患", "隐患密度")), layers
+    assert page.locator(".leaflet-container path.density").count() == 0  # off until asked
+    page.locator(".leaflet-control-layers label", has_text="隐患密度").locator("input").check()
+    page.wait_for_selector(".leaflet-container path.density.unit-u2", timeout=WAIT_MS)
     page.screenshot(path=str(ARTIFACTS / "console-map-grades.png"))
     if SCREENSHOTS:
         page.screenshot(path=str(DOCS / "console-map-grades.png"))
@@ -878,3 +900,75 @@ def test_the_night_shift_hands_over_to_the_day_shift_in_the_duty_log(
     assert day.locator("#duty-last .handover-open li a").count() == 1  # the open fire alarm
     assert day.locator("#duty-shifts tbody tr").count() == 1
     assert errors == []
+
+
+class _Tiles:
+    """A city's tile server on loopback: a 1×1 PNG for every /{z}/{x}/{y}.png, counted."""
+
+    PNG = (
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
+        b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N"
+        b"\x00\x00\x00\x00IEND\xaeB`\x82"
+    )
+
+    def __init__(self) -> None:
+        tiles = self
+        self.paths: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                tiles.paths.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(tiles.PNG)))
+                self.end_headers()
+                self.wfile.write(tiles.PNG)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_map_draws_a_citys_own_tiles_and_pulses_a_live_fire_alarm(
+    browser: Any, db: Endpoints, engine: Engine, prefix: str, pub: Publisher
+) -> None:
+    """With api.map_tiles set, the map's tiles come from that server (the page's security
+    policy lets them in, and nothing else); a unit with a fire alarm open pulses."""
+    assert LEAFLET.exists(), f"{LEAFLET} is missing: make test installs libjs-leaflet"
+    tiles = _Tiles()
+    server = ApiServer(
+        api_options(db, map_tiles=MapTiles(tiles.url + "/{z}/{x}/{y}.png", "© City GIS")),
+        "127.0.0.1",
+        0,
+    ).start()
+    try:
+        with psycopg.connect(db.dsn(), autocommit=True) as conn:
+            conn.execute("UPDATE units SET lat = 30.657, lon = 104.081 WHERE id = 'u1'")
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors = _watch_errors(page)
+        page.goto(server.url + "/#token=" + token(db, "operator", "Li (control room)"))
+        page.wait_for_selector("#conn.live", timeout=WAIT_MS)
+        _fire(pub, prefix, 1, 1, 7, "3F smoke")
+        page.wait_for_selector("#alert-list li.alert.fire", timeout=WAIT_MS)
+        page.click("#nav a[data-view=map]")
+        page.wait_for_selector(".leaflet-container path.unit-marker.unit-u1.fire", timeout=WAIT_MS)
+        page.wait_for_selector(f"img.leaflet-tile[src^='{tiles.url}/']", timeout=WAIT_MS)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('img.leaflet-tile')].some((i) => i.complete "
+            "&& i.naturalWidth === 1)",
+            timeout=WAIT_MS,
+        )
+        assert tiles.paths and all(p.endswith(".png") for p in tiles.paths)
+        assert "© City GIS" in page.locator(".leaflet-control-attribution").inner_text()
+        assert errors == []
+    finally:
+        server.stop()
+        tiles.stop()

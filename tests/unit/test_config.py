@@ -220,6 +220,19 @@ def test_a_broken_119_receiver_fails_at_start_with_the_field(tmp_path: Path) -> 
     assert "notify.verify_within_s (got 0)" in text
 
 
+def test_a_tile_source_needs_a_template_and_keeps_its_key_out_of_the_file(
+    tmp_path: Path,
+) -> None:
+    """api.map_tiles without {z}/{x}/{y} is refused naming what is missing; a URL with a key
+    belongs in the environment."""
+    text = _refused(tmp_path, "api:\n  map_tiles:\n    url: https://tiles.example.cn/t.png\n")
+    assert "api.map_tiles.url" in text and "needs {z}, {x}, {y}" in text
+    text = _refused(
+        tmp_path, "api:\n  map_tiles:\n    url: https://t.example.cn/{z}/{x}/{y}.png?key=abc\n"
+    )
+    assert "FIRESENTRY_API__MAP_TILES__URL" in text
+
+
 def test_starttls_is_on_by_default() -> None:
     """notify.email uses STARTTLS unless told otherwise, and implicit-TLS port 465 is refused."""
     assert EmailConfig(host="smtp.example.com", sender="a@example.com").starttls is True
