@@ -327,7 +327,7 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         {
             "url": centre.url,
             "secret": SecretStr(secret_119),
-            "centre": "成华区消防监控中心（演示）",
+            "centre": "成都市消防监控中心（演示）",
             "forward_unverified": True,
         }
     )

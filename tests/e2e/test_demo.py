@@ -45,7 +45,7 @@ def test_demo_prints_a_received_alert(workdir: tuple[Path, dict[str, str]]) -> N
     assert "first alert received" in out
     # Nobody verifies the mall's fire alarm: after 15 s it is forwarded to 119 as unverified,
     # signed, with the mall's address.
-    forwarded = re.search(r"^\[119 ← 成华区消防监控中心（演示）\] unverified: (.*)$", out, re.M)
+    forwarded = re.search(r"^\[119 ← 成都市消防监控中心（演示）\] unverified: (.*)$", out, re.M)
     assert forwarded and "滨江购物中心" in forwarded.group(1), out[-3000:]
     assert "signature ok" in forwarded.group(1)
     assert "[webhook] FIRING" in out and "signature ok" in out
