@@ -28,7 +28,7 @@ from firesentry.broker import sync
 from firesentry.config import Fire119Config, RobotConfig, Settings, SmsProviderConfig
 from firesentry.config import WebhookReceiver as WebhookConfig
 from firesentry.embedded import Endpoints
-from firesentry.serve import api_probe, start_demo_console
+from firesentry.serve import api_probe, public_url, start_demo_console
 from simulators.demo_fleet import DemoFleet, SimDevice
 from simulators.services.provider import ProviderRequest
 from simulators.services.robots import FakeWeCom
@@ -37,12 +37,14 @@ from simulators.services.webhook import Received, WebhookReceiver
 from store import grades as store_grades
 from store import hazards as store_hazards
 from store import registry as reg
+from store import units as store_units
 from store.demo_seed import DemoContact, PastAlert, put_contact, put_history
 from store.hazards import HazardRow
 from store.migrate import migrate
 from supervision.hazard_loop import HazardOptions, act, report
 from supervision.hazards import load_policy
 from supervision.model import GRADE_ZH, Grade
+from supervision.unit_code import sheet_html
 
 log = structlog.get_logger("demo")
 
@@ -175,6 +177,20 @@ def seed_hazard(conn: psycopg.Connection[Any], opts: HazardOptions) -> HazardRow
     )
     act(conn, opts, h.id, "notify", "何军（监控中心）")
     return act(conn, opts, h.id, "rectify", "周强（物业）", comment="已安排叉车清运")
+
+
+def write_code_sheets(ep: Endpoints, folder: Path, url: str) -> list[Path]:
+    """Each district's sheet of QR codes (一店一码, with the grades as they are now) as an
+    HTML file to open and print."""
+    with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+        rows = store_units.unit_codes(conn)
+    paths = []
+    for district in sorted({r.district for r in rows}):
+        path = folder.resolve() / f"qr-sheet-{district}.html"
+        mine = [r for r in rows if r.district == district]
+        path.write_text(sheet_html(mine, url, f"{district} 一店一码"), encoding="utf-8")
+        paths.append(path)
+    return paths
 
 
 def demo_routing(settings: Settings) -> Path:
@@ -428,6 +444,8 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
             if uid in grades
         )
         print(f"risk grades: {said} (firesentry grades history <unit> says why)", flush=True)
+    sheets = write_code_sheets(ep, settings.embedded.dir, public_url(demo_settings))
+    print(f"一店一码 sheets to print: {', '.join(str(p) for p in sheets)}", flush=True)
     print("Services keep running for the next demo; `firesentry down` stops them.", flush=True)
     if death is not None:
         return EX_SOFTWARE

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from firesentry.app import WorkerState
 
 
+def public_url(settings: Settings) -> str:
+    """The console's address as people reach it (what units' QR codes open)."""
+    return settings.api.public_url or f"http://{settings.api.host}:{settings.api.port}"
+
+
 def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
     """What the API needs to know, from the one configuration."""
     timezone = load_routing(settings.notify.routing_file).timezone
@@ -43,7 +48,7 @@ def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
         else None,
         fire_119=fire_119_options(settings, timezone),
         hazards=hazard_options(settings, timezone),
-        public_url=settings.api.public_url or f"http://{settings.api.host}:{settings.api.port}",
+        public_url=public_url(settings),
         pool_max=settings.api.pool_max,
         ready_stale_after_s=settings.api.ready_stale_after_s,
         ready_max_lag_s=settings.api.ready_max_lag_s,

@@ -94,6 +94,15 @@ def test_demo_prints_a_received_alert(workdir: tuple[Path, dict[str, str]]) -> N
     robot = re.search(r"^\[robot → .+\] 【紧急】火警：滨江购物中心.*\n +(.*)$", out, re.MULTILINE)
     assert robot and "2回路31号" in robot.group(1), out
     assert "no provider configured" not in out
+    # Each district's QR sheet, written where the demo's services live, with its units.
+    sheets = re.search(r"^一店一码 sheets to print: (.*)$", out, re.M)
+    assert sheets, out[-2000:]
+    paths = [Path(p) for p in sheets.group(1).split(", ")]
+    assert sorted(p.name for p in paths) == ["qr-sheet-成华区.html", "qr-sheet-锦江区.html"]
+    jinjiang = next(p for p in paths if "锦江区" in p.name).read_text(encoding="utf-8")
+    assert (
+        jinjiang.count("<svg") == 2 and "滨江购物中心" in jinjiang and "锦江区第三小学" in jinjiang
+    )
     # A hazard in progress at the plant: reported, urged (its people told by SMS), rectifying.
     assert re.search(r"a hazard in progress at 红星纺织厂 \(#\d+, rectifying\)", out), out[:3000]
     assert re.search(r"^\[sms → fire-safety manager .*\] 【消防隐患督促】红星纺织厂", out, re.M)
