@@ -1,5 +1,5 @@
-"""Hazards (隐患): create, read, step through their states, photos, what the data finds, overdue
-ones, who to tell, and counts by unit or district."""
+"""Hazards (隐患): create, read, step through their states, photos, what the data finds,
+reminders and overdue ones, their messages, and counts by unit or district."""
 
 from __future__ import annotations
 
@@ -278,50 +278,42 @@ def false_alarm_counts(conn: psycopg.Connection[Any], since: dt.datetime) -> dic
     return {str(r[0]): int(r[1]) for r in rows}
 
 
-def take_overdue(conn: psycopg.Connection[Any], now: dt.datetime) -> list[HazardRow]:
-    """Open hazards past their deadline not yet marked so, marked overdue now with an 'overdue'
-    step (in the caller's transaction; others' locks skipped)."""
+def _take(
+    conn: psycopg.Connection[Any], column: str, due: str, params: Sequence[Any], kind: str
+) -> list[HazardRow]:
+    """Open hazards matching `due`, not yet marked in `column`, marked now with a step of
+    `kind` (in the caller's transaction; others' locks skipped)."""
     ids = [
         int(r[0])
         for r in conn.execute(
-            "UPDATE hazards SET overdue_at = %s, updated_at = now() WHERE id IN ("
-            " SELECT id FROM hazards WHERE state <> 'closed' AND overdue_at IS NULL"
-            " AND deadline < %s ORDER BY deadline LIMIT 500 FOR UPDATE SKIP LOCKED)"
-            " RETURNING id",
-            (now, now),
+            f"UPDATE hazards SET {column} = now() WHERE id IN ("  # noqa: S608 (fixed text)
+            f" SELECT id FROM hazards WHERE state <> 'closed' AND {column} IS NULL AND {due}"
+            " ORDER BY deadline LIMIT 500 FOR UPDATE SKIP LOCKED) RETURNING id",
+            params,
         ).fetchall()
     ]
     for hazard_id in ids:
-        record(conn, hazard_id, "overdue", "engine")
+        record(conn, hazard_id, kind, "engine")
     if not ids:
         return []
     rows = conn.execute(_HAZARD + " WHERE h.id = ANY(%s) ORDER BY h.id", (ids,)).fetchall()
     return [HazardRow(*r) for r in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class Party:
-    """A contact to tell of a hazard (of its unit, or of its district)."""
-
-    id: int
-    name: str
-    role: str
-    phone: str | None
-    email: str | None
-    locale: str
-    channels: tuple[str, ...]
+def take_reminders(
+    conn: psycopg.Connection[Any], now: dt.datetime, before: dt.timedelta
+) -> list[HazardRow]:
+    """Open hazards due within `before` and not reminded yet, marked reminded now with a
+    'reminded' step."""
+    return _take(
+        conn, "reminded_at", "deadline >= %s AND deadline < %s", (now, now + before), "reminded"
+    )
 
 
-def parties(conn: psycopg.Connection[Any], unit_id: str, roles: Sequence[str]) -> list[Party]:
-    """The unit's and its district's contacts in these roles."""
-    rows = conn.execute(
-        "SELECT c.id, c.name, c.role, c.phone, c.email, c.locale, c.channels"
-        " FROM units u JOIN contacts c"
-        "   ON c.unit_id = u.id OR (c.unit_id IS NULL AND c.district = u.district)"
-        " WHERE u.id = %s AND c.role = ANY(%s) ORDER BY c.unit_id IS NULL, c.role, c.id",
-        (unit_id, list(roles)),
-    ).fetchall()
-    return [Party(int(r[0]), r[1], r[2], r[3], r[4], r[5], tuple(r[6] or ())) for r in rows]
+def take_overdue(conn: psycopg.Connection[Any], now: dt.datetime) -> list[HazardRow]:
+    """Open hazards past their deadline not yet marked so, marked overdue now with an 'overdue'
+    step."""
+    return _take(conn, "overdue_at", "deadline < %s", (now,), "overdue")
 
 
 @dataclass(frozen=True, slots=True)

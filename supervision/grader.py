@@ -151,10 +151,11 @@ class GradingWorker:
     def _once(self, conn: psycopg.Connection[Any]) -> None:
         if self.hazards is not None:
             done = run_round(conn, self.hazards, self.rule_names, self._clock())
-            if done.found or done.overdue:
+            if done.found or done.reminded or done.overdue:
                 log.info(
                     "hazard round",
                     found=done.found,
+                    reminded=done.reminded,
                     overdue=done.overdue,
                     messages=done.messages,
                 )

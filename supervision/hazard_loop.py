@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import psycopg
 
+from store import alert_plan
 from store import hazards as store
 from store.hazards import HazardRow, NewHazard
 from supervision.hazards import (
@@ -37,13 +38,14 @@ class HazardOptions:
 def _tell(
     conn: psycopg.Connection[Any],
     h: HazardRow,
-    kind: Literal["notified", "overdue"],
+    kind: Literal["notified", "reminder", "overdue"],
     roles: Sequence[str],
     opts: HazardOptions,
 ) -> int:
     """Queue the hazard's message to each party in these roles on each usable channel."""
     messages = []
-    for p in store.parties(conn, h.unit_id, roles):
+    contacts = alert_plan.contacts_of_units(conn, [h.unit_id])[h.unit_id]
+    for p in (c for c in contacts if c.role in roles):
         for channel in opts.policy.channels:
             address = p.phone if channel == "sms" else p.email
             if channel not in opts.channels or not address:
@@ -151,9 +153,11 @@ def act(
 
 @dataclass(frozen=True, slots=True)
 class Round:
-    """What one round did: hazards the data found (new ones), overdue ones escalated."""
+    """What one round did: hazards the data found (new ones), those reminded of their
+    deadline, overdue ones escalated."""
 
     found: list[int]
+    reminded: list[int]
     overdue: list[int]
     messages: int
 
@@ -164,8 +168,8 @@ def run_round(
     rule_names: dict[str, str],
     now: dt.datetime,
 ) -> Round:
-    """Record what the data finds (once per open finding) and escalate hazards gone overdue,
-    in one transaction."""
+    """Record what the data finds (once per open finding), remind hazards' people once before
+    the deadline, and escalate hazards gone overdue, in one transaction."""
     policy = opts.policy
     with conn.transaction():
         long_open = {
@@ -199,7 +203,11 @@ def run_round(
             if hazard_id is not None:
                 found.append(hazard_id)
         messages = 0
+        before = dt.timedelta(hours=policy.remind_before_h)
+        reminded = store.take_reminders(conn, now, before) if before else []
+        for h in reminded:
+            messages += _tell(conn, h, "reminder", policy.notify_roles, opts)
         overdue = store.take_overdue(conn, now)
         for h in overdue:
             messages += _tell(conn, h, "overdue", policy.overdue_roles, opts)
-    return Round(found, [h.id for h in overdue], messages)
+    return Round(found, [h.id for h in reminded], [h.id for h in overdue], messages)

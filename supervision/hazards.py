@@ -99,6 +99,7 @@ class HazardPolicy(_Strict):
 
     version: str
     deadline_days: dict[Severity, float]
+    remind_before_h: float = Field(default=24, ge=0, le=24 * 30)
     notify_roles: list[str]
     overdue_roles: list[str]
     channels: list[Literal["sms", "email"]]
@@ -209,7 +210,7 @@ def _local(at: dt.datetime, tz: str) -> str:
 
 
 def notice_text(
-    kind: Literal["notified", "overdue"],
+    kind: Literal["notified", "reminder", "overdue"],
     *,
     hazard_id: int,
     unit_name: str,
@@ -227,6 +228,9 @@ def notice_text(
         if kind == "notified":
             title = f"Fire hazard to rectify at {unit_name}"
             text = f"{title} (#{hazard_id}, {sev}): {description}. Rectify by {when}."
+        elif kind == "reminder":
+            title = f"Fire hazard due soon at {unit_name}"
+            text = f"{title} (#{hazard_id}, {sev}): {description}. The deadline is {when}."
         else:
             title = f"Fire hazard overdue at {unit_name}"
             text = (
@@ -238,6 +242,9 @@ def notice_text(
     if kind == "notified":
         title = f"【消防隐患督促】{unit_name}"
         text = f"{title}（#{hazard_id}，{sev}）：{description}。请于 {when} 前完成整改。"
+    elif kind == "reminder":
+        title = f"【隐患整改提醒】{unit_name}"
+        text = f"{title}（#{hazard_id}，{sev}）：{description}。整改期限 {when}，请按期完成。"
     else:
         title = f"【隐患逾期】{unit_name}"
         text = (

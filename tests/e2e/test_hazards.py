@@ -228,9 +228,9 @@ def h_body(unit: str) -> dict[str, Any]:
 
 @pytest.fixture()
 def hasty_loop(db: Endpoints, prefix: str, tmp_path: Path) -> Iterator[Loop]:
-    """General hazards are due in 6 s; a panel fault open 2 s and 2 false alarms in a day are
-    hazards."""
-    yield from _loop(db, prefix, _policy(tmp_path, 6 / 86_400, 2 / 3600, 1))
+    """General hazards are due in 12 s (two rounds of 5 s come before, which remind); a panel
+    fault open 2 s and 2 false alarms in a day are hazards."""
+    yield from _loop(db, prefix, _policy(tmp_path, 12 / 86_400, 2 / 3600, 1))
 
 
 def test_an_overdue_hazard_is_escalated_once_and_the_data_finds_hazards_once(
@@ -245,6 +245,9 @@ def test_an_overdue_hazard_is_escalated_once_and_the_data_finds_hazards_once(
 
     (text,) = wait_until(escalated, 30, "the supervisor told of the overdue hazard") or []
     assert "隐患逾期" in text and f"#{h['id']}" in text
+    # Before that, the unit's manager was reminded of the deadline (once).
+    reminders = [t for t in loop.texts_to(MANAGER) if "隐患整改提醒" in t and f"#{h['id']}" in t]
+    assert len(reminders) == 1, loop.texts_to(MANAGER)
 
     # The data: the panel reports a fault nobody repairs, and two fire alarms are closed as
     # false alarms.
@@ -300,6 +303,13 @@ def test_an_overdue_hazard_is_escalated_once_and_the_data_finds_hazards_once(
             (h["id"],),
         ).fetchone()
     assert counts == (2, 1)
+    with psycopg.connect(loop.db.dsn(), autocommit=True) as conn:
+        kinds = conn.execute(
+            "SELECT kind FROM hazard_events WHERE hazard_id = %s ORDER BY id", (h["id"],)
+        ).fetchall()
+    assert [k[0] for k in kinds] == ["found", "reminded", "overdue"]
+    reminders = [t for t in loop.texts_to(MANAGER) if "隐患整改提醒" in t and f"#{h['id']}" in t]
+    assert len(reminders) == 1
     assert len(loop.texts_to(SUPERVISOR)) >= 1
     overdue_texts = [t for t in loop.texts_to(SUPERVISOR) if f"#{h['id']}" in t]
     assert len(overdue_texts) == 1
