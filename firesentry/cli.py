@@ -21,6 +21,7 @@ from firesentry import (
     cli_bench,
     cli_deadletters,
     cli_grades,
+    cli_hazards,
     cli_rules,
     cli_simulate,
 )
@@ -384,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_bench.register(sub)
     cli_deadletters.register(sub)
     cli_grades.register(sub)
+    cli_hazards.register(sub)
     demo = sub.add_parser("demo", help="services + seeded fleet + engine + simulator + receiver")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     demo.set_defaults(fn=_cmd_demo)

@@ -101,6 +101,38 @@ def test_alerts_cli_verifies_a_fire_alarm_once_then_closes_it(
     assert queued == (0,)
 
 
+def test_hazards_cli_lists_shows_and_steps_a_hazard(
+    cli_env: Endpoints, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator at a terminal lists the open hazards, reads one's steps, and takes the
+    steps its state allows; a step that does not apply says which do."""
+    with psycopg.connect(cli_env.dsn(), autocommit=True) as conn:
+        conn.execute("INSERT INTO units (id, name, district) VALUES ('u7', 'Hazard Unit', 'D7')")
+        hazard_id = conn.execute(
+            "INSERT INTO hazards (unit_id, category, severity, description, source, found_by,"
+            " deadline) VALUES ('u7', 'blocked_exit', 'major', 'exit chained', 'person', 'Zhao',"
+            " now() - interval '1 hour') RETURNING id"
+        ).fetchone()[0]  # type: ignore[index]
+        conn.execute("UPDATE hazards SET overdue_at = now() WHERE id = %s", (hazard_id,))
+    rc, out, _ = run(capsys, "hazards", "list", "--overdue")
+    assert rc == 0 and "exit chained" in out and "OVERDUE" in out and "1 hazard(s)" in out
+    rc, out, _ = run(capsys, "hazards", "step", str(hazard_id), "close", "--by", "Li")
+    assert rc == 1 and "it can be: notify, rectify" in out
+    for action, state in (("rectify", "rectifying"), ("submit", "submitted")):
+        rc, out, _ = run(
+            capsys, "hazards", "step", str(hazard_id), action, "--by", "Li", "--comment", "done"
+        )
+        assert rc == 0 and f"is now {state}" in out
+    rc, out, _ = run(capsys, "hazards", "show", str(hazard_id))
+    assert rc == 0 and "Hazard Unit (u7)" in out
+    assert [ln.split()[1] for ln in out.splitlines() if ln.startswith("  20")] == [
+        "rectifying",
+        "submitted",
+    ]
+    rc, out, _ = run(capsys, "hazards", "show", "999999")
+    assert rc == 1 and "no hazard 999999" in out
+
+
 def test_notify_test_queues_a_version_2_notice_per_address(
     cli_env: Endpoints, capsys: pytest.CaptureFixture[str]
 ) -> None:
