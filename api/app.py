@@ -60,7 +60,6 @@ def csp(tile_origin: str | None = None) -> str:
     )
 
 
-CSP = csp()
 POLICY = web.AppKey("firesentry_csp", str)
 
 

@@ -12,9 +12,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 from api.auth import Permission
 from api.routing import PREFIX, ApiError, Call, Route, json_response, not_found
 from store import hazards as store
-from store import units as store_units
+from store import registry
 from supervision.hazard_loop import act, report
-from supervision.hazards import Action, Category, HazardError, Severity, State
+from supervision.hazards import REVIEW_STEPS, Action, Category, HazardError, Severity, State
 
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
 # What a photo's first bytes say it is: the content type is taken from them, not the header.
@@ -119,9 +119,10 @@ async def create_hazard(call: Call) -> web.StreamResponse:
         raise not_found(f"unit {body.unit_id}")
 
     def run(conn: psycopg.Connection[Any]) -> store.HazardRow | str | None:
-        if not store_units.unit_codes(conn, unit_id=body.unit_id):
+        if not registry.unit_exists(conn, body.unit_id):
             return None
-        if body.device_id is not None and store.device_unit(conn, body.device_id) != body.unit_id:
+        device = registry.get_device(conn, body.device_id) if body.device_id else None
+        if body.device_id is not None and (device is None or device.unit_id != body.unit_id):
             return f"device {body.device_id} is not a device of unit {body.unit_id}"
         return report(
             conn,
@@ -169,7 +170,8 @@ async def step_hazard(call: Call) -> web.StreamResponse:
     hazard_id, scope = _hazard_id(call), call.who.scope
     action: Action = call.request.match_info["action"]  # type: ignore[assignment]
     body = call.b(HazardStep)
-    may_review = call.who.may(Permission.HAZARDS_REVIEW)
+    if action in REVIEW_STEPS and not call.who.may(Permission.HAZARDS_REVIEW):
+        raise ApiError(403, "forbidden", f"{action} is a reviewer's step (hazards:review)")
 
     def run(conn: psycopg.Connection[Any]) -> store.HazardRow | str | None:
         if store.get(conn, hazard_id, scope) is None:
@@ -184,7 +186,6 @@ async def step_hazard(call: Call) -> web.StreamResponse:
                 comment=body.comment,
                 photo_ids=body.photo_ids,
                 responsible=body.responsible,
-                may_review=may_review,
             )
         except HazardError as exc:
             return str(exc)
@@ -193,8 +194,7 @@ async def step_hazard(call: Call) -> web.StreamResponse:
     if out is None:
         raise not_found(f"hazard {hazard_id}")
     if isinstance(out, str):
-        status, error = (403, "forbidden") if "hazards:review" in out else (409, "conflict")
-        raise ApiError(status, error, out)
+        raise ApiError(409, "conflict", out)
     return json_response(HazardOut(out))
 
 

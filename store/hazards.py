@@ -108,12 +108,6 @@ def record(
     )
 
 
-def device_unit(conn: psycopg.Connection[Any], device_id: str) -> str | None:
-    """The unit a device belongs to (None: no such device)."""
-    row = conn.execute("SELECT unit_id FROM devices WHERE id = %s", (device_id,)).fetchone()
-    return None if row is None else str(row[0])
-
-
 def get(
     conn: psycopg.Connection[Any], hazard_id: int, scope: Sequence[str] | None = None
 ) -> HazardRow | None:

@@ -12,13 +12,12 @@ import psycopg
 
 from store import alert_plan
 from store import hazards as store
+from store.alerts import ContactRow
 from store.hazards import HazardRow, NewHazard
 from supervision.hazards import (
-    REVIEW_STEPS,
     Action,
     HazardError,
     HazardPolicy,
-    LongOpen,
     findings,
     load_policy,
     next_state,
@@ -37,14 +36,27 @@ class HazardOptions:
 
 def _tell(
     conn: psycopg.Connection[Any],
-    h: HazardRow,
+    hazards: Sequence[HazardRow],
     kind: Literal["notified", "reminder", "overdue"],
     roles: Sequence[str],
     opts: HazardOptions,
 ) -> int:
-    """Queue the hazard's message to each party in these roles on each usable channel."""
+    """Queue each hazard's message to each party of its unit in these roles on each usable
+    channel (the units' contacts read in one query); return how many."""
+    contacts = alert_plan.contacts_of_units(conn, {h.unit_id for h in hazards})
+    messages = [m for h in hazards for m in _messages(h, contacts[h.unit_id], kind, roles, opts)]
+    store.queue(conn, messages)
+    return len(messages)
+
+
+def _messages(
+    h: HazardRow,
+    contacts: Sequence[ContactRow],
+    kind: Literal["notified", "reminder", "overdue"],
+    roles: Sequence[str],
+    opts: HazardOptions,
+) -> list[store.Message]:
     messages = []
-    contacts = alert_plan.contacts_of_units(conn, [h.unit_id])[h.unit_id]
     for p in (c for c in contacts if c.role in roles):
         for channel in opts.policy.channels:
             address = p.phone if channel == "sms" else p.email
@@ -64,8 +76,7 @@ def _tell(
                 timezone=opts.timezone,
             )
             messages.append(store.Message(channel, address, p.id, p.locale, h.id, title, text))
-    store.queue(conn, messages)
-    return len(messages)
+    return messages
 
 
 def report(
@@ -110,18 +121,16 @@ def act(
     comment: str = "",
     photo_ids: Sequence[int] = (),
     responsible: str | None = None,
-    may_review: bool = True,
 ) -> HazardRow:
     """Take a step of the loop; HazardError when it does not apply (the message says why).
 
     Submitting a rectification needs evidence (a photo or a comment); a rejected review says
-    why; review, reject and close need may_review (hazards:review)."""
+    why. Who may take which step is the caller's (the API: hazards:review for review, reject
+    and close)."""
     with conn.transaction():
         h = store.get(conn, hazard_id)
         if h is None:
             raise HazardError(f"no hazard {hazard_id}")
-        if action in REVIEW_STEPS and not may_review:
-            raise HazardError(f"{action} is a reviewer's step (hazards:review)")
         target = next_state(h.state, action)
         photos = store.photos_of(conn, hazard_id, photo_ids)
         if len(photos) != len(set(photo_ids)):
@@ -147,7 +156,7 @@ def act(
         after = store.get(conn, hazard_id)
         assert after is not None
         if action == "notify":
-            _tell(conn, after, "notified", opts.policy.notify_roles, opts)
+            _tell(conn, [after], "notified", opts.policy.notify_roles, opts)
         return after
 
 
@@ -173,12 +182,7 @@ def run_round(
     policy = opts.policy
     with conn.transaction():
         long_open = {
-            rule.id: [
-                LongOpen(r.unit_id, r.device_id, r.rule_id, r.opened_at)
-                for r in store.long_open(
-                    conn, rule.rules, now - dt.timedelta(hours=rule.open_hours)
-                )
-            ]
+            rule.id: store.long_open(conn, rule.rules, now - dt.timedelta(hours=rule.open_hours))
             for rule in policy.from_data
         }
         false_alarms = (
@@ -202,12 +206,9 @@ def run_round(
             hazard_id = store.create(conn, new, comment=f"found by rule {f.rule_id}")
             if hazard_id is not None:
                 found.append(hazard_id)
-        messages = 0
         before = dt.timedelta(hours=policy.remind_before_h)
         reminded = store.take_reminders(conn, now, before) if before else []
-        for h in reminded:
-            messages += _tell(conn, h, "reminder", policy.notify_roles, opts)
+        messages = _tell(conn, reminded, "reminder", policy.notify_roles, opts)
         overdue = store.take_overdue(conn, now)
-        for h in overdue:
-            messages += _tell(conn, h, "overdue", policy.overdue_roles, opts)
+        messages += _tell(conn, overdue, "overdue", policy.overdue_roles, opts)
     return Round(found, [h.id for h in reminded], [h.id for h in overdue], messages)

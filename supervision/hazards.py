@@ -10,6 +10,7 @@ once to the district's supervisors, and counted in the unit's risk grade.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,6 +19,8 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from store.hazards import LongOpenRow
 
 State = Literal["found", "notified", "rectifying", "submitted", "reviewed", "closed"]
 Action = Literal["notify", "rectify", "submit", "review", "reject", "close"]
@@ -152,19 +155,9 @@ class Finding:
     description: str
 
 
-@dataclass(frozen=True, slots=True)
-class LongOpen:
-    """An alert of a from_data rule open since opened_at (what store.hazards reads)."""
-
-    unit_id: str
-    device_id: str
-    rule_id: str
-    opened_at: dt.datetime
-
-
 def findings(
     policy: HazardPolicy,
-    long_open: dict[str, list[LongOpen]],
+    long_open: Mapping[str, Sequence[LongOpenRow]],
     false_alarms: dict[str, int],
     rule_names: dict[str, str],
     now: dt.datetime,
