@@ -116,7 +116,9 @@ function stepForm(hz, onDone) {
   );
 }
 
-async function showHazard(box, id, onChange) {
+// After a step, `redraw` draws the hazard again (with whatever else shows it); it draws the
+// detail once: a second drawing would replace a comment being typed into the first.
+async function showHazard(box, id, redraw) {
   let d;
   try {
     d = await api(`/hazards/${id}`);
@@ -125,10 +127,7 @@ async function showHazard(box, id, onChange) {
     return;
   }
   const hz = d.hazard;
-  const reload = () => {
-    showHazard(box, id, onChange);
-    if (onChange) onChange();
-  };
+  const reload = redraw || (() => showHazard(box, id));
   // Only nodes: a missing part (no step left) would show as the text "null".
   const parts = [
     h("div", { class: "detail-head", "data-hazard": hz.id }, stateChip(hz), h("h2", { text: `#${hz.id} ${t(`hcat_${hz.category}`)}` })),
@@ -227,7 +226,12 @@ export function unitHazards(unitId) {
       box.replaceChildren(h("p", { class: "error", text: err.message }));
       return;
     }
-    box.replaceChildren(...[hazardTable(list.items, (id) => showHazard(detail, id, load)), can("hazards:act") ? reportForm(unitId, load) : null, detail].filter(Boolean));
+    const show = (id) =>
+      showHazard(detail, id, () => {
+        load();
+        show(id);
+      });
+    box.replaceChildren(...[hazardTable(list.items, show), can("hazards:act") ? reportForm(unitId, load) : null, detail].filter(Boolean));
   };
   load();
   return box;
