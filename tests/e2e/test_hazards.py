@@ -153,6 +153,11 @@ def test_a_reported_hazard_goes_round_the_loop_with_evidence_and_roles(loop: Loo
     # A photo: its bytes say what it is; anything else is refused.
     status, bad = loop.call("inspector", "POST", f"/hazards/{hid}/photos", raw=b"GIF89a....")
     assert status == 415, bad
+    # More than 5 MB is refused before it is kept whole (a camera's raw file, or an attacker).
+    status, big = loop.call(
+        "inspector", "POST", f"/hazards/{hid}/photos", raw=PNG + b"\x00" * (5 * 1024 * 1024)
+    )
+    assert status == 413 and "at most 5 MB" in big["message"]
     status, photo = loop.call("inspector", "POST", f"/hazards/{hid}/photos", raw=PNG)
     assert status == 201 and photo["content_type"] == "image/png"
     status, got = loop.call("supervisor", "GET", f"/hazards/{hid}/photos/{photo['id']}")
