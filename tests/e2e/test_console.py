@@ -107,6 +107,21 @@ def _watch_errors(page: Any) -> list[str]:
     return errors
 
 
+def _wait_sound_banner(page: Any, errors: list[str]) -> None:
+    """Wait for the "sound is off" banner; if it never comes, say what the page showed instead
+    (this wait once timed out in a full run and never again alone)."""
+    try:
+        page.wait_for_selector("#sound-banner[data-sound=blocked]", timeout=WAIT_MS)
+    except Exception as exc:
+        seen = page.evaluate(
+            "() => ({sound: document.body.dataset.sound,"
+            " audio: typeof AudioContext, banners: document.querySelector('#banners')?.outerHTML})"
+        )
+        raise AssertionError(
+            f"no blocked-sound banner: page showed {seen}; errors {errors}"
+        ) from exc
+
+
 def test_operator_sees_a_live_fire_alarm_and_acknowledges_it(
     browser: Any, api_server: ApiServer, db: Endpoints, prefix: str, pub: Publisher
 ) -> None:
@@ -361,7 +376,7 @@ def test_a_fire_alarm_raises_a_banner_on_every_view_and_sound_says_when_it_is_of
     page.goto(api_server.url + "/#token=" + token(db, "operator", "Li (control room)"))
     page.wait_for_selector("#conn.live", timeout=WAIT_MS)
     # No click yet: the browser keeps sound off, and the console says so.
-    page.wait_for_selector("#sound-banner[data-sound=blocked]", timeout=WAIT_MS)
+    _wait_sound_banner(page, errors)
     assert page.locator("body[data-sound=blocked]").count() == 1
 
     page.goto(api_server.url + "/#/units")
@@ -402,7 +417,7 @@ def test_a_fire_alarm_raises_a_banner_on_every_view_and_sound_says_when_it_is_of
     assert page.locator("#sound-banner").count() == 0
     page.reload()
     page.wait_for_selector("#conn.live", timeout=WAIT_MS)
-    page.wait_for_selector("#sound-banner[data-sound=blocked]", timeout=WAIT_MS)
+    _wait_sound_banner(page, errors)
     page.wait_for_selector("#fire-banner .fire-entry", timeout=WAIT_MS)
     page.click("#sound-banner")
     page.wait_for_selector("body[data-sound=on]", timeout=WAIT_MS)
