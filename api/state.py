@@ -19,6 +19,7 @@ from api.throttle import FailedAuth, KnownTokens
 from rules.model import RuleFile
 from supervision.hazard_loop import HazardOptions
 from supervision.model import RiskModel, load_model
+from supervision.unit_code_pdf import find_font
 
 if TYPE_CHECKING:
     from api.stream import AlertFeed
@@ -74,6 +75,8 @@ class ApiOptions:
     timezone: str = "Asia/Shanghai"
     # Forwarding confirmed fires to 119 (none configured by default).
     fire_119: Fire119Options = field(default_factory=Fire119Options)
+    # The CJK font of the PDF notices and sheets (none installed: those answer 503).
+    pdf_font: Path | None = field(default_factory=find_font)
     # The address units' QR codes and notices point at (api.public_url).
     public_url: str = "http://127.0.0.1:8080"
     pool_max: int = 8

@@ -1,15 +1,21 @@
-"""一店一码 endpoints: a unit's QR code, its 四色告知牌, a district's sheet, the public page."""
+"""一店一码 endpoints: a unit's QR code, its 四色告知牌, a district's sheet (HTML and PDF),
+the public page."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from api.auth import Permission
 from api.models import UnitsQuery
-from api.routing import PREFIX, Call, Route, not_found
+from api.routing import PREFIX, ApiError, Call, Route, not_found
 from store import units as store_units
 from supervision.unit_code import (
     notice_html,
@@ -18,6 +24,7 @@ from supervision.unit_code import (
     sheet_html,
     unit_url,
 )
+from supervision.unit_code_pdf import FONT_FIX, notices_pdf, sheet_pdf
 
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
@@ -60,6 +67,69 @@ async def code_sheet(call: Call) -> web.StreamResponse:
     rows = await call.state.db(store_units.unit_codes, call.who.scope, district=uq.district)
     title = f"一店一码 · {uq.district or '全部单位'} · {len(rows)}"
     return _html(sheet_html(rows, call.state.options.public_url, title))
+
+
+def _pdf(data: bytes, name: str) -> web.Response:
+    return web.Response(
+        body=data,
+        content_type="application/pdf",
+        headers={
+            # inline: the console shows it in the browser's viewer; saving keeps the name.
+            "Content-Disposition": f"inline; filename*=UTF-8''{quote(name, safe='')}",
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def _font(call: Call) -> Path:
+    font = call.state.options.pdf_font
+    if font is None:
+        raise ApiError(
+            503, "no_pdf_font", f"no CJK font for PDF on the server: set api.pdf_font to {FONT_FIX}"
+        )
+    return font
+
+
+def _today(call: Call) -> dt.date:
+    return dt.datetime.now(ZoneInfo(call.state.options.timezone)).date()
+
+
+async def unit_notice_pdf(call: Call) -> web.StreamResponse:
+    """GET /units/{id}/notice.pdf."""
+    font = _font(call)
+    u = await _one(call)
+    o = call.state.options
+    data = await asyncio.to_thread(
+        notices_pdf, [u], o.public_url, _today(call), font, f"告知牌 {u.name}"
+    )
+    return _pdf(data, f"告知牌-{u.id}.pdf")
+
+
+async def _district_rows(call: Call) -> tuple[str | None, Sequence[store_units.UnitCodeRow]]:
+    uq = call.q(UnitsQuery)
+    rows = await call.state.db(store_units.unit_codes, call.who.scope, district=uq.district)
+    return uq.district, rows
+
+
+async def notices_batch_pdf(call: Call) -> web.StreamResponse:
+    """GET /units/notices.pdf."""
+    font = _font(call)
+    district, rows = await _district_rows(call)
+    title = f"四色告知牌 · {district or '全部单位'} · {len(rows)}"
+    o = call.state.options
+    data = await asyncio.to_thread(notices_pdf, rows, o.public_url, _today(call), font, title)
+    return _pdf(data, f"告知牌-{district or 'all'}.pdf")
+
+
+async def code_sheet_pdf(call: Call) -> web.StreamResponse:
+    """GET /units/codes.pdf."""
+    font = _font(call)
+    district, rows = await _district_rows(call)
+    title = f"一店一码 · {district or '全部单位'} · {len(rows)}"
+    o = call.state.options
+    data = await asyncio.to_thread(sheet_pdf, rows, o.public_url, title, font, _today(call))
+    return _pdf(data, f"一店一码-{district or 'all'}.pdf")
 
 
 async def public_unit(call: Call) -> web.StreamResponse:
@@ -107,6 +177,38 @@ ROUTES = [
         "units",
         query=UnitsQuery,
         media="text/html",
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/units/{{id}}/notice.pdf",
+        unit_notice_pdf,
+        "The unit's 四色告知牌 as an A5 PDF, its CJK font embedded (api.pdf_font); 503 when "
+        "the server has no such font",
+        Permission.UNITS_READ,
+        "units",
+        media="application/pdf",
+        path_params={"id": "the unit's id"},
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/units/notices.pdf",
+        notices_batch_pdf,
+        "Every unit's 四色告知牌 in scope, or one `district`'s, as a PDF of A5 pages, one a unit",
+        Permission.UNITS_READ,
+        "units",
+        query=UnitsQuery,
+        media="application/pdf",
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/units/codes.pdf",
+        code_sheet_pdf,
+        "A sheet of QR codes as a PDF (A4, 12 a page, name, grade and address under each), "
+        "every unit in scope or one `district`'s",
+        Permission.UNITS_READ,
+        "units",
+        query=UnitsQuery,
+        media="application/pdf",
     ),
     Route(
         "GET",

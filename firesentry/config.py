@@ -522,6 +522,11 @@ class ApiConfig(_Section):
         default=Path("/usr/share/javascript/leaflet"),
         description="Leaflet's files (Debian's libjs-leaflet); without them: the plain map",
     )
+    pdf_font: Path | None = Field(
+        default=None,
+        description="a TrueType CJK font embedded in the PDF notices and QR sheets; default "
+        "the first installed of WenQuanYi Micro Hei / Zen Hei, AR PL UMing, Droid Sans Fallback",
+    )
     pool_max: int = Field(default=8, ge=1, le=100, description="database connections of the API")
     ready_stale_after_s: float = Field(
         default=10.0, gt=0, description="/readyz: an engine whose health is older is down"
@@ -567,6 +572,16 @@ class ApiConfig(_Section):
         description="failed authentications per client address in auth_fail_window_s; more: 429",
     )
     auth_fail_window_s: float = Field(default=60.0, gt=0, le=86400)
+
+    @field_validator("pdf_font")
+    @classmethod
+    def _embeddable(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            # Imported here: only a config that names a font pays for the PDF writer at start.
+            from supervision.unit_code_pdf import check_font
+
+            check_font(v)
+        return v
 
 
 class LogConfig(_Section):

@@ -45,6 +45,7 @@ from supervision.hazard_loop import HazardOptions, act, report
 from supervision.hazards import load_policy
 from supervision.model import GRADE_ZH, Grade
 from supervision.unit_code import sheet_html
+from supervision.unit_code_pdf import find_font, notices_pdf, sheet_pdf
 
 log = structlog.get_logger("demo")
 
@@ -180,16 +181,24 @@ def seed_hazard(conn: psycopg.Connection[Any], opts: HazardOptions) -> HazardRow
 
 
 def write_code_sheets(ep: Endpoints, folder: Path, url: str) -> list[Path]:
-    """Each district's sheet of QR codes (一店一码, with the grades as they are now) as an
-    HTML file to open and print."""
+    """Each district's sheet of QR codes (一店一码, with the grades as they are now) as HTML
+    to open and print and, where a CJK font is installed, as PDF, with its units' 告知牌."""
     with psycopg.connect(ep.dsn(), autocommit=True) as conn:
         rows = store_units.unit_codes(conn)
+    font = find_font()
+    today = dt.date.today()
     paths = []
     for district in sorted({r.district for r in rows}):
-        path = folder.resolve() / f"qr-sheet-{district}.html"
+        base = folder.resolve() / f"qr-sheet-{district}"
         mine = [r for r in rows if r.district == district]
-        path.write_text(sheet_html(mine, url, f"{district} 一店一码"), encoding="utf-8")
-        paths.append(path)
+        title = f"{district} 一店一码"
+        base.with_suffix(".html").write_text(sheet_html(mine, url, title), encoding="utf-8")
+        paths.append(base.with_suffix(".html"))
+        if font is not None:
+            base.with_suffix(".pdf").write_bytes(sheet_pdf(mine, url, title, font, today))
+            notices = folder.resolve() / f"notices-{district}.pdf"
+            notices.write_bytes(notices_pdf(mine, url, today, font, f"{district} 四色告知牌"))
+            paths += [base.with_suffix(".pdf"), notices]
     return paths
 
 

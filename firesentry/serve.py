@@ -19,6 +19,7 @@ from firesentry.embedded import Endpoints
 from rules.loader import load_rules
 from store import tokens as store_tokens
 from supervision.model import load_model
+from supervision.unit_code_pdf import find_font
 
 log = structlog.get_logger("firesentry")
 DEMO_TOKEN_NAME = "demo operator"
@@ -49,6 +50,7 @@ def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
         fire_119=fire_119_options(settings, timezone),
         hazards=hazard_options(settings, timezone),
         public_url=public_url(settings),
+        pdf_font=find_font(settings.api.pdf_font),
         pool_max=settings.api.pool_max,
         ready_stale_after_s=settings.api.ready_stale_after_s,
         ready_max_lag_s=settings.api.ready_max_lag_s,

@@ -140,7 +140,14 @@ function legend() {
 
 // The district's sheet of QR codes (一店一码), to print.
 function sheetButton(district) {
+  const q = `?district=${encodeURIComponent(district)}`;
   const b = h("button", { class: "ghost small", title: t("qr_sheet"), "data-district": district, text: "▦" });
-  b.onclick = () => openPrintable(fetchRaw, `/units/codes?district=${encodeURIComponent(district)}`).catch((err) => toast(err.message, "error"));
-  return b;
+  b.onclick = () => openPrintable(fetchRaw, `/units/codes${q}`).catch((err) => toast(err.message, "error"));
+  // The same as PDF (12 codes an A4 page) and the district's 告知牌, one an A5 page: what a
+  // print shop takes as it is.
+  const pdf = h("button", { class: "ghost small sheet-pdf", title: t("qr_sheet_pdf"), "data-district": district, text: "PDF" });
+  pdf.onclick = () => openPrintable(fetchRaw, `/units/codes.pdf${q}`).catch((err) => toast(err.message, "error"));
+  const notices = h("button", { class: "ghost small notices-pdf", title: t("notices_pdf"), "data-district": district, text: "告知牌" });
+  notices.onclick = () => openPrintable(fetchRaw, `/units/notices.pdf${q}`).catch((err) => toast(err.message, "error"));
+  return h("span", { class: "sheet-buttons" }, b, pdf, notices);
 }

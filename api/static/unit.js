@@ -250,6 +250,8 @@ function gradePanel(box, unitId, g) {
   };
   const notice = h("button", { class: "ghost", id: "grade-notice", text: t("grade_notice") });
   notice.onclick = () => openPrintable(fetchRaw, `/units/${encodeURIComponent(unitId)}/notice`).catch((err) => toast(err.message, "error"));
+  const noticePdf = h("button", { class: "ghost", id: "grade-notice-pdf", text: "PDF", title: t("grade_notice_pdf") });
+  noticePdf.onclick = () => openPrintable(fetchRaw, `/units/${encodeURIComponent(unitId)}/notice.pdf`).catch((err) => toast(err.message, "error"));
   const unit = { grade: g.grade, grade_reasons: g.reasons };
   const head = h(
     "p",
@@ -258,6 +260,7 @@ function gradePanel(box, unitId, g) {
     g.grade ? h("span", { class: "muted small", text: ` ${t("grade_score", { score: g.score })} · ${t("grade_since", { when: absTime(g.since) })} ` }) : null,
     now,
     notice,
+    noticePdf,
   );
   const reasons = g.reasons.length ? h("ul", { class: "grade-reasons" }, g.reasons.map((r) => h("li", { text: getLang() === "zh-CN" ? r["zh-CN"] : r.en }))) : h("p", { class: "muted small", text: t("grade_no_reason") });
   const changes = g.changes.slice(0, 10).map((c) =>

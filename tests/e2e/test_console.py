@@ -793,6 +793,11 @@ def test_map_and_unit_page_show_grades_and_print_a_notice(
     reasons = page.locator("#unit-grade .grade-reasons li").all_inner_texts()
     assert reasons[0] == "7天内确认火灾1起", reasons
     assert page.locator("#unit-grade .grade-changes li").count() == 1
+    # The PDF button fetches the unit's A5 notice with the token (never in a URL).
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/units/u2/notice.pdf")) as got:
+        page.click("#grade-notice-pdf")
+    assert got.value.status == 200
+    assert got.value.headers["content-type"] == "application/pdf"
 
     notice = browser.new_page(viewport={"width": 700, "height": 1000})
     notice.set_extra_http_headers({"Authorization": f"Bearer {token(db, 'operator', 'print')}"})

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pypdf
 import pytest
 
 from tests.helpers import own_services_dir
@@ -98,7 +99,16 @@ def test_demo_prints_a_received_alert(workdir: tuple[Path, dict[str, str]]) -> N
     sheets = re.search(r"^一店一码 sheets to print: (.*)$", out, re.M)
     assert sheets, out[-2000:]
     paths = [Path(p) for p in sheets.group(1).split(", ")]
-    assert sorted(p.name for p in paths) == ["qr-sheet-成华区.html", "qr-sheet-锦江区.html"]
+    assert sorted(p.name for p in paths) == [
+        "notices-成华区.pdf",
+        "notices-锦江区.pdf",
+        "qr-sheet-成华区.html",
+        "qr-sheet-成华区.pdf",
+        "qr-sheet-锦江区.html",
+        "qr-sheet-锦江区.pdf",
+    ]
+    notices = pypdf.PdfReader(next(p for p in paths if p.name == "notices-锦江区.pdf"))
+    assert len(notices.pages) == 2 and "滨江购物中心" in notices.pages[0].extract_text()
     jinjiang = next(p for p in paths if "锦江区" in p.name).read_text(encoding="utf-8")
     assert (
         jinjiang.count("<svg") == 2 and "滨江购物中心" in jinjiang and "锦江区第三小学" in jinjiang

@@ -279,3 +279,14 @@ def test_external_links_without_tls_are_warned() -> None:
     assert "mqtt.tls.enabled is false" in warned["mqtt"]
     assert "not checked" in warned["database"]
     assert transport_warnings(Settings()) == []  # embedded: loopback only
+
+
+def test_a_pdf_font_the_writer_cannot_embed_stops_the_start(tmp_path: Path) -> None:
+    """api.pdf_font that is missing, or is no TrueType font, is refused with the field and the
+    package that gives one."""
+    text = _refused(tmp_path, "api:\n  pdf_font: /nope/font.ttc\n")
+    assert "api.pdf_font" in text and "/nope/font.ttc is not a file" in text
+    fake = tmp_path / "font.ttf"
+    fake.write_bytes(b"this is no font at all" * 10)
+    text = _refused(tmp_path, f"api:\n  pdf_font: {fake}\n")
+    assert "api.pdf_font" in text and "fonts-wqy-microhei" in text
