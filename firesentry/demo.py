@@ -36,6 +36,7 @@ from simulators.services.sms import FakeSmsGateway
 from simulators.services.webhook import Received, WebhookReceiver
 from store import grades as store_grades
 from store import hazards as store_hazards
+from store import health as store_health
 from store import registry as reg
 from store import units as store_units
 from store.demo_seed import DemoContact, PastAlert, put_contact, put_history
@@ -178,6 +179,26 @@ def seed_hazard(conn: psycopg.Connection[Any], opts: HazardOptions) -> HazardRow
     )
     act(conn, opts, h.id, "notify", "何军（监控中心）")
     return act(conn, opts, h.id, "rectify", "周强（物业）", comment="已安排叉车清运")
+
+
+# How long a stopping demo waits for the notifications already due (the outbox polls each
+# second; a few rounds are plenty on an idle machine, more on a loaded CI worker).
+DRAIN_S = 15.0
+
+
+def drain_outbox(ep: Endpoints, within_s: float) -> None:
+    """Wait until no notification is due or being sent, for at most `within_s`."""
+    deadline = time.monotonic() + within_s
+    try:
+        with psycopg.connect(ep.dsn(), autocommit=True, connect_timeout=3) as conn:
+            left = store_health.due_or_sending(conn)
+            if left:
+                print(f"sending the {left} notifications already due before stopping", flush=True)
+            while left and time.monotonic() < deadline:
+                time.sleep(0.2)
+                left = store_health.due_or_sending(conn)
+    except psycopg.OperationalError as exc:
+        print(f"could not wait for the outbox ({exc}); stopping", flush=True)
 
 
 def write_code_sheets(ep: Endpoints, folder: Path, url: str) -> list[Path]:
@@ -424,8 +445,11 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
                 )
                 break
     finally:
-        # Stop the devices first so that the engine drains everything they sent.
+        # Stop the devices first so that the engine drains everything they sent, and let the
+        # notifications already due go out, so the fake receivers print what the run decided.
         fleet.stop()
+        if death is None:
+            drain_outbox(ep, within_s=DRAIN_S)
         engine.stop(deregister=death is None)
         if console is not None:
             console[0].stop()

@@ -154,6 +154,16 @@ def outbox_backlog(conn: psycopg.Connection[Any]) -> OutboxBacklog:
     return OutboxBacklog(int(row[0]), max(0.0, float(row[1])))
 
 
+def due_or_sending(conn: psycopg.Connection[Any]) -> int:
+    """Notifications due now or being sent: what a stopping demo waits for."""
+    row = conn.execute(
+        "SELECT count(*) FROM notifications WHERE state = 'sending'"
+        " OR (state IN ('pending', 'failed') AND next_attempt_at <= now())"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 # Rows not yet delivered (or given up), by channel: served by notifications_state_created.
 _BY_CHANNEL = """
 SELECT channel, state, count(*), extract(epoch FROM now() - min(created_at))::float8
