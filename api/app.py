@@ -12,6 +12,7 @@ from api import (
     alerts,
     duty,
     hazards,
+    inspections,
     map_config,
     notifications,
     ops,
@@ -32,6 +33,7 @@ from api.stream import AlertFeed
 ROUTES: list[Route] = [
     *alerts.ROUTES,
     *hazards.ROUTES,
+    *inspections.ROUTES,
     *map_config.ROUTES,
     *duty.ROUTES,
     *reports.ROUTES,

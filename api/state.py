@@ -18,6 +18,7 @@ from api.exports import ExportSlots
 from api.throttle import FailedAuth, KnownTokens
 from rules.model import RuleFile
 from supervision.hazard_loop import HazardOptions
+from supervision.inspections import Checklist, load_checklist
 from supervision.model import RiskModel, load_model
 from supervision.unit_code_pdf import find_font
 
@@ -67,6 +68,8 @@ class ApiOptions:
     risk_model: RiskModel = field(default_factory=load_model)
     # The hazard loop's policy, and the channels its messages may use.
     hazards: HazardOptions = field(default_factory=HazardOptions)
+    # What an inspection at a unit answers (扫码检查).
+    checklist: Checklist = field(default_factory=load_checklist)
     # The map (一张图): Leaflet's files (Debian's libjs-leaflet; none there: the console draws
     # its plain map), and the tile source (none by default, as on a closed network).
     map_library_dir: Path | None = Path("/usr/share/javascript/leaflet")

@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from supervision.hazards import HazardPolicyError, load_policy
+from supervision.inspections import ChecklistError, load_checklist
 from supervision.model import RiskModelError, load_model
 
 ENV_PREFIX = "FIRESENTRY_"
@@ -270,6 +271,22 @@ class SupervisionConfig(_Section):
         default=None,
         description="the hazard loop's policy YAML file; the shipped supervision/hazard_policy.yaml",
     )
+
+    inspection_checklist: Path | None = Field(
+        default=None,
+        description="the checklist YAML of inspections at units; the shipped "
+        "supervision/inspection_checklist.yaml",
+    )
+
+    @field_validator("inspection_checklist")
+    @classmethod
+    def _checklist_loads(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            try:
+                load_checklist(v)
+            except ChecklistError as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
     @field_validator("hazard_policy")
     @classmethod

@@ -18,6 +18,7 @@ from firesentry.config import Settings
 from firesentry.embedded import Endpoints
 from rules.loader import load_rules
 from store import tokens as store_tokens
+from supervision.inspections import load_checklist
 from supervision.model import load_model
 from supervision.unit_code_pdf import find_font
 
@@ -42,6 +43,7 @@ def api_options(settings: Settings, ep: Endpoints) -> ApiOptions:
         mqtt_port=ep.mqtt_port,
         rules=load_rules(settings.rules.file),
         risk_model=load_model(settings.supervision.risk_model),
+        checklist=load_checklist(settings.supervision.inspection_checklist),
         timezone=timezone,
         map_library_dir=settings.api.map_library_dir,
         map_tiles=MapTiles(t.url, t.attribution, t.max_zoom)
