@@ -29,6 +29,7 @@ from api.openapi import openapi_document
 from api.routing import PREFIX, STATE, Route, endpoint, errors_middleware
 from api.state import ApiOptions, ApiState
 from api.stream import AlertFeed
+from supervision.unit_code import STYLE_HASH
 
 ROUTES: list[Route] = [
     *alerts.ROUTES,
@@ -56,8 +57,11 @@ ROUTES: list[Route] = [
 def csp(tile_origin: str | None = None) -> str:
     """The console's content security policy."""
     images = "'self' data: blob:" + (f" {tile_origin}" if tile_origin else "")
+    # The printable pages' one style sheet, by its hash: a notice the console opens from a blob
+    # is under this policy, and must print in its colours (supervision/unit_code.py).
     return (
-        f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {images}; "
+        f"default-src 'self'; script-src 'self'; style-src 'self' '{STYLE_HASH}'; "
+        f"img-src {images}; "
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
     )
 

@@ -29,12 +29,25 @@ from supervision.unit_code_pdf import FONT_FIX, notices_pdf, sheet_pdf
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
 
+# The printable pages and the public page carry their styles inline (so that they print and
+# save as one file) and run no script: their own policy allows exactly that. Under the
+# console's (style-src 'self') a phone that scanned a code saw the page unstyled.
+PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+
+
 def _html(text: str) -> web.Response:
     return web.Response(
         text=text,
         content_type="text/html",
         charset="utf-8",
-        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        headers={
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": PAGE_CSP,
+        },
     )
 
 
@@ -142,7 +155,9 @@ async def public_unit(call: Call) -> web.StreamResponse:
     if not found:
         raise not_found("unit code")
     u = found[0]
-    console = f"{call.state.options.public_url.rstrip('/')}/#/unit/{u.id}"
+    # The unit's page with its code: an inspector who signs in there records an inspection
+    # as made at the unit (the code is on its door; anyone who scanned it may know it).
+    console = f"{call.state.options.public_url.rstrip('/')}/#/unit/{u.id}/code/{u.qr_token}"
     return _html(public_html(u, console))
 
 

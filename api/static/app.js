@@ -256,7 +256,7 @@ function render() {
   const done = {
     board: renderBoard,
     units: renderUnits,
-    unit: () => renderUnit(route.arg),
+    unit: () => renderUnit(route.arg, route.rest[0] === "code" ? route.rest[1] : null),
     offline: renderOffline,
     map: renderMap,
     search: renderSearch,

@@ -40,7 +40,9 @@ export function canAct() {
 
 export function currentRoute() {
   const parts = location.hash.replace(/^#\/?/, "").split("/");
-  return { view: parts[0] || "board", arg: parts[1] ? decodeURIComponent(parts[1]) : null };
+  // What follows the argument: #/unit/<id>/code/<code> (the unit opened from its QR sticker).
+  const rest = parts.slice(2).map(decodeURIComponent);
+  return { view: parts[0] || "board", arg: parts[1] ? decodeURIComponent(parts[1]) : null, rest };
 }
 
 // The router (app.js) registers how to draw the current view; views redraw through renderView

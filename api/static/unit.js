@@ -6,6 +6,7 @@ import { alertItem, contactList } from "./board.js";
 import { lineChart } from "./chart.js";
 import { actorName, bucketLabel, getLang, metricName, t } from "./i18n.js";
 import { unitHazards } from "./hazards.js";
+import { unitInspections } from "./inspections.js";
 import { can, state } from "./state.js";
 import { $, absTime, gradeChip, gradeReasons, h, openPrintable, sortAlerts, timeEl, toast } from "./util.js";
 
@@ -57,7 +58,7 @@ export async function renderUnits() {
   );
 }
 
-export async function renderUnit(unitId) {
+export async function renderUnit(unitId, code = null) {
   const main = $("#view");
   let d;
   try {
@@ -99,6 +100,8 @@ export async function renderUnit(unitId) {
           gradeBox,
           can("hazards:read") ? h("h2", { class: "section", text: t("open_hazards") }) : null,
           can("hazards:read") ? unitHazards(unitId) : null,
+          can("hazards:read") ? h("h2", { class: "section", id: "inspections-head", text: t("inspections") }) : null,
+          can("hazards:read") ? unitInspections(unitId, code) : null,
           h("h2", { class: "section", text: t("contacts") }),
           contactList(d.contacts || []),
           h("h2", { class: "section", text: t("unit_events") }),

@@ -793,6 +793,16 @@ def test_map_and_unit_page_show_grades_and_print_a_notice(
     reasons = page.locator("#unit-grade .grade-reasons li").all_inner_texts()
     assert reasons[0] == "7天内确认火灾1起", reasons
     assert page.locator("#unit-grade .grade-changes li").count() == 1
+    # Print notice opens the notice in a tab of its own, drawn with its own styles (a blob
+    # page would inherit the console's policy, which forbids inline styles: the band must be
+    # in the grade's colour, not unstyled).
+    with page.context.expect_page() as tab:
+        page.click("#grade-notice")
+    printed = tab.value
+    printed.wait_for_selector(".notice[data-grade=red] .band", timeout=WAIT_MS)
+    band = printed.evaluate("getComputedStyle(document.querySelector('.band')).backgroundColor")
+    assert band == "rgb(217, 30, 24)", band
+    printed.close()
     # The PDF button fetches the unit's A5 notice with the token (never in a URL).
     with page.expect_response(lambda r: r.url.endswith("/api/v1/units/u2/notice.pdf")) as got:
         page.click("#grade-notice-pdf")
@@ -875,6 +885,72 @@ def test_a_grid_worker_reports_a_hazard_from_a_phone_and_a_supervisor_closes_it(
         page.wait_for_selector("#hazard-detail .hazard-history li[data-kind=closed]")
         page.screenshot(path=str(DOCS / "console-hazards-zh.png"))
     assert errors == []
+
+
+def test_a_grid_worker_scans_a_shops_code_and_records_an_inspection_on_a_phone(
+    browser: Any, db: Endpoints, engine: Engine
+) -> None:
+    """The shop's printed code, read as a phone reads it, opens its public page; the link for
+    inspectors leads (after signing in) to the unit with its code, where the checklist is
+    marked as made at the unit. One item fails: the inspection is recorded as scanned and the
+    failure is a hazard on the same page. Nothing scrolls sideways on the phone."""
+    import socket
+    import urllib.request
+
+    import zxingcpp
+    from PIL import Image
+
+    # The server's own address is its public_url, as a city sets it: the codes point at it.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    api_server = ApiServer(api_options(db, public_url=url), "127.0.0.1", port).start()
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        zhao = store_tokens.create_token(conn, "Grid worker Zhao", "inspector", ["u1"])[1]
+    req = urllib.request.Request(
+        api_server.url + "/api/v1/units/u1/qr.png", headers={"Authorization": f"Bearer {zhao}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        (code,) = zxingcpp.read_barcodes(Image.open(io.BytesIO(r.read())))
+    scanned = code.text
+    assert scanned.startswith(url + "/u/")
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    errors = _watch_errors(phone)
+    phone.goto(scanned)
+    phone.click("a[href*='/code/']")
+    phone.wait_for_selector("#token-input", timeout=WAIT_MS)
+    phone.fill("#token-input", zhao)
+    phone.click("#sign-in")
+    phone.wait_for_selector("#inspection-at-unit", timeout=WAIT_MS)
+    phone.click("#lang")
+    phone.wait_for_selector("html[lang=zh-CN]")
+    form = phone.locator("form.inspection-form")
+    form.wait_for(timeout=WAIT_MS)
+    assert "已扫本单位码进入" in form.inner_text()
+    phone.check("fieldset[data-item=exits_clear] input[value=failed]")
+    phone.fill("fieldset[data-item=exits_clear] .inspection-note", "后门被货架堵住")
+    if SCREENSHOTS:
+        # The form's head below the sticky top bar: "opened from the code", the failed item.
+        phone.evaluate(
+            "document.querySelector('form.inspection-form').scrollIntoView();"
+            " window.scrollBy(0, -150)"
+        )
+        phone.screenshot(path=str(DOCS / "inspection-phone.png"))
+    phone.click("#inspection-submit")
+    phone.wait_for_selector("#inspection-list li.inspection[data-scanned=true]", timeout=WAIT_MS)
+    phone.wait_for_selector("#unit-hazards tr[data-state=found]", timeout=WAIT_MS)
+    assert "后门被货架堵住" in phone.locator("#inspection-list").inner_text()
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT i.scanned, i.inspector, h.category, h.severity, h.found_by"
+            " FROM inspections i JOIN hazards h ON h.id = ANY(i.hazard_ids)"
+        ).fetchall()
+    assert row == [(True, "Grid worker Zhao", "blocked_exit", "major", "Grid worker Zhao")]
+    assert errors == [], "\n".join(errors)
+    api_server.stop()
 
 
 _HAZARD_KIND = {
