@@ -64,9 +64,9 @@ class HazardStep(_In):
 
 
 class CountsQuery(_In):
-    """GET /hazards/counts: per unit or per district."""
+    """GET /hazards/counts: per unit, district or finder (grid worker, inspector, the data)."""
 
-    group: Literal["unit", "district"] = "district"
+    group: Literal["unit", "district", "finder"] = "district"
 
 
 class _Out(BaseModel):
@@ -283,7 +283,8 @@ ROUTES = [
         "GET",
         f"{PREFIX}/hazards/counts",
         hazard_counts,
-        "Hazards per district or unit: found, open, closed (rectified), overdue",
+        "Hazards per district, unit or finder (who found them: each grid worker and "
+        "inspector, and the data): found, open, closed (rectified), overdue",
         Permission.HAZARDS_READ,
         "hazards",
         query=CountsQuery,

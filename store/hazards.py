@@ -359,12 +359,20 @@ class HazardCount:
     overdue: int
 
 
+_GROUPS = {
+    "unit": ("u.id", "u.name"),
+    "district": ("u.district", "u.district"),
+    "finder": ("h.found_by", "h.found_by"),
+}
+
+
 def counts(
     conn: psycopg.Connection[Any], group: str, scope: Sequence[str] | None = None
 ) -> list[HazardCount]:
-    """Counts per unit (group 'unit') or per district, most overdue first."""
-    key, name = ("u.id", "u.name") if group == "unit" else ("u.district", "u.district")
-    # key and name are one of the two fixed pairs above, never the caller's text.
+    """Counts per unit, district or finder (the person, or the data, who found them), most
+    overdue first."""
+    # key and name are one of the fixed pairs of _GROUPS, never the caller's text.
+    key, name = _GROUPS[group]
     sql = (
         f"SELECT {key}, min({name}), count(*), count(*) FILTER (WHERE h.state <> 'closed'),"  # noqa: S608
         " count(*) FILTER (WHERE h.state = 'closed'),"

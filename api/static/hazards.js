@@ -184,7 +184,14 @@ function hazardTable(items, onOpen) {
 export async function renderHazards() {
   const main = $("#view");
   const states = state.showClosedHazards ? "" : "&state=found,notified,rectifying,submitted,reviewed";
-  const [counts, list] = await Promise.all([api("/hazards/counts?group=district"), api(`/hazards?limit=500${states}`)]);
+  const group = state.hazardGroup || "district";
+  const [counts, list] = await Promise.all([api(`/hazards/counts?group=${group}`), api(`/hazards?limit=500${states}`)]);
+  // Counted per district, per unit, or per person who found them (what each grid worker did).
+  const groupSelect = h(
+    "select",
+    { id: "hazard-group", onchange: (e) => { state.hazardGroup = e.target.value; renderHazards(); } },
+    ["district", "unit", "finder"].map((g) => h("option", { value: g, selected: g === group, text: t(`hz_by_${g}`) })),
+  );
   const detail = h("div", { id: "hazard-detail", class: "panel" }, h("p", { class: "muted", text: t("pick_hazard") }));
   // The hazard open in the detail stays open when a step re-renders the list and counts.
   const open = (id) => {
@@ -199,12 +206,13 @@ export async function renderHazards() {
         "div",
         { class: "toolbar" },
         h("h1", { text: t("hazards_title") }),
+        groupSelect,
         h("label", { class: "check" }, h("input", { type: "checkbox", id: "show-closed-hazards", checked: state.showClosedHazards, onchange: (e) => { state.showClosedHazards = e.target.checked; renderHazards(); } }), h("span", { text: t("show_closed") })),
       ),
       h(
         "table",
         { class: "grid small", id: "hazard-counts" },
-        h("thead", {}, h("tr", {}, [t("district"), t("hz_found"), t("hz_open"), t("hz_closed"), t("hz_overdue")].map((x) => h("th", { text: x })))),
+        h("thead", {}, h("tr", {}, [t(`hz_by_${group}`), t("hz_found"), t("hz_open"), t("hz_closed"), t("hz_overdue")].map((x) => h("th", { text: x })))),
         h("tbody", {}, counts.rows.map((r) => h("tr", { "data-key": r.key }, h("td", { text: r.name || "–" }), h("td", { text: r.found }), h("td", { text: r.open }), h("td", { text: r.closed }), h("td", { class: r.overdue ? "bad overdue" : "overdue", text: r.overdue })))),
       ),
       hazardTable(list.items, open),

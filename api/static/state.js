@@ -18,6 +18,7 @@ export const state = {
   silenceOf: new Map(), // alert id -> silence id
   showEndedSilences: false,
   showClosedHazards: false,
+  hazardGroup: "district",
   selectedHazard: null,
   // What the console knows of the server's health (health.js): whether the API answers, and
   // whether the database does as the stream and /readyz last said (null: not known yet).

@@ -205,6 +205,10 @@ async def test_a_scanned_inspection_becomes_hazards_of_the_loop_and_counts(
         "hazards": 2,
         "hazards_closed": 1,
     }
+    # The hazards counted per finder: what Zhao found, and how much of it is rectified.
+    per = await (await client.get("/api/v1/hazards/counts?group=finder", headers=sup)).json()
+    row = next(r for r in per["rows"] if r["key"] == "Grid worker Zhao")
+    assert (row["found"], row["open"], row["closed"]) == (2, 1, 1)
     checklist = await (await client.get("/api/v1/inspections/checklist", headers=sup)).json()
     assert [i["id"] for i in checklist["items"]] == ITEMS
     assert checklist["items"][0]["zh-CN"].startswith("安全出口")

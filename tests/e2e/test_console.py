@@ -865,6 +865,11 @@ def test_a_grid_worker_reports_a_hazard_from_a_phone_and_a_supervisor_closes_it(
     page.wait_for_selector("#conn.live", timeout=WAIT_MS)
     page.click("#nav a[data-view=hazards]")
     page.wait_for_selector("#hazard-counts tr[data-key=D1]", timeout=WAIT_MS)
+    # Counted per person too: what each grid worker found.
+    page.select_option("#hazard-group", "finder")
+    page.wait_for_selector("#hazard-counts tr[data-key='Grid worker Zhao']", timeout=WAIT_MS)
+    page.select_option("#hazard-group", "district")
+    page.wait_for_selector("#hazard-counts tr[data-key=D1]", timeout=WAIT_MS)
     page.click("#hazards-table tr[data-state=found]")
     page.wait_for_selector("#hazard-detail img.hazard-photo[src^=blob]", timeout=WAIT_MS)
     for step in ("rectify", "submit", "review", "close"):
