@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Permission
 from api.routing import PREFIX, Call, Route
 from store import duty as store_duty
+from store import inspections as store_inspections
 from store import reports as store
+from store.inspections import InspectionFilter
 from supervision.reports import Period, bounds, workbook
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -50,7 +52,11 @@ async def report(call: Call) -> web.StreamResponse:
             if rq.district is None and scope is None
             else []
         )
-        return workbook(b, units, causes, shifts, district=rq.district, made_at=now, timezone=tz)
+        seen = InspectionFilter(district=rq.district, since=b.start, until=b.end, scope=scope)
+        inspectors = store_inspections.by_inspector(conn, seen)
+        return workbook(
+            b, units, causes, shifts, inspectors, district=rq.district, made_at=now, timezone=tz
+        )
 
     data = await call.state.db(build)
     name = f"firesentry-{period}-{b.title}{'-' + rq.district if rq.district else ''}.xlsx"

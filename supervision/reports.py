@@ -21,6 +21,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from store.duty import Shift
+from store.inspections import InspectorCount
 from store.reports import CauseCount, UnitPeriod
 
 Period = Literal["daily", "monthly"]
@@ -97,13 +98,15 @@ def workbook(
     units: Sequence[UnitPeriod],
     causes: Sequence[CauseCount],
     shifts: Sequence[Shift] = (),
+    inspectors: Sequence[InspectorCount] = (),
     *,
     district: str | None,
     made_at: dt.datetime,
     timezone: str,
 ) -> bytes:
     """The report as XLSX bytes: a summary per district (with a total row), one row per unit,
-    false alarms by cause, and the duty log's shifts of the period with their handovers."""
+    false alarms by cause, what each inspector did (inspections, at the unit by its code,
+    failed items, hazards raised and closed), and the duty log's shifts of the period."""
     wb = Workbook()
     summary = wb.active
     assert summary is not None
@@ -153,6 +156,30 @@ def workbook(
         wb.create_sheet("误报原因 False alarms"),
         ["辖区 District", "原因 Cause", "次数 Count"],
         [[c.district or "–", CAUSE_WORDS.get(c.cause, c.cause), c.count] for c in causes],
+    )
+    _sheet_rows(
+        wb.create_sheet("检查 Inspections"),
+        [
+            "检查人员 Inspector",
+            "检查次数 Inspections",
+            "现场扫码 At the unit",
+            "单位数 Units",
+            "不合格项 Items failed",
+            "生成隐患 Hazards raised",
+            "已销案 Closed",
+        ],
+        [
+            [
+                c.inspector,
+                c.inspections,
+                c.scanned,
+                c.units,
+                c.failed_items,
+                c.hazards,
+                c.hazards_closed,
+            ]
+            for c in inspectors
+        ],
     )
     local = ZoneInfo(timezone)
 

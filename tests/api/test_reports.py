@@ -76,16 +76,30 @@ def _history(dsn: str) -> None:
             " sent_at) VALUES (%s, 'fire_119', '119', '{}', 'fire_119', 'sent', %s)",
             (fire, at(9, 1)),
         )
+        hazard_ids = []
         for found, deadline, closed in (
             (at(9), at(12), at(11)),  # found and closed that day
             (at(8, 0, before), at(15), None),  # overdue at the day's end, still open
             (at(8, 0, before), at(12, 0, after), None),  # open, not yet due
         ):
-            conn.execute(
+            row = conn.execute(
                 "INSERT INTO hazards (unit_id, category, severity, description, source,"
                 " found_by, found_at, deadline, state, closed_at)"
-                " VALUES ('u1', 'other', 'general', 'x', 'person', 'Zhao', %s, %s, %s, %s)",
+                " VALUES ('u1', 'other', 'general', 'x', 'person', 'Zhao', %s, %s, %s, %s)"
+                " RETURNING id",
                 (found, deadline, "closed" if closed else "rectifying", closed),
+            ).fetchone()
+            assert row is not None
+            hazard_ids.append(row[0])
+        for who, unit, when, scanned, failed, raised in (
+            ("Grid worker Zhao", "u1", at(9), True, 2, hazard_ids[:1]),
+            ("Grid worker Zhao", "u2", at(16), False, 0, []),
+            ("Grid worker Qian", "u1", at(0, 0, after), True, 0, []),
+        ):
+            conn.execute(
+                "INSERT INTO inspections (unit_id, inspector, at, scanned, checklist_version,"
+                " results, failed, hazard_ids) VALUES (%s, %s, %s, %s, 'v', '[]', %s, %s)",
+                (unit, who, when, scanned, failed, raised),
             )
         conn.execute(
             "INSERT INTO unit_grade_changes (unit_id, at, from_grade, to_grade, score, reasons,"
@@ -115,7 +129,13 @@ async def test_a_daily_report_counts_the_local_day_cell_by_cell(
 ) -> None:
     _history(seeded.dsn)
     book = await _book(client, seeded, "daily.xlsx?date=2026-11-20")
-    assert book.sheetnames == ["汇总 Summary", "单位 Units", "误报原因 False alarms", "值班 Duty"]
+    assert book.sheetnames == [
+        "汇总 Summary",
+        "单位 Units",
+        "误报原因 False alarms",
+        "检查 Inspections",
+        "值班 Duty",
+    ]
     summary = _rows(book["汇总 Summary"])
     assert summary[0][0] == "消防安全日报 Daily report · 2026-11-20 · 全部辖区 all districts"
     assert str(summary[1][0]).startswith("生成于 Made ")
@@ -168,6 +188,21 @@ async def test_a_daily_report_counts_the_local_day_cell_by_cell(
         ["辖区 District", "原因 Cause", "次数 Count"],
         ["D1", "粉尘/水汽 dust or steam", 2],
         ["D1", "测试 test", 1],
+    ]
+    inspections = _rows(book["检查 Inspections"])
+    assert inspections == [
+        [
+            "检查人员 Inspector",
+            "检查次数 Inspections",
+            "现场扫码 At the unit",
+            "单位数 Units",
+            "不合格项 Items failed",
+            "生成隐患 Hazards raised",
+            "已销案 Closed",
+        ],
+        # Zhao: two on the day (one by the code, 2 items failed, one hazard since closed);
+        # Qian's at 00:00 the next day belongs to the next day's report.
+        ["Grid worker Zhao", 2, 1, 2, 2, 1, 1],
     ]
 
 
