@@ -18,6 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devices.catalog import EventKind
+from devices.gb26875 import events
 from devices.gb26875 import frame as fr
 from devices.gb26875 import units as un
 from devices.gb26875.frame import Command, Frame, FrameError, TimeLabel
@@ -249,3 +251,60 @@ def test_a_confirmation_echoes_the_serial_and_swaps_the_addresses() -> None:
     ack = fr.decode(fr.encode(f.reply(Command.CONFIRM, now)))
     assert (ack.serial, ack.command, ack.data, ack.time) == (f.serial, 3, b"", now)
     assert (ack.source, ack.destination) == (f.destination, f.source)
+
+
+# ---------- what the units say, as events of the contract ----------
+
+
+def test_a_component_fire_alarm_becomes_a_fire_alarm_event_at_its_loop_and_point() -> None:
+    """V2: a smoke detector's fire alarm, loop 1 point 1 (address 01 00 01 00), the panel's
+    text; its unset clock (2012) is still a date, taken as it is."""
+    r = events.read(un.decode(fr.decode(V2).data), CST)
+    (e,) = r.events
+    assert (e.kind, e.loop, e.point, e.text) == (EventKind.FIRE_ALARM, 1, 1, "1号接口板1回路1号")
+    assert e.at == dt.datetime(2012, 6, 1, 3, 17, 37, tzinfo=CST)
+
+
+def test_faults_power_and_resets_map_to_their_kinds() -> None:
+    """A fault (V3) at loop 10 point 55, with no text: the component type and place say it;
+    the UTD's own fault + backup power fault (V5); a reset at the UTD (V7)."""
+    (fault,) = events.read(un.decode(fr.decode(V3).data), CST).events
+    assert (fault.kind, fault.loop, fault.point) == (EventKind.FAULT, 10, 55)
+    assert fault.text == "通用（10回路55号）"
+    utd = events.read(un.decode(fr.decode(V5).data), CST).events
+    assert [e.kind for e in utd] == [EventKind.FAULT, EventKind.BACKUP_POWER_FAULT]
+    (reset,) = events.read(un.decode(fr.decode(V7).data), CST).events
+    assert reset.kind == EventKind.RESET
+
+
+def test_a_status_word_with_several_bits_gives_each_event_once() -> None:
+    """Fire alarm + start + feedback on one component; a system's main power, bus fault and
+    reset; a component's power fault is a fault (once, with bit 2 set too)."""
+    t = TimeLabel(0, 0, 0, 0, 0, 0)  # no date: the gateway uses the time it received it
+    comp = un.ComponentStatus(1, 1, 42, 0x00020007, 0b1100010, "3F东侧走廊感烟探测器", t)
+    system = un.SystemStatus(1, 1, (1 << 8) | (1 << 10) | (1 << 13), t)
+    power = un.ComponentStatus(1, 1, 84, 5, (1 << 2) | (1 << 8), "", t)
+    got = events.read(DataUnit(2, (comp, power)), CST).events
+    assert [(e.kind, e.loop, e.point) for e in got] == [
+        (EventKind.FIRE_ALARM, 2, 7),
+        (EventKind.START, 2, 7),
+        (EventKind.FEEDBACK, 2, 7),
+        (EventKind.FAULT, 0, 5),
+    ]
+    assert all(e.at is None for e in got)
+    sys_events = events.read(DataUnit(1, (system,)), CST).events
+    assert [e.kind for e in sys_events] == [
+        EventKind.MAIN_POWER_FAULT,
+        EventKind.FAULT,
+        EventKind.RESET,
+    ]
+    assert sys_events[0].text == "火灾报警系统（1号）"
+
+
+def test_a_duty_check_answer_is_told_and_normal_status_says_nothing() -> None:
+    """Type 24 with bit 5: someone at the unit answered 查岗; a status word of 0 is no event."""
+    t = TimeLabel(5, 4, 3, 2, 12, 26)
+    r = events.read(DataUnit(24, (un.UtdOperation(1 << 5, 2, t),)), CST)
+    assert r.duty_answer and r.events == []
+    quiet = events.read(DataUnit(2, (un.ComponentStatus(1, 1, 42, 1, 0b1, "", t),)), CST)
+    assert quiet.events == [] and not quiet.duty_answer
