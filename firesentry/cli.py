@@ -20,6 +20,7 @@ from firesentry import (
     cli_api,
     cli_bench,
     cli_deadletters,
+    cli_gateway,
     cli_grades,
     cli_hazards,
     cli_rules,
@@ -386,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_deadletters.register(sub)
     cli_grades.register(sub)
     cli_hazards.register(sub)
+    cli_gateway.register(sub)
     demo = sub.add_parser("demo", help="services + seeded fleet + engine + simulator + receiver")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     demo.set_defaults(fn=_cmd_demo)

@@ -21,6 +21,7 @@ PACKAGES = (
     "api",
     "devices",
     "firesentry",
+    "gateway",
     "ingest",
     "rules",
     "simulators",
