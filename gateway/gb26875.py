@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from devices.gb26875 import events as gb_events
 from devices.gb26875 import frame as fr
@@ -122,6 +123,17 @@ class Gateway:
         if options.mqtt_username:
             self._mqtt.username_pw_set(options.mqtt_username, options.mqtt_password)
         self._acks: dict[int, Callable[[], None]] = {}
+        # Two connections: the commit watcher's, and one for dead letters and the registry.
+        self._pool = ConnectionPool(
+            options.dsn,
+            min_size=1,
+            max_size=2,
+            kwargs={"autocommit": True, "application_name": "firesentry-gateway"},
+            timeout=10,
+            reconnect_timeout=5,
+            open=False,
+            name="gateway",
+        )
         self._mqtt.on_publish = self._on_publish
         self._mqtt.on_connect = self._on_connect
         self._mqtt.on_disconnect = self._on_disconnect
@@ -137,6 +149,7 @@ class Gateway:
     async def start(self) -> None:
         """Load the UTDs, connect to the broker, listen."""
         self._loop = asyncio.get_running_loop()
+        self._pool.open(wait=False)
         await self._refresh()
         self._mqtt.connect(self.options.mqtt_host, self.options.mqtt_port)
         self._mqtt.loop_start()
@@ -161,12 +174,13 @@ class Gateway:
             await self._server.wait_closed()
         self._mqtt.disconnect()
         self._mqtt.loop_stop()
+        self._pool.close()
 
     async def _refresh(self) -> None:
         self._utds = await asyncio.to_thread(self._load)
 
     def _load(self) -> dict[int, store.Utd]:
-        with psycopg.connect(self.options.dsn, autocommit=True, connect_timeout=5) as conn:
+        with self._pool.connection() as conn:
             return store.utds_by_address(conn)
 
     async def _refresh_every(self) -> None:
@@ -174,7 +188,7 @@ class Gateway:
             await asyncio.sleep(self.options.registry_refresh_s)
             try:
                 await self._refresh()
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, PoolTimeout) as exc:
                 log.warning("gateway cannot reload the UTDs; keeps the ones it has", error=str(exc))
 
     # ---------- publishing ----------
@@ -211,7 +225,7 @@ class Gateway:
             keys = list({k for w in self._waiting for k in w.keys})
             try:
                 found = await asyncio.to_thread(self._committed, keys)
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, PoolTimeout) as exc:
                 # Nothing is confirmed meanwhile: the UTDs re-send, which is what they are for.
                 log.warning("gateway cannot see the database; confirms wait", error=str(exc))
                 await asyncio.sleep(1.0)
@@ -226,12 +240,12 @@ class Gateway:
             self._waiting = still
 
     def _committed(self, keys: list[store.EventKey]) -> set[store.EventKey]:
-        with psycopg.connect(self.options.dsn, autocommit=True, connect_timeout=5) as conn:
+        with self._pool.connection() as conn:
             return store.committed(conn, keys)
 
     async def _dead_letter(self, **kw: Any) -> None:
         def write() -> None:
-            with psycopg.connect(self.options.dsn, autocommit=True, connect_timeout=5) as conn:
+            with self._pool.connection() as conn:
                 store.dead_letter(conn, **kw)
 
         await asyncio.to_thread(write)
@@ -250,6 +264,11 @@ class Gateway:
             await session.run(reader)
         except (ConnectionError, asyncio.CancelledError):
             pass
+        except (psycopg.Error, PoolTimeout) as exc:
+            # Its frame is not confirmed: the UTD reconnects and sends it again.
+            log.warning(
+                "gateway ends a session: the database failed it", peer=session.peer, error=str(exc)
+            )
         finally:
             if task is not None:
                 self._sessions.discard(task)
