@@ -14,7 +14,8 @@ from firesentry.config import Settings
 MQTT_PASSWORD_ENV = "FIRESENTRY_GATEWAY_MQTT_PASSWORD"
 
 
-def _listen(value: str) -> tuple[str, int]:
+def parse_listen(value: str) -> tuple[str, int]:
+    """HOST:PORT, for --listen and --gateway."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"{value!r}: give HOST:PORT, e.g. 0.0.0.0:7533")
@@ -74,7 +75,7 @@ def register(sub: Any) -> None:
         "gb26875",
         help="UTDs speaking GB/T 26875.3-2011 over TCP; their events go to ingest over MQTT",
     )
-    gb.add_argument("--listen", type=_listen, default=("0.0.0.0", 7533), metavar="HOST:PORT")
+    gb.add_argument("--listen", type=parse_listen, default=("0.0.0.0", 7533), metavar="HOST:PORT")
     gb.add_argument(
         "--mqtt-user", default=None, help=f"broker account (password: ${MQTT_PASSWORD_ENV})"
     )

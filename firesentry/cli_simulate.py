@@ -146,6 +146,8 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.list_scenarios:
         return _list_scenarios()
+    if args.protocol == "gb26875":
+        return _simulate_gb26875(settings, args)
     out = Console()
     rate = args.rate if args.rate is not None else args.devices / 10.0
     spec = FleetSpec(args.devices, args.id_prefix)
@@ -235,6 +237,93 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if summary.counts["failed"] or summary.counts["refused"] else 0
 
 
+def register_utds(dsn: str, id_prefix: str, n: int, base_address: int) -> dict[int, str]:
+    """Register n shops, each with a UTD whose GB/T 26875.3 address is base_address + i;
+    return address -> device id."""
+    from store.gateway import ADDRESS_ATTRIBUTE
+
+    out: dict[int, str] = {}
+    with psycopg.connect(dsn) as conn, conn.transaction():
+        for i in range(n):
+            unit = f"{id_prefix}-g{i + 1:05d}"
+            reg.add_unit(conn, unit, f"模拟单位 {i + 1}", district="模拟区")
+            address = base_address + i
+            device = f"{unit}-utd"
+            reg.add_device(
+                conn,
+                device,
+                unit,
+                DeviceType.UTD,
+                location="消防控制室",
+                attributes={ADDRESS_ATTRIBUTE: str(address)},
+            )
+            out[address] = device
+    return out
+
+
+def _simulate_gb26875(settings: Settings, args: argparse.Namespace) -> int:
+    """UTDs over TCP to the gateway (firesentry gateway gb26875)."""
+    import asyncio
+
+    from alerts.routing import load_routing
+    from firesentry.app import resolve_endpoints
+    from simulators.gb26875 import run_fleet
+    from store.migrate import migrate
+
+    host, port = args.gateway
+    scenarios = [parse(x) for x in args.scenario or ()]
+    wrong = [sc.name for sc in scenarios if DeviceType.UTD not in sc.types]
+    if wrong:
+        print(f"firesentry: --scenario {', '.join(wrong)}: not a UTD's", file=sys.stderr)
+        return 2
+    ep = resolve_endpoints(settings, start=True)
+    if args.create_fleet:
+        migrate(
+            ep.migrate_dsn(),
+            settings.storage.backend,
+            lock_timeout_s=settings.database.migrate_lock_timeout_s,
+        )
+        register_utds(ep.dsn(), args.id_prefix, args.devices, args.address_base)
+    addresses = [args.address_base + i for i in range(args.devices)]
+    faulty = _count(args.faulty, len(addresses))
+    events_of = {}
+    for k, sc in enumerate(scenarios):
+        for a in addresses[k * faulty : (k + 1) * faulty]:
+            events_of[a] = sc.events()
+    duration = args.duration if args.duration is not None else 60.0
+    print(
+        f"simulating {len(addresses)} UTDs (GB/T 26875.3, addresses {addresses[0]}…) to "
+        f"{host}:{port} for {duration:g} s; {len(events_of)} with a scenario",
+        flush=True,
+    )
+    stats = asyncio.run(
+        run_fleet(
+            host,
+            port,
+            addresses,
+            events_of,
+            onset_s=args.fault_after,
+            heartbeat_s=args.heartbeat,
+            duration_s=duration,
+            timezone=load_routing(settings.notify.routing_file).timezone,
+        )
+    )
+    slowest = max(stats.confirm_s, default=0.0)
+    print(
+        f"frames sent {stats.sent}, sent again {stats.resent}, confirmed {stats.confirmed}, "
+        f"denied {stats.denied}, unconfirmed {stats.unconfirmed}; duty checks answered "
+        f"{stats.duty_answers}, clock syncs {stats.clock_syncs}; slowest confirm {slowest:.2f} s",
+        flush=True,
+    )
+    return 1 if stats.unconfirmed or stats.denied else 0
+
+
+def _count(faulty: str, n: int) -> int:
+    if faulty.endswith("%"):
+        return max(1, round(n * float(faulty[:-1]) / 100))
+    return min(n, int(faulty))
+
+
 def _scenario(text: str) -> str:
     try:
         parse(text)
@@ -261,6 +350,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="simulated devices of all four types publish telemetry, events and faults",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("mqtt", "gb26875"),
+        default="mqtt",
+        help="mqtt (our contract, all four types) or gb26875: UTDs speaking GB/T 26875.3 over "
+        "TCP to `firesentry gateway gb26875`",
+    )
+    p.add_argument("--gateway", default="127.0.0.1:7533", help="gb26875: the gateway's HOST:PORT")
+    p.add_argument(
+        "--address-base", type=int, default=100_000, help="gb26875: the first UTD's address"
+    )
+    p.add_argument(
+        "--heartbeat", type=float, default=30.0, help="gb26875: seconds between status frames"
     )
     p.add_argument("--devices", type=int, default=100, help="fleet size (default 100)")
     p.add_argument(

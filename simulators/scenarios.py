@@ -211,6 +211,45 @@ class SpreadingFire(Scenario):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PanelFault(Scenario):
+    """A detector reports a fault (dirty chamber, a broken loop), the panel is reset after
+    hold_s once it is repaired."""
+
+    name: ClassVar[str] = "panel_fault"
+    types: ClassVar[frozenset[DeviceType]] = frozenset({DeviceType.UTD})
+    rules: ClassVar[tuple[str, ...]] = ("panel_fault",)
+    summary: ClassVar[str] = "fault at a detector, reset after 30 s"
+    hold_s: float = 30.0
+
+    def events(self) -> tuple[ScheduledEvent, ...]:
+        """fault at onset, reset at hold_s."""
+        return (
+            ScheduledEvent(0.0, "fault", "B1 pump room smoke detector", loop=3, point=8),
+            ScheduledEvent(self.hold_s, "reset", "panel reset"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PowerFaults(Scenario):
+    """The panel's mains fails, then its battery runs low; both come back by hold_s."""
+
+    name: ClassVar[str] = "power_faults"
+    types: ClassVar[frozenset[DeviceType]] = frozenset({DeviceType.UTD})
+    rules: ClassVar[tuple[str, ...]] = ("main_power_fault", "backup_power_fault")
+    summary: ClassVar[str] = "main power fault, backup power fault 10 s later, reset at 40 s"
+    backup_after_s: float = 10.0
+    hold_s: float = 40.0
+
+    def events(self) -> tuple[ScheduledEvent, ...]:
+        """Mains, then battery, then the reset."""
+        return (
+            ScheduledEvent(0.0, "main_power_fault", "main power lost"),
+            ScheduledEvent(self.backup_after_s, "backup_power_fault", "battery low"),
+            ScheduledEvent(self.hold_s, "reset", "panel reset"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class OfflineAndBack(Scenario):
     """The device loses its connection without DISCONNECT (the broker publishes its will,
     `offline`, on the retained status topic), stays away gap_s, then reconnects and
@@ -269,6 +308,8 @@ SCENARIOS: dict[str, type[Scenario]] = {
         PipeBurst,
         FalseFireAlarm,
         SpreadingFire,
+        PanelFault,
+        PowerFaults,
         OfflineAndBack,
         FlakyLink,
         Malformed,

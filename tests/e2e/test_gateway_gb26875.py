@@ -252,3 +252,64 @@ async def test_a_bad_checksum_is_dead_lettered_denied_and_the_session_goes_on(
     assert bytes(payload) == bytes(bad) + b"\r\nAT\r\n"
     assert bytes(bad).hex(" ")[:40] in detail
     utd.close()
+
+
+async def test_simulated_utds_run_a_false_alarm_and_power_faults_through_the_gateway(
+    utd_unit: Endpoints, prefix: str, start_engine: Callable[[], Engine]
+) -> None:
+    """The GB/T 26875.3 simulator as three UTDs: one has a false fire alarm and its reset,
+    one power faults, all heartbeat and answer the duty checks. Every frame is confirmed (none
+    left unconfirmed or denied), and the alerts are the scenarios' own: the detector's fire
+    alarm at loop 2 point 31 cleared by the reset, main and backup power faults."""
+    from firesentry.cli_simulate import register_utds
+    from simulators.gb26875 import run_fleet
+    from simulators.scenarios import make
+
+    await asyncio.to_thread(start_engine)
+    devices = register_utds(utd_unit.dsn(), "gbsim", 3, 200_000)
+    gw = Gateway(
+        GatewayOptions(
+            "127.0.0.1",
+            0,
+            utd_unit.dsn(),
+            utd_unit.mqtt_host,
+            utd_unit.mqtt_port,
+            topic_prefix=prefix,
+            client_id=f"gw-{uuid.uuid4().hex[:8]}",
+            duty_check_s=2.0,
+            registry_refresh_s=0.5,
+        )
+    )
+    await gw.start()
+    try:
+        stats = await run_fleet(
+            "127.0.0.1",
+            gw.port,
+            sorted(devices),
+            {
+                200_000: make("false_fire_alarm", hold_s=3.0).events(),
+                200_001: make("power_faults", backup_after_s=1.0, hold_s=3.0).events(),
+            },
+            onset_s=1.0,
+            heartbeat_s=1.0,
+            duration_s=7.0,
+            resend_s=3.0,
+        )
+    finally:
+        await gw.stop()
+    assert stats.connected == 3 and stats.unconfirmed == 0 and stats.denied == 0, stats
+    assert stats.confirmed == stats.sent and stats.sent >= 3 * 5, stats
+    assert stats.clock_syncs >= 3 and stats.duty_answers >= 3, stats
+    with psycopg.connect(utd_unit.dsn(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT d.id, a.rule_id, a.point_key, a.state FROM alerts a"
+            " JOIN devices d ON d.num = a.device_num ORDER BY d.id, a.rule_id"
+        ).fetchall()
+    fire, power = devices[200_000], devices[200_001]
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (fire, "fire_alarm", "2-31"),
+        (power, "backup_power_fault", ""),
+        (power, "main_power_fault", ""),
+    ], rows
+    # The resets cleared them (a fire alarm stays to be verified, as the rules say).
+    assert {r[1]: r[3] for r in rows}["main_power_fault"] != "firing", rows

@@ -19,8 +19,9 @@ RULED = [name for name, cls in SCENARIOS.items() if cls.rules]
 
 
 def test_every_scenario_has_a_rule_or_a_link_effect() -> None:
-    """The nine scenarios of the design and a spreading fire, each with rules to open or a link
-    behaviour."""
+    """The nine scenarios of the design, a spreading fire, a panel fault and power faults
+    (the UTD scenarios the GB/T 26875.3 simulator sends too), each with rules to open or a
+    link behaviour."""
     assert set(SCENARIOS) == {
         "leakage_rising",
         "cable_overheating",
@@ -29,6 +30,8 @@ def test_every_scenario_has_a_rule_or_a_link_effect() -> None:
         "pipe_burst",
         "false_fire_alarm",
         "spreading_fire",
+        "panel_fault",
+        "power_faults",
         "offline_and_back",
         "flaky_link",
         "malformed",
