@@ -285,7 +285,10 @@ class EngineProc:
         webhook: str | None,
         engine_path: str | None = None,
         log_level: str = "warning",
+        command: tuple[str, ...] = ("run",),
     ) -> None:
+        # `command`: another firesentry command on the same services (the GB/T 26875.3
+        # gateway's benchmark runs `gateway gb26875` this way).
         env = {k: v for k, v in os.environ.items() if not k.startswith("FIRESENTRY_")}
         if engine_path:  # another checkout's engine (a baseline), measured by this harness
             env["PYTHONPATH"] = engine_path
@@ -312,7 +315,7 @@ class EngineProc:
             env["FIRESENTRY_NOTIFY__WEBHOOKS__BENCH__SECRET"] = SECRET.decode()
         self.log = (workdir / f"{client_id}.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "firesentry.cli", "run"],
+            [sys.executable, "-m", "firesentry.cli", *command],
             env=env,
             cwd=workdir,
             stdout=self.log,

@@ -11,7 +11,11 @@ from firesentry.config import Settings
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from bench.e2e import curve, run
 
-    if args.city:
+    if args.gateway:
+        from bench.gateway import gateway_bench
+
+        gateway_bench(connections=args.connections, quick=args.quick)
+    elif args.city:
         from bench.city import city
 
         city(devices=args.devices, baseline=args.baseline)
@@ -52,6 +56,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         " cost of a registry reload",
     )
     b.add_argument("--devices", type=int, default=100_000, help="with --city")
+    b.add_argument(
+        "--gateway",
+        action="store_true",
+        help="the GB/T 26875.3 gateway: --connections idle UTDs, then status and event frames"
+        " per second against a bare confirm-at-once server in the same run",
+    )
+    b.add_argument("--connections", type=int, default=10_000, help="with --gateway")
     b.add_argument(
         "--fractions", default="0.25,0.5,0.75,1.0", help="of the sustained rate (with --curve)"
     )
