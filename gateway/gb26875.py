@@ -54,6 +54,10 @@ MAX_AHEAD = dt.timedelta(minutes=4)
 CLOCK_SYNC_OVER = dt.timedelta(minutes=1)
 # Bad bytes from a connection that has not yet sent one good frame: more is not a UTD.
 MAX_UNIDENTIFIED_GARBAGE = 16 * 1024
+# A UTD's status frames come every few seconds to minutes; one heartbeat to ingest in this
+# long is enough for liveness (a device is offline after 3 missed heartbeats of its period,
+# 60 s by default), and each one fewer is a message fewer on the broker.
+HEARTBEAT_EVERY_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +294,7 @@ class _Session:
     # Addresses of what the centre sends: its own (the UTD's destination) and the UTD's.
     centre: bytes = bytes(6)
     device: bytes = bytes(6)
+    beat_at: float = float("-inf")  # when the last heartbeat went to the broker (loop time)
 
     def _now(self) -> dt.datetime:
         return dt.datetime.now(self.gw.tz)
@@ -440,7 +445,15 @@ class _Session:
         self.gw._waiting.append(_Waiting(keys, confirm, loop.time()))
 
     def _heartbeat(self, now: dt.datetime, done: Callable[[], None]) -> None:
+        """The UTD is alive: tell ingest (at most every HEARTBEAT_EVERY_S), then confirm."""
         assert self.utd is not None
+        loop = asyncio.get_running_loop()
+        if loop.time() - self.beat_at < HEARTBEAT_EVERY_S:
+            # A heartbeat the broker took moments ago says it already; the frame carries
+            # nothing else to keep.
+            done()
+            return
+        self.beat_at = loop.time()
         body = {"ts": int(now.timestamp() * 1000), "metrics": {}}
         self.gw._publish(f"{self.gw.options.topic_prefix}/{self.utd.id}/telemetry", body, done)
 
