@@ -313,3 +313,39 @@ async def test_simulated_utds_run_a_false_alarm_and_power_faults_through_the_gat
     ], rows
     # The resets cleared them (a fire alarm stays to be verified, as the rules say).
     assert {r[1]: r[3] for r in rows}["main_power_fault"] != "firing", rows
+
+
+async def test_random_and_mutated_bytes_on_the_link_never_stop_the_gateway(
+    gateway: Gateway, start_engine: Callable[[], Engine], utd_unit: Endpoints
+) -> None:
+    """A UTD's link spewing random bytes and broken copies of a frame (a seeded run, bounded),
+    then a good frame: the good frame is confirmed, the gateway still serves a second UTD, and
+    every bad run is a dead letter."""
+    import random
+
+    await asyncio.to_thread(start_engine)
+    rnd = random.Random(26875)
+    now = dt.datetime.now(CST).replace(microsecond=0)
+    good = fire_alarm_frame(9, now)
+    noise = bytearray()
+    for _ in range(40):
+        if rnd.random() < 0.5:
+            noise += rnd.randbytes(rnd.randint(1, 300))
+        else:
+            broken = bytearray(good)
+            for _ in range(rnd.randint(1, 4)):
+                broken[rnd.randrange(len(broken))] = rnd.randrange(256)
+            noise += broken[: rnd.randint(1, len(broken))]
+    utd = await Utd.connect(gateway)
+    # The first good frame names the UTD (random bytes from a stranger would be dropped after
+    # 16 KiB); then the noise, then a frame that must come through.
+    await utd.send(fire_alarm_frame(8, now))
+    assert await utd.wait_for(_confirm_of(8), 15.0) is not None
+    await utd.send(bytes(noise) + bytes(1100) + good)
+    assert await utd.wait_for(_confirm_of(9), 15.0) is not None
+    other = await Utd.connect(gateway)
+    await other.send(fire_alarm_frame(3, now))
+    assert await other.wait_for(_confirm_of(3), 15.0) is not None
+    assert scalar(utd_unit.dsn(), "SELECT count(*) FROM rejected_messages") >= 1
+    utd.close()
+    other.close()
