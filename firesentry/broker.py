@@ -22,6 +22,10 @@ ACL_FILE = "acl"
 AUTH_CONF = "auth.conf"
 INGEST_SECRET = "ingest.secret"
 DEFAULT_INGEST_USER = "ingest"
+# The GB/T 26875.3 gateway's account: it writes the events and heartbeats of every UTD it
+# speaks for (ingest still takes them only for registered UTDs), and reads nothing.
+GATEWAY_USER = "gateway"
+GATEWAY_SECRET = "gateway.secret"
 
 
 class BrokerSyncError(RuntimeError):
@@ -45,9 +49,18 @@ def render_passwords(entries: Iterable[tuple[str, str]]) -> str:
     return "".join(f"{user}:{hashed}\n" for user, hashed in entries)
 
 
-def render_acl(topic_prefix: str, ingest_users: str | Sequence[str]) -> str:
-    """The ACL: each device writes only below its own id, each ingest account reads everything."""
+def render_acl(
+    topic_prefix: str, ingest_users: str | Sequence[str], gateway_user: str | None = None
+) -> str:
+    """The ACL: each device writes only below its own id, each ingest account reads everything,
+    the gateway writes events and telemetry of any device."""
     users = [ingest_users] if isinstance(ingest_users, str) else list(ingest_users)
+    gateway = (
+        f"\nuser {gateway_user}\ntopic write {topic_prefix}/+/event\n"
+        f"topic write {topic_prefix}/+/telemetry\n"
+        if gateway_user
+        else ""
+    )
     return (
         "# written by firesentry broker sync; edits are overwritten\n"
         "# %u is the MQTT username, which is the device id.\n"
@@ -58,6 +71,7 @@ def render_acl(topic_prefix: str, ingest_users: str | Sequence[str]) -> str:
         f"pattern write {topic_prefix}/%u/status\n"
         f"pattern read {topic_prefix}/%u/cmd\n"
         + "".join(f"\nuser {u}\ntopic read {topic_prefix}/#\n" for u in users)
+        + gateway
     )
 
 
@@ -91,6 +105,7 @@ def write_broker_files(
     topic_prefix: str,
     owner: tuple[int, int] | None = None,
     more_ingest: Sequence[tuple[str, str]] = (),
+    gateway: tuple[str, str] | None = None,
 ) -> Path:
     """Write passwd, acl and auth.conf into folder; return the path of auth.conf.
 
@@ -105,16 +120,18 @@ def write_broker_files(
         for user, hashed in [ingest, *more_ingest]
         for account in ((user, hashed), (user + EVENTS_SUFFIX, hashed))
     ]
-    names = {u for u, _ in accounts}
+    names = {u for u, _ in accounts} | ({gateway[0]} if gateway else set())
     clash = [d for d, _ in devices if d in names]
     if clash:
         raise BrokerSyncError(
-            f"device id {clash[0]!r} is also an ingest account's username; rename the device "
-            "or choose another ingest account name"
+            f"device id {clash[0]!r} is also an ingest or gateway account's username; rename "
+            "the device or choose another account name"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    _write_private(folder / PASSWORD_FILE, render_passwords([*devices, *accounts]), owner)
-    _write_private(folder / ACL_FILE, render_acl(topic_prefix, [u for u, _ in accounts]), owner)
+    every = [*devices, *accounts, *([gateway] if gateway else [])]
+    _write_private(folder / PASSWORD_FILE, render_passwords(every), owner)
+    acl = render_acl(topic_prefix, [u for u, _ in accounts], gateway[0] if gateway else None)
+    _write_private(folder / ACL_FILE, acl, owner)
     _write_private(folder / AUTH_CONF, render_auth_conf(folder.resolve()), owner)
     return folder / AUTH_CONF
 
@@ -154,8 +171,15 @@ def known_workers(folder: Path) -> list[str]:
     """The further ingest workers that have an account in folder (a <name>.secret each)."""
     names = (p.name.removesuffix(".secret") for p in folder.glob("*.secret"))
     return sorted(
-        n for n in names if n + ".secret" != INGEST_SECRET and re.fullmatch(ID_PATTERN, n)
+        n
+        for n in names
+        if n + ".secret" not in (INGEST_SECRET, GATEWAY_SECRET) and re.fullmatch(ID_PATTERN, n)
     )
+
+
+def gateway_account(folder: Path) -> tuple[str, str]:
+    """The gateway's account (username, password), its password kept in folder."""
+    return _kept_ingest(folder / GATEWAY_SECRET, GATEWAY_USER)
 
 
 def _workers(folder: Path, add: Sequence[str], drop: Sequence[str]) -> list[str]:
@@ -208,10 +232,17 @@ def sync(
     kept = _workers(folder, workers, drop_workers)
     more = [_kept_ingest(worker_secret_file(folder, w), w) for w in kept]
     more_hashed = [(u, mosquitto_hash(p)) for u, p in more]
+    gw_user, gw_password = gateway_account(folder)
+    gw = (gw_user, mosquitto_hash(gw_password))
     if out is not None:
         user, password = configured or _kept_ingest(out / INGEST_SECRET)
         write_broker_files(
-            out, devices, (user, mosquitto_hash(password)), prefix, more_ingest=more_hashed
+            out,
+            devices,
+            (user, mosquitto_hash(password)),
+            prefix,
+            more_ingest=more_hashed,
+            gateway=gw,
         )
         return SyncResult(out, len(devices), missing, user, "written", tuple(kept))
     user, password = configured or svc.ingest_account(DEFAULT_INGEST_USER)
@@ -222,6 +253,7 @@ def sync(
         prefix,
         svc.mosquitto.owner(),
         more_hashed,
+        gw,
     )
     action = svc.apply_auth()
     return SyncResult(folder, len(devices), missing, user, action, tuple(kept))

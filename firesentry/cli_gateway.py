@@ -38,6 +38,15 @@ def _cmd_gb26875(settings: Settings, args: argparse.Namespace) -> int:
         lock_timeout_s=settings.database.migrate_lock_timeout_s,
     )
     host, port = args.listen
+    user, password = args.mqtt_user, os.environ.get(MQTT_PASSWORD_ENV)
+    if user is None and settings.embedded.enabled:
+        from firesentry.app import embedded_services
+        from firesentry.broker import GATEWAY_SECRET, gateway_account
+
+        folder = embedded_services(settings).mosquitto.root
+        if (folder / GATEWAY_SECRET).exists() and ep.mqtt_username is not None:
+            # The private broker has accounts (broker sync): the gateway logs in with its own.
+            user, password = gateway_account(folder)
     options = GatewayOptions(
         host,
         port,
@@ -45,8 +54,8 @@ def _cmd_gb26875(settings: Settings, args: argparse.Namespace) -> int:
         ep.mqtt_host,
         ep.mqtt_port,
         topic_prefix=settings.mqtt.topic_prefix,
-        mqtt_username=args.mqtt_user,
-        mqtt_password=os.environ.get(MQTT_PASSWORD_ENV),
+        mqtt_username=user,
+        mqtt_password=password,
         timezone=load_routing(settings.notify.routing_file).timezone,
         duty_check_s=args.duty_check_min * 60.0,
     )

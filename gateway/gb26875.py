@@ -208,7 +208,8 @@ class Gateway:
             log.info("gateway connected to the broker")
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        log.warning("gateway lost the broker; paho reconnects", reason=str(rc))
+        if getattr(rc, "value", 0):  # 0: the gateway's own disconnect at stop
+            log.warning("gateway lost the broker; paho reconnects", reason=str(rc))
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         done = self._acks.pop(mid, None)

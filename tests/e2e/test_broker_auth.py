@@ -24,7 +24,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from devices.catalog import DeviceType
 from devices.credentials import mosquitto_hash, new_password
 from firesentry.app import Engine, embedded_services
-from firesentry.broker import PASSWORD_FILE, ensure_events_account, sync
+from firesentry.broker import (
+    PASSWORD_FILE,
+    ensure_events_account,
+    gateway_account,
+    known_workers,
+    sync,
+)
 from firesentry.config import EmbeddedConfig, Settings
 from firesentry.embedded import EmbeddedServices, Endpoints
 from store import registry as reg
@@ -476,3 +482,34 @@ def test_a_plain_sync_keeps_the_workers_accounts_until_one_is_dropped(
     c = connect(broker.ep, "ingest-c", password)
     assert c.connack[0].value in (NOT_AUTHORIZED, BAD_CREDENTIALS), str(c.connack[0])
     c.close()
+
+
+def test_the_gateway_account_writes_events_and_heartbeats_of_any_device_and_reads_nothing(
+    broker: AuthBroker, ingest_sub: Client
+) -> None:
+    """broker sync gives the GB/T 26875.3 gateway an account: it may publish a UTD's events
+    and heartbeats (any device's: ingest still takes only registered UTDs'), not its status
+    (a device's retained will), and reads nothing; it is not an ingest worker."""
+    user, password = gateway_account(broker.svc.mosquitto.root)
+    assert user == "gateway" and "gateway" not in known_workers(broker.svc.mosquitto.root)
+    gw = connect(broker.ep, user, password)
+    assert not gw.connack[0].is_failure, str(gw.connack[0])
+    for kind in ("event", "telemetry"):
+        topic = f"{PREFIX}/dev-b/{kind}"
+        mid = gw.publish(topic, b'{"from": "gateway"}')
+        wait_until(lambda t=topic: ingest_sub.received(t), 10, f"the gateway's {kind}")  # type: ignore[misc]
+        assert gw.pubacks[mid].value == 0
+    mid = gw.publish(f"{PREFIX}/dev-b/status", b'{"status": "offline"}')
+    wait_until(lambda: mid in gw.pubacks, 10, "PUBACK of the status publish")
+    assert gw.pubacks[mid].value == NOT_AUTHORIZED
+    # Mosquitto grants the subscription but delivers nothing the ACL does not let it read:
+    # not even its own publish, which would reach it before the PUBACK (one queue, in order).
+    granted: list[list[ReasonCode]] = []
+    gw.mqttc.on_subscribe = lambda cl, ud, m, rcs, props: granted.append(rcs)
+    gw.mqttc.subscribe(f"{PREFIX}/#", qos=1)
+    wait_until(lambda: granted, 10, "SUBACK")
+    topic = f"{PREFIX}/dev-a/event"
+    mid = gw.publish(topic, b'{"echo": 1}')
+    wait_until(lambda: mid in gw.pubacks and ingest_sub.received(topic), 10, "the echo")
+    assert gw.received(topic) == [] and gw.received(f"{PREFIX}/dev-b/event") == []
+    gw.close()
