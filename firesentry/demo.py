@@ -23,13 +23,22 @@ from alerts.shape import ROLE_NAMES
 from api.privacy import mask_phone
 from devices.catalog import DeviceType
 from devices.credentials import mosquitto_hash, new_password
-from firesentry.app import EX_SOFTWARE, Engine, WorkerDeath, resolve_endpoints
-from firesentry.broker import sync
+from firesentry.app import (
+    EX_SOFTWARE,
+    Engine,
+    WorkerDeath,
+    embedded_services,
+    resolve_endpoints,
+)
+from firesentry.broker import gateway_account, sync
 from firesentry.config import Fire119Config, RobotConfig, Settings, SmsProviderConfig
 from firesentry.config import WebhookReceiver as WebhookConfig
+from firesentry.demo_gateway import DemoGatewayLink
 from firesentry.embedded import Endpoints
 from firesentry.serve import api_probe, public_url, start_demo_console
+from gateway.gb26875 import GatewayOptions
 from simulators.demo_fleet import DemoFleet, SimDevice
+from simulators.scenarios import ScheduledEvent
 from simulators.services.provider import ProviderRequest
 from simulators.services.robots import FakeWeCom
 from simulators.services.sms import FakeSmsGateway
@@ -40,6 +49,7 @@ from store import health as store_health
 from store import registry as reg
 from store import units as store_units
 from store.demo_seed import DemoContact, PastAlert, put_contact, put_history
+from store.gateway import ADDRESS_ATTRIBUTE
 from store.hazards import HazardRow
 from store.migrate import migrate
 from supervision.hazard_loop import HazardOptions, act, report
@@ -71,6 +81,14 @@ FAULTS = {
     ("demo-u3", DeviceType.WATER_PRESSURE): 14.0,
 }
 RECOVER_AFTER_S = 40.0
+# The school's fire panel speaks GB/T 26875.3 over TCP through the gateway, as installed UTDs
+# do: its status every 5 s, and a detector fault at 12 s, repaired and reset at 20 s.
+GB26875_DEVICE = "demo-u2-utd"
+GB26875_ADDRESS = 880_002
+GB26875_EVENTS = (
+    ScheduledEvent(12.0, "fault", "2F 实验室感烟探测器", loop=1, point=16),
+    ScheduledEvent(20.0, "reset", "控制器复位"),
+)
 OPEN_HAZARD = ("found", "notified", "rectifying", "submitted", "reviewed")
 # A past week for the risk grade to weigh (closed alerts, added once while they are recent):
 # the school had three false alarms (dust from its renovation) and turns yellow; the plant's
@@ -135,15 +153,18 @@ def seed(conn: psycopg.Connection[Any]) -> list[SimDevice]:
                 (DeviceType.WATER_PRESSURE, "wp", {"min_pressure_mpa": 0.10}),
             ):
                 dev_id = f"{uid}-{suffix}"
+                gb = dev_id == GB26875_DEVICE
                 reg.add_device(
                     conn,
                     dev_id,
                     uid,
                     typ,
-                    model="demo",
-                    attributes=attrs,
+                    model="demo (GB/T 26875.3)" if gb else "demo",
+                    attributes={ADDRESS_ATTRIBUTE: str(GB26875_ADDRESS)} if gb else attrs,
                     location=LOCATIONS[typ],
                 )
+                if gb:
+                    continue  # it speaks GB/T 26875.3 through the gateway, not MQTT
                 fault = FAULTS.get((uid, typ))
                 devices.append(
                     SimDevice(
@@ -333,7 +354,11 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
     )
     with psycopg.connect(ep.dsn(), autocommit=True) as conn:
         devices = seed(conn)
-    print(f"  seeded {len(UNITS)} units and {len(devices)} devices of all four types", flush=True)
+    print(
+        f"  seeded {len(UNITS)} units and {len(devices) + 1} devices of all four types (one speaks"
+        " GB/T 26875.3)",
+        flush=True,
+    )
     hazard_opts = HazardOptions(
         load_policy(settings.supervision.hazard_policy), "Asia/Shanghai", frozenset({"sms"})
     )
@@ -345,6 +370,12 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         flush=True,
     )
     passwords = _device_passwords(settings, ep, devices) if ep.mqtt_username else None
+    # With broker accounts on, the gateway logs in with its own (written by the sync above).
+    gw_user, gw_password = (
+        gateway_account(embedded_services(settings).mosquitto.root)
+        if ep.mqtt_username
+        else (None, None)
+    )
     secret = secrets.token_hex(16)
     first_alert = threading.Event()
 
@@ -424,6 +455,7 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
     )
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     console = None
+    link: DemoGatewayLink | None = None
     death: WorkerDeath | None = None
     try:
         engine.start()
@@ -432,6 +464,27 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
             print(f"  control-room console (demo operator token): {console[1]}", flush=True)
             engine.watch("api", api_probe(console[0]))
         fleet.start()
+        link = DemoGatewayLink(
+            GatewayOptions(
+                "127.0.0.1",
+                0,
+                ep.dsn(),
+                ep.mqtt_host,
+                ep.mqtt_port,
+                topic_prefix=settings.mqtt.topic_prefix,
+                mqtt_username=gw_user,
+                mqtt_password=gw_password,
+                client_id="demo-gateway-gb26875",
+            ),
+            GB26875_ADDRESS,
+            GB26875_EVENTS,
+        )
+        port = link.start()
+        print(
+            f"  锦江区第三小学's panel speaks GB/T 26875.3 over TCP to the gateway on 127.0.0.1:"
+            f"{port} (address {GB26875_ADDRESS}); a detector fault there at 12 s",
+            flush=True,
+        )
         # The same supervision as `firesentry run`: a dead worker ends the demo with 70.
         while not stop.wait(0.5):
             death = engine.dead_worker()
@@ -448,6 +501,8 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         # Stop the devices first so that the engine drains everything they sent, and let the
         # notifications already due go out, so the fake receivers print what the run decided.
         fleet.stop()
+        if link is not None:
+            link.stop()
         if death is None:
             drain_outbox(ep, within_s=DRAIN_S)
         engine.stop(deregister=death is None)
@@ -468,6 +523,14 @@ def run_demo(settings: Settings, duration_s: float | None = None) -> int:
         f"{len(centre.received)} forwardings to 119.",
         flush=True,
     )
+    if link is not None:
+        u = link.utd_stats
+        print(
+            f"GB/T 26875.3: {u.sent} frames from 锦江区第三小学's UTD, {u.confirmed} confirmed "
+            f"after commit, {u.resent} sent again, {u.unconfirmed} unconfirmed; "
+            f"{link.gateway_stats.dead_letters} dead letters",
+            flush=True,
+        )
     with psycopg.connect(ep.dsn(), autocommit=True) as conn:
         grades = store_grades.current_grades(conn, [u[0] for u in UNITS])
     if grades:

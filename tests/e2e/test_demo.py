@@ -42,7 +42,7 @@ def cli(workdir: tuple[Path, dict[str, str]], *args: str, timeout: float = 60) -
 def test_demo_prints_a_received_alert(workdir: tuple[Path, dict[str, str]]) -> None:
     """`firesentry demo` brings everything up and prints signed alerts from the simulator, and
     one fire alarm reaching the unit's four parties by SMS and the control room's group robot."""
-    out = cli(workdir, "demo", "--duration", "32", timeout=120)
+    out = cli(workdir, "demo", "--duration", "36", timeout=120)
     assert "first alert received" in out
     # Nobody verifies the mall's fire alarm: after 15 s it is forwarded to 119 as unverified,
     # signed, with the mall's address.
@@ -113,6 +113,18 @@ def test_demo_prints_a_received_alert(workdir: tuple[Path, dict[str, str]]) -> N
     assert (
         jinjiang.count("<svg") == 2 and "滨江购物中心" in jinjiang and "锦江区第三小学" in jinjiang
     )
+    # The school's panel speaks GB/T 26875.3 through the gateway: every frame confirmed after
+    # commit, and its detector fault reaches its people by SMS like any device's.
+    gb = re.search(
+        r"^GB/T 26875\.3: (\d+) frames from 锦江区第三小学's UTD, (\d+) confirmed after commit,"
+        r" \d+ sent again, 0 unconfirmed; 0 dead letters$",
+        out,
+        re.M,
+    )
+    assert gb and int(gb.group(1)) >= 5 and gb.group(1) == gb.group(2), out[-3000:]
+    assert re.search(r"^\[sms → fire-safety manager 赵磊 .*2F 实验室感烟探测器", out, re.M), out[
+        -3000:
+    ]
     # A hazard in progress at the plant: reported, urged (its people told by SMS), rectifying.
     assert re.search(r"a hazard in progress at 红星纺织厂 \(#\d+, rectifying\)", out), out[:3000]
     assert re.search(r"^\[sms → fire-safety manager .*\] 【消防隐患督促】红星纺织厂", out, re.M)
