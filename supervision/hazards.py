@@ -12,15 +12,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from store.hazards import LongOpenRow
+from supervision.yaml_file import load_yaml_model
 
 State = Literal["found", "notified", "rectifying", "submitted", "reviewed", "closed"]
 Action = Literal["notify", "rectify", "submit", "review", "reject", "close"]
@@ -120,22 +119,8 @@ class HazardPolicyError(ValueError):
 
 def load_policy(path: Path | None = None) -> HazardPolicy:
     """The hazard policy from `path`, or the shipped one; HazardPolicyError if it is broken."""
+    policy = load_yaml_model(HazardPolicy, path, "hazard_policy.yaml", HazardPolicyError)
     where = str(path) if path is not None else "the shipped hazard_policy.yaml"
-    try:
-        text = (
-            path.read_text(encoding="utf-8")
-            if path is not None
-            else resources.files("supervision").joinpath("hazard_policy.yaml").read_text("utf-8")
-        )
-        data = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError) as exc:
-        raise HazardPolicyError(f"{where}: cannot read it: {exc}") from None
-    try:
-        policy = HazardPolicy.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise HazardPolicyError(f"{where}: {field}: {first['msg']}") from None
     missing = {"major", "general"} - set(policy.deadline_days)
     if missing:
         raise HazardPolicyError(f"{where}: deadline_days: give {', '.join(sorted(missing))}")

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from supervision.hazards import Category, Severity
+from supervision.yaml_file import load_yaml_model
 
 
 class _Strict(BaseModel):
@@ -58,24 +57,7 @@ class ChecklistError(ValueError):
 
 def load_checklist(path: Path | None = None) -> Checklist:
     """The checklist from `path`, or the shipped one; ChecklistError if it is broken."""
-    where = str(path) if path is not None else "the shipped inspection_checklist.yaml"
-    try:
-        text = (
-            path.read_text(encoding="utf-8")
-            if path is not None
-            else resources.files("supervision")
-            .joinpath("inspection_checklist.yaml")
-            .read_text("utf-8")
-        )
-        data = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ChecklistError(f"{where}: cannot read it: {exc}") from None
-    try:
-        return Checklist.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ChecklistError(f"{where}: {field}: {first['msg']}") from None
+    return load_yaml_model(Checklist, path, "inspection_checklist.yaml", ChecklistError)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -53,20 +54,26 @@ def utd_unit(db: Endpoints) -> Endpoints:
     return db
 
 
-@pytest.fixture()
-async def gateway(utd_unit: Endpoints, prefix: str) -> AsyncIterator[Gateway]:
-    """The gateway on a free port, speaking for the registered UTDs."""
-    gw = Gateway(
+def make_gateway(ep: Endpoints, prefix: str, **options: Any) -> Gateway:
+    """A gateway on a free port of the test services."""
+    return Gateway(
         GatewayOptions(
             "127.0.0.1",
             0,
-            utd_unit.dsn(),
-            utd_unit.mqtt_host,
-            utd_unit.mqtt_port,
+            ep.dsn(),
+            ep.mqtt_host,
+            ep.mqtt_port,
             topic_prefix=prefix,
             client_id=f"gw-{uuid.uuid4().hex[:8]}",
+            **options,
         )
     )
+
+
+@pytest.fixture()
+async def gateway(utd_unit: Endpoints, prefix: str) -> AsyncIterator[Gateway]:
+    """The gateway on a free port, speaking for the registered UTDs."""
+    gw = make_gateway(utd_unit, prefix)
     await gw.start()
     yield gw
     await gw.stop()
@@ -267,19 +274,7 @@ async def test_simulated_utds_run_a_false_alarm_and_power_faults_through_the_gat
 
     await asyncio.to_thread(start_engine)
     devices = register_utds(utd_unit.dsn(), "gbsim", 3, 200_000)
-    gw = Gateway(
-        GatewayOptions(
-            "127.0.0.1",
-            0,
-            utd_unit.dsn(),
-            utd_unit.mqtt_host,
-            utd_unit.mqtt_port,
-            topic_prefix=prefix,
-            client_id=f"gw-{uuid.uuid4().hex[:8]}",
-            duty_check_s=2.0,
-            registry_refresh_s=0.5,
-        )
-    )
+    gw = make_gateway(utd_unit, prefix, duty_check_s=2.0, registry_refresh_s=0.5)
     await gw.start()
     try:
         stats = await run_fleet(

@@ -290,3 +290,29 @@ def test_a_pdf_font_the_writer_cannot_embed_stops_the_start(tmp_path: Path) -> N
     fake.write_bytes(b"this is no font at all" * 10)
     text = _refused(tmp_path, f"api:\n  pdf_font: {fake}\n")
     assert "api.pdf_font" in text and "fonts-wqy-microhei" in text
+
+
+def test_a_broken_checklist_or_hazard_policy_stops_the_start_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    """A checklist item of an unknown hazard category, an item listed twice, a policy without
+    deadlines: each refused at start with the setting, the file and the field."""
+    bad = tmp_path / "checklist.yaml"
+    bad.write_text(
+        'version: "x"\nitems:\n  - {id: exits, category: doors, severity: major,'
+        " zh-CN: 出口, en: exits}\n",
+        encoding="utf-8",
+    )
+    text = _refused(tmp_path, f"supervision:\n  inspection_checklist: {bad}\n")
+    assert "supervision.inspection_checklist" in text and "items.0.category" in text
+    bad.write_text(
+        'version: "x"\nitems:\n'
+        + "  - {id: exits, category: blocked_exit, severity: major, zh-CN: 出口, en: exits}\n" * 2,
+        encoding="utf-8",
+    )
+    text = _refused(tmp_path, f"supervision:\n  inspection_checklist: {bad}\n")
+    assert "item exits is listed twice" in text
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('version: "x"\nnotify_roles: []\n', encoding="utf-8")
+    text = _refused(tmp_path, f"supervision:\n  hazard_policy: {policy}\n")
+    assert "supervision.hazard_policy" in text and "deadline_days" in text
