@@ -117,7 +117,7 @@ def test_a_length_beyond_the_limit_is_a_false_start() -> None:
     _accounted(stream, frames, bad, reader)
 
 
-@settings(max_examples=300)
+@settings(max_examples=120)
 @given(st.binary(max_size=3000), st.lists(st.integers(0, 10_000), max_size=20))
 def test_random_bytes_never_crash_stall_or_go_missing(noise: bytes, cuts: list[int]) -> None:
     """Whatever arrives, each byte ends up in exactly one place; a frame after it is found."""
@@ -127,7 +127,7 @@ def test_random_bytes_never_crash_stall_or_go_missing(noise: bytes, cuts: list[i
     _accounted(stream, frames, bad, reader)
 
 
-@settings(max_examples=300)
+@settings(max_examples=120)
 @given(
     st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=5),
     st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
