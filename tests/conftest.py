@@ -76,23 +76,3 @@ def cli_logging() -> Iterator[None]:
     root.handlers[:] = handlers
     root.setLevel(level)
 
-
-# The longest files first. `make test` runs two workers with --dist loadfile: each takes the
-# next file when it is free, so a long file handed out last stretches the run by its length
-# (the suite was at 10 min with test_demo.py and the fault drains among the last).
-SLOW_FIRST = (
-    "tests/e2e/test_console.py",
-    "tests/e2e/test_demo.py",
-    "tests/faults/test_drain_faults.py",
-    "tests/e2e/test_supervision.py",
-    "tests/e2e/test_hazards.py",
-    "tests/e2e/test_crash.py",
-    "tests/store/test_registry_import.py",
-    "tests/e2e/test_notify_outage.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order the files longest first (a stable sort: tests keep their order in a file)."""
-    rank = {path: i for i, path in enumerate(SLOW_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))

@@ -176,9 +176,13 @@ def test_liveness_is_computed_in_one_place(db: Endpoints, tmp_path: Path) -> Non
         assert reg.get_device(conn, "nope") is None
 
 
-def test_import_of_100000_devices(db: Endpoints, tmp_path: Path) -> None:
-    """A 100,000-device import (with a password each) completes; the time is printed, not asserted."""
-    n_units, n_devices = 1000, 100_000
+def test_import_of_20000_devices(db: Endpoints, tmp_path: Path) -> None:
+    """A 20,000-device import (with a password each) completes and a second one changes
+    nothing; the time is printed, not asserted. (100,000 took 16-29 s of both cores in the
+    suite, most of it hashing passwords, and held the other worker up: the same paths at a
+    fifth of the size keep `make test` under 10 minutes; `firesentry devices import` of
+    100,000 is the README's figure.)"""
+    n_units, n_devices = 200, 20_000
     types = ("electrical_monitor", "water_level", "water_pressure", "user_transmission_device")
     (tmp_path / "units.csv").write_text(
         "id,name,district\n" + "".join(f"u{i},Unit {i},D{i % 20}\n" for i in range(n_units))
