@@ -75,4 +75,3 @@ def cli_logging() -> Iterator[None]:
     structlog.configure(**config)
     root.handlers[:] = handlers
     root.setLevel(level)
-
