@@ -497,7 +497,12 @@ def test_the_gateway_account_writes_events_and_heartbeats_of_any_device_and_read
     for kind in ("event", "telemetry"):
         topic = f"{PREFIX}/dev-b/{kind}"
         mid = gw.publish(topic, b'{"from": "gateway"}')
-        wait_until(lambda t=topic: ingest_sub.received(t), 10, f"the gateway's {kind}")  # type: ignore[misc]
+        # The subscriber may have it before the publisher has its PUBACK: wait for both.
+        wait_until(
+            lambda t=topic, m=mid: ingest_sub.received(t) and m in gw.pubacks,  # type: ignore[misc]
+            10,
+            f"the gateway's {kind} and its PUBACK",
+        )
         assert gw.pubacks[mid].value == 0
     mid = gw.publish(f"{PREFIX}/dev-b/status", b'{"status": "offline"}')
     wait_until(lambda: mid in gw.pubacks, 10, "PUBACK of the status publish")
