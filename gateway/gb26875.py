@@ -41,7 +41,9 @@ from devices.gb26875 import frame as fr
 from devices.gb26875 import units as un
 from devices.gb26875.frame import Command, Frame, TimeLabel
 from devices.gb26875.stream import BadBytes, FrameReader
+from ingest.decode import Rejection
 from store import gateway as store
+from store.deadletters import write_rejections
 
 log = structlog.get_logger("gateway.gb26875")
 
@@ -86,7 +88,6 @@ class _Waiting:
 
     keys: set[store.EventKey]
     send: Callable[[], None]
-    since: float
 
 
 @dataclass
@@ -248,10 +249,16 @@ class Gateway:
         with self._pool.connection() as conn:
             return store.committed(conn, keys)
 
-    async def _dead_letter(self, **kw: Any) -> None:
+    async def _dead_letter(
+        self, *, source: str, device_id: str | None, reason: str, detail: str, raw: bytes
+    ) -> None:
+        """Keep bytes the gateway could not take, with the reason: whole in the payload, and
+        as hex in the detail for people reading the table."""
+        row = Rejection(source, device_id, reason, f"{detail}; raw {raw[:1100].hex(' ')}", raw)
+
         def write() -> None:
             with self._pool.connection() as conn:
-                store.dead_letter(conn, **kw)
+                write_rejections(conn, [row])
 
         await asyncio.to_thread(write)
         self.stats.dead_letters += 1
@@ -442,8 +449,7 @@ class _Session:
             keys.add((utd.num, dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC), seq))
             self.gw._publish(f"{prefix}/{utd.id}/event", body, lambda: None)
             self.gw.stats.events += 1
-        loop = asyncio.get_running_loop()
-        self.gw._waiting.append(_Waiting(keys, confirm, loop.time()))
+        self.gw._waiting.append(_Waiting(keys, confirm))
 
     def _heartbeat(self, now: dt.datetime, done: Callable[[], None]) -> None:
         """The UTD is alive: tell ingest (at most every HEARTBEAT_EVERY_S), then confirm."""

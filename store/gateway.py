@@ -1,5 +1,6 @@
 """What the GB/T 26875.3 gateway asks of the database: the UTDs by their protocol address,
-which of its events ingest has committed, and its dead letters."""
+and which of its events ingest has committed (its dead letters go through
+store/deadletters.py like ingest's)."""
 
 from __future__ import annotations
 
@@ -59,21 +60,3 @@ def committed(conn: psycopg.Connection[Any], keys: Sequence[EventKey]) -> set[Ev
         ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
     ).fetchall()
     return {(int(n), t, int(s)) for n, t, s in rows}
-
-
-def dead_letter(
-    conn: psycopg.Connection[Any],
-    *,
-    source: str,
-    device_id: str | None,
-    reason: str,
-    detail: str,
-    raw: bytes,
-) -> None:
-    """Keep bytes the gateway could not take, with the reason (raw kept whole, and as hex in
-    the detail for people reading the table)."""
-    conn.execute(
-        "INSERT INTO rejected_messages (topic, device_id, reason, detail, payload)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (source, device_id, reason, f"{detail}; raw {raw[:1100].hex(' ')}", raw),
-    )
