@@ -76,9 +76,8 @@ async def unit_notice(call: Call) -> web.StreamResponse:
 
 async def code_sheet(call: Call) -> web.StreamResponse:
     """GET /units/codes."""
-    uq = call.q(UnitsQuery)
-    rows = await call.state.db(store_units.unit_codes, call.who.scope, district=uq.district)
-    title = f"一店一码 · {uq.district or '全部单位'} · {len(rows)}"
+    district, rows = await _district_rows(call)
+    title = f"一店一码 · {district or '全部单位'} · {len(rows)}"
     return _html(sheet_html(rows, call.state.options.public_url, title))
 
 
@@ -141,7 +140,7 @@ async def code_sheet_pdf(call: Call) -> web.StreamResponse:
     district, rows = await _district_rows(call)
     title = f"一店一码 · {district or '全部单位'} · {len(rows)}"
     o = call.state.options
-    data = await asyncio.to_thread(sheet_pdf, rows, o.public_url, title, font, _today(call))
+    data = await asyncio.to_thread(sheet_pdf, rows, o.public_url, _today(call), font, title)
     return _pdf(data, f"一店一码-{district or 'all'}.pdf")
 
 

@@ -27,7 +27,14 @@ from devices.catalog import DeviceType
 from devices.credentials import hash_many, new_password
 from firesentry.config import Settings
 from simulators.fleet import SUFFIX, FleetSpec
-from simulators.run import PER_DEVICE_DEFAULT_MAX, SimError, SimOptions, print_summary, simulate
+from simulators.run import (
+    PER_DEVICE_DEFAULT_MAX,
+    SimError,
+    SimOptions,
+    parse_faulty,
+    print_summary,
+    simulate,
+)
 from simulators.scenarios import SCENARIOS, parse
 from simulators.signals import DEFAULT_TANK_DEPTH_M
 from store import device_lookup
@@ -285,7 +292,7 @@ def _simulate_gb26875(settings: Settings, args: argparse.Namespace) -> int:
         )
         register_utds(ep.dsn(), args.id_prefix, args.devices, args.address_base)
     addresses = [args.address_base + i for i in range(args.devices)]
-    faulty = _count(args.faulty, len(addresses))
+    faulty = parse_faulty(args.faulty, len(addresses))
     events_of = {}
     for k, sc in enumerate(scenarios):
         for a in addresses[k * faulty : (k + 1) * faulty]:
@@ -316,12 +323,6 @@ def _simulate_gb26875(settings: Settings, args: argparse.Namespace) -> int:
         flush=True,
     )
     return 1 if stats.unconfirmed or stats.denied else 0
-
-
-def _count(faulty: str, n: int) -> int:
-    if faulty.endswith("%"):
-        return max(1, round(n * float(faulty[:-1]) / 100))
-    return min(n, int(faulty))
 
 
 def _scenario(text: str) -> str:

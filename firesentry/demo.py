@@ -237,7 +237,7 @@ def write_code_sheets(ep: Endpoints, folder: Path, url: str) -> list[Path]:
         base.with_suffix(".html").write_text(sheet_html(mine, url, title), encoding="utf-8")
         paths.append(base.with_suffix(".html"))
         if font is not None:
-            base.with_suffix(".pdf").write_bytes(sheet_pdf(mine, url, title, font, today))
+            base.with_suffix(".pdf").write_bytes(sheet_pdf(mine, url, today, font, title))
             notices = folder.resolve() / f"notices-{district}.pdf"
             notices.write_bytes(notices_pdf(mine, url, today, font, f"{district} 四色告知牌"))
             paths += [base.with_suffix(".pdf"), notices]

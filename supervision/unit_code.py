@@ -56,7 +56,8 @@ def qr_svg(url: str, scale: int = 6) -> str:
     return buf.getvalue().decode()
 
 
-def _grade(u: UnitCodeRow) -> Grade | None:
+def grade_of(u: UnitCodeRow) -> Grade | None:
+    """The unit's grade, None before its first grading."""
     return Grade(u.grade) if u.grade else None
 
 
@@ -108,7 +109,7 @@ def _g(g: Grade | None) -> str:
 
 def notice_html(u: UnitCodeRow, public_url: str, today: dt.date) -> str:
     """The unit's 四色告知牌: grade in its colour, the unit, the date, the reasons, the code."""
-    g = _grade(u)
+    g = grade_of(u)
     zh, en = GRADE_WORDS[g] if g else ("尚未评定", "not graded yet")
     colour_word = f"{GRADE_ZH[g]}色" if g else "—"
     since = f"评定于 {u.grade_since:%Y-%m-%d}" if u.grade_since else ""
@@ -130,7 +131,7 @@ def sheet_html(units: Sequence[UnitCodeRow], public_url: str, title: str) -> str
     """A sheet of codes to print and stick up, three a row: name, grade, the code."""
     cards = []
     for u in units:
-        g = _grade(u)
+        g = grade_of(u)
         chip = f'<span class="chip {_g(g)}">{GRADE_ZH[g]}</span>' if g else ""
         cards.append(
             f'<div class="card" data-unit="{html.escape(u.id)}">'
@@ -149,7 +150,7 @@ def public_html(u: UnitCodeRow, console_url: str) -> str:
     An inspector signed in to the console follows the link to the unit's full page.
     """
     shown = set(u.public_fields)
-    g = _grade(u) if "grade" in shown else None
+    g = grade_of(u) if "grade" in shown else None
     zh, en = GRADE_WORDS[g] if g else ("尚未评定", "not graded yet")
     colour_word = f"{GRADE_ZH[g]}色" if g else "—"
     since = f"评定于 {u.grade_since:%Y-%m-%d}" if u.grade_since and g else ""

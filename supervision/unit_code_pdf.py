@@ -25,7 +25,7 @@ from reportlab.pdfgen.canvas import Canvas
 
 from store.units import UnitCodeRow
 from supervision.model import GRADE_ZH, Grade
-from supervision.unit_code import GRADE_COLOURS, GRADE_WORDS, qr_png, unit_url
+from supervision.unit_code import GRADE_COLOURS, GRADE_WORDS, grade_of, qr_png, unit_url
 
 # Where Debian's packages put TrueType CJK fonts, the set-up's first.
 FONT_CANDIDATES = (
@@ -96,10 +96,6 @@ def _qr(c: Canvas, url: str, x: float, y: float, side: float) -> None:
     c.drawImage(ImageReader(io.BytesIO(qr_png(url, scale=10))), x, y, side, side)
 
 
-def _grade(u: UnitCodeRow) -> Grade | None:
-    return Grade(u.grade) if u.grade else None
-
-
 def _new(pagesize: tuple[float, float], title: str) -> tuple[io.BytesIO, Canvas]:
     buf = io.BytesIO()
     c = Canvas(buf, pagesize=pagesize, pageCompression=1)
@@ -111,7 +107,7 @@ def _new(pagesize: tuple[float, float], title: str) -> tuple[io.BytesIO, Canvas]
 
 def _notice_page(c: Canvas, font: str, u: UnitCodeRow, public_url: str, today: dt.date) -> None:
     w, h = A5
-    g = _grade(u)
+    g = grade_of(u)
     colour = GRADE_COLOURS[g] if g else "#777777"
     ink = "#111111" if g == Grade.YELLOW else "#ffffff"
     zh, en = GRADE_WORDS[g] if g else ("尚未评定", "not graded yet")
@@ -186,7 +182,7 @@ _COLS, _ROWS = 3, 4
 
 
 def sheet_pdf(
-    units: Sequence[UnitCodeRow], public_url: str, title: str, font_path: Path, today: dt.date
+    units: Sequence[UnitCodeRow], public_url: str, today: dt.date, font_path: Path, title: str
 ) -> bytes:
     """Sheets of QR codes (A4, 12 a page): name, grade and address under each code."""
     font = _font(str(font_path))
@@ -215,7 +211,7 @@ def sheet_pdf(
             c.setDash()
             side = min(card_w, card_h) - 22 * mm
             _qr(c, unit_url(public_url, u.qr_token), x + (card_w - side) / 2, y + 16 * mm, side)
-            g = _grade(u)
+            g = grade_of(u)
             name_w = card_w - 6 * mm - (9 * mm if g else 0)
             c.setFillColor("#111111")
             c.setFont(font, 10)
